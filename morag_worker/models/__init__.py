@@ -1,0 +1,1 @@
+"""Model loading: the per-child cache and one loader module per model family."""

@@ -1,0 +1,102 @@
+"""The processor interface and the registry that maps task types onto processors.
+
+A processor turns one task's inputs into a :class:`~morag_worker.protocol.TaskResult`.
+Processors run inside a supervisor's child process; they never talk to the server.
+They report failures by raising :class:`~morag_worker.errors.TaskFailure` (or a subclass);
+any other exception is reported as a retryable internal error.
+
+The registry holds ``"module:Class"`` strings so that importing it stays cheap: a
+processor's heavy libraries are imported only in the child that first runs its type.
+Plugins add processors with :func:`register` (``--plugin MODULE`` on the supervisor).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from morag_worker.errors import ConfigError
+from morag_worker.models.cache import ModelCache
+from morag_worker.processors.settings import ProcessorSettings
+from morag_worker.protocol import TaskResult
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """Everything a processor may use for one task.
+
+    ``inputs`` are the task's downloaded files (verified against their sha256), in the
+    order they were uploaded. ``work_dir`` is private to the task and removed after
+    the result is uploaded. ``report(progress, stage)`` sends progress (0..1) to the
+    supervisor; ``cancelled()`` turns true when the task was cancelled or its lease
+    lost, and a long processor should check it between stages.
+    """
+
+    task_id: str
+    task_type: str
+    parameters: Mapping[str, Any]
+    inputs: list[Path]
+    input_names: list[str]
+    work_dir: Path
+    device: str
+    models: ModelCache
+    settings: ProcessorSettings
+    report: Callable[[float, str], None] = field(default=lambda _p, _s: None)
+    cancelled: Callable[[], bool] = field(default=lambda: False)
+
+
+class Processor(Protocol):
+    """What every processor provides. Instances live for the life of their child."""
+
+    task_type: ClassVar[str]
+
+    def process(self, ctx: TaskContext) -> TaskResult: ...
+
+
+_REGISTRY: dict[str, str] = {
+    "noop": "morag_worker.processors.noop:NoopProcessor",
+    "document": "morag_worker.processors.document:DocumentProcessor",
+    "image": "morag_worker.processors.image:ImageProcessor",
+    "web": "morag_worker.processors.web:WebProcessor",
+    "audio": "morag_worker.processors.audio:AudioProcessor",
+    "video": "morag_worker.processors.video:VideoProcessor",
+    "youtube": "morag_worker.processors.youtube:YoutubeProcessor",
+}
+
+
+def register(task_type: str, target: str | type) -> None:
+    """Register a processor for ``task_type``: a class or a ``"module:Class"`` string."""
+    if isinstance(target, type):
+        target = f"{target.__module__}:{target.__qualname__}"
+    _REGISTRY[task_type] = target
+
+
+def registered_types() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def load_processor(task_type: str) -> Processor:
+    """Import and instantiate the processor for ``task_type``."""
+    try:
+        target = _REGISTRY[task_type]
+    except KeyError:
+        raise ConfigError(
+            f"no processor for task type {task_type!r}; known: {', '.join(registered_types())}"
+        ) from None
+    module_name, _, class_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    cls = getattr(module, class_name)
+    instance: Processor = cls()
+    return instance
+
+
+def load_plugins(modules: list[str]) -> None:
+    """Import plugin modules; each registers its processors with :func:`register`."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"--plugin {name}: cannot import it ({exc})") from exc

@@ -1,0 +1,327 @@
+"""The wire schemas of protocol v1, shared by the server, the supervisor and the CLI.
+
+Every body on ``/api/v1`` is one of these pydantic models. Times are Unix epoch
+seconds (float) so that both halves compare them without time-zone parsing; the
+server's clock is the one that counts for leases. ``docs/protocol.md`` explains the
+semantics (leases, fencing tokens, long-poll, retries, cancellation, isolation).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+API_PREFIX = "/api/v1"
+
+#: Built-in task types. Aliases from the seed (``process_audio`` …) map onto them.
+TASK_TYPES: tuple[str, ...] = ("audio", "video", "document", "image", "web", "youtube", "noop")
+#: Types whose input is a URL rather than uploaded files.
+URL_TASK_TYPES: frozenset[str] = frozenset({"web", "youtube"})
+TASK_TYPE_ALIASES: dict[str, str] = {
+    "process_audio": "audio",
+    "process_video": "video",
+    "process_document": "document",
+    "process_image": "image",
+    "process_web": "web",
+    "process_url": "web",
+    "process_youtube": "youtube",
+}
+
+
+def canonical_task_type(name: str) -> str:
+    """Map a seed alias (``process_audio``) onto its task type; other names pass through."""
+    name = name.strip().lower()
+    return TASK_TYPE_ALIASES.get(name, name)
+
+
+class _Model(BaseModel):
+    # Unknown fields are refused so that a typo in a request is an error, not a no-op.
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskState(str, Enum):
+    queued = "queued"
+    leased = "leased"
+    completed = "completed"
+    failed = "failed"
+    dead = "dead"
+    cancelled = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskState.completed, TaskState.failed, TaskState.dead, TaskState.cancelled)
+
+
+class Role(str, Enum):
+    admin = "admin"
+    user = "user"
+    worker = "worker"
+
+
+# ---- errors -------------------------------------------------------------------------------
+
+
+class ErrorDetail(_Model):
+    code: str = Field(description="machine-readable word: not_found, lease_lost, invalid …")
+    message: str = Field(description="what was wrong and what to do")
+    field: str | None = Field(default=None, description="the request field at fault, if any")
+
+
+class ErrorBody(_Model):
+    error: ErrorDetail
+
+
+class TaskError(_Model):
+    """Why a task attempt failed. ``retryable`` decides whether the server tries again."""
+
+    type: str = Field(min_length=1, max_length=64)
+    message: str = Field(max_length=8192)
+    retryable: bool = True
+
+
+# ---- results ------------------------------------------------------------------------------
+
+
+class Chunk(_Model):
+    """One RAG-ready piece of a result. ``chunk_id`` is stable for the same content."""
+
+    chunk_id: str
+    index: int = Field(ge=0)
+    text: str
+    heading_path: list[str] = Field(default_factory=list)
+    page: int | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+    token_count: int | None = None
+    embedding: list[float] | None = None
+
+
+class TaskResult(_Model):
+    content: str = Field(description="the extracted content as Markdown")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    chunks: list[Chunk] = Field(default_factory=list)
+    segments: list[dict[str, Any]] | None = None
+
+
+# ---- worker side ----------------------------------------------------------------------------
+
+
+class DeviceInfo(_Model):
+    kind: Literal["gpu", "cpu"]
+    index: int | None = None
+    name: str | None = None
+    uuid: str | None = None
+    memory_total_bytes: int | None = None
+
+
+class RegisterRequest(_Model):
+    worker_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")
+    host: str = Field(default="", max_length=255)
+    worker_type: Literal["gpu", "cpu"] = "cpu"
+    task_types: list[str] = Field(default_factory=list)
+    capacity: int = Field(default=1, ge=1, le=1024)
+    devices: list[DeviceInfo] = Field(default_factory=list)
+    version: str = ""
+
+
+class RegisterResponse(_Model):
+    worker_id: str
+    lease_ttl_s: float
+    heartbeat_interval_s: float
+    max_wait_s: float
+
+
+class InputFile(_Model):
+    file_id: str
+    name: str
+    size: int
+    sha256: str
+    url: str
+
+
+class TaskSpec(_Model):
+    """A leased task as a worker receives it."""
+
+    task_id: str
+    task_type: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    input_files: list[InputFile] = Field(default_factory=list)
+    lease_token: str
+    lease_expires_at: float
+    attempt: int
+    max_attempts: int
+    timeout_seconds: float | None = None
+    priority: int = 0
+    user_id: str = ""
+
+
+class LeaseRequest(_Model):
+    max_tasks: int = Field(default=1, ge=1, le=100)
+    wait_seconds: float = Field(default=0.0, ge=0.0, le=300.0)
+    task_types: list[str] | None = None
+
+
+class LeaseResponse(_Model):
+    tasks: list[TaskSpec]
+
+
+class LeaseRenewal(_Model):
+    task_id: str
+    lease_token: str
+    progress: float | None = Field(default=None, ge=0.0, le=1.0)
+    stage: str | None = Field(default=None, max_length=64)
+
+
+class HeartbeatRequest(_Model):
+    leases: list[LeaseRenewal] = Field(default_factory=list, max_length=1000)
+
+
+class RenewedLease(_Model):
+    task_id: str
+    lease_expires_at: float
+
+
+class HeartbeatResponse(_Model):
+    renewed: list[RenewedLease] = Field(default_factory=list)
+    lost: list[str] = Field(default_factory=list, description="leases this worker no longer holds")
+    cancel: list[str] = Field(default_factory=list, description="tasks cancelled by their owner")
+
+
+class ResultRequest(_Model):
+    lease_token: str
+    status: Literal["completed", "failed"]
+    result: TaskResult | None = None
+    error: TaskError | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("error")
+    @classmethod
+    def _error_matches_status(cls, value: TaskError | None, info: Any) -> TaskError | None:
+        status = info.data.get("status")
+        if status == "failed" and value is None:
+            raise ValueError("a failed result needs an error {type, message, retryable}")
+        return value
+
+    def model_post_init(self, _context: Any) -> None:
+        if self.status == "completed" and self.result is None:
+            raise ValueError("a completed result needs a result {content, metadata, chunks}")
+
+
+class ReleaseRequest(_Model):
+    lease_token: str
+    reason: str = Field(default="released", max_length=256)
+
+
+# ---- user side ----------------------------------------------------------------------------
+
+
+class TaskSubmitJSON(_Model):
+    """JSON form of ``POST /api/v1/tasks`` for URL tasks (web, youtube)."""
+
+    task_type: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    priority: int = Field(default=0, ge=-100, le=100)
+    max_attempts: int | None = Field(default=None, ge=1, le=20)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
+
+
+class TaskCreated(_Model):
+    task_id: str
+
+
+class TaskInfo(_Model):
+    task_id: str
+    task_type: str
+    state: TaskState
+    user_id: str
+    priority: int
+    attempt: int
+    max_attempts: int
+    parameters: dict[str, Any]
+    input_files: list[InputFile]
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: float | None = None
+    stage: str | None = None
+    worker_id: str | None = None
+    last_error: TaskError | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+class TaskList(_Model):
+    tasks: list[TaskInfo]
+
+
+class TaskResultEnvelope(_Model):
+    task_id: str
+    state: TaskState
+    result: TaskResult
+
+
+# ---- keys ---------------------------------------------------------------------------------
+
+
+class KeyCreateRequest(_Model):
+    user_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@-]+$")
+    role: Role
+    pool: bool = Field(default=False, description="a worker key that serves every user")
+    expires_days: float | None = Field(default=None, gt=0)
+    name: str = Field(default="", max_length=128)
+
+
+class KeyInfo(_Model):
+    key_id: str
+    prefix: str
+    user_id: str
+    role: Role
+    pool: bool
+    name: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    last_used_at: float | None
+
+
+class KeyCreated(_Model):
+    key: str = Field(description="the secret; shown once, stored only as a hash")
+    info: KeyInfo
+
+
+class KeyList(_Model):
+    keys: list[KeyInfo]
+
+
+class WhoAmI(_Model):
+    status: str = "ok"
+    key_id: str
+    user_id: str
+    role: Role
+    pool: bool
+
+
+# ---- search -------------------------------------------------------------------------------
+
+
+class SearchRequest(_Model):
+    query: str = Field(min_length=1, max_length=4096)
+    limit: int = Field(default=10, ge=1, le=100)
+    filters: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchHit(_Model):
+    score: float
+    task_id: str
+    chunk_index: int
+    text: str
+    source: str
+    heading_path: list[str] = Field(default_factory=list)
+    page: int | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+class SearchResponse(_Model):
+    hits: list[SearchHit]
