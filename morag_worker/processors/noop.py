@@ -26,7 +26,9 @@ class NoopProcessor:
         except (TypeError, ValueError):
             raise BadInput(f"parameter sleep_s must be a number of seconds, got {raw!r}") from None
         if not 0 <= sleep_s <= MAX_SLEEP_S:
-            raise BadInput(f"parameter sleep_s must be between 0 and {MAX_SLEEP_S:g}, got {sleep_s:g}")
+            raise BadInput(
+                f"parameter sleep_s must be between 0 and {MAX_SLEEP_S:g}, got {sleep_s:g}"
+            )
         deadline = time.monotonic() + sleep_s
         while (left := deadline - time.monotonic()) > 0:
             if ctx.cancelled():

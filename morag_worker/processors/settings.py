@@ -48,8 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, (flag, env, help_text) in _FLAGS.items():
         default = getattr(defaults, name)
         if isinstance(default, bool):
-            group.add_argument(flag, dest=name, action="store_true", default=None,
-                               help=f"{help_text} [{env}]")
+            group.add_argument(
+                flag, dest=name, action="store_true", default=None, help=f"{help_text} [{env}]"
+            )
         else:
             group.add_argument(flag, dest=name, default=None, help=f"{help_text} [{env}]")
 
@@ -82,7 +83,7 @@ def from_namespace(args: argparse.Namespace, env: Mapping[str, str]) -> Processo
     values: dict[str, object] = {}
     defaults = ProcessorSettings()
     for f in fields(ProcessorSettings):
-        flag, env_name, _ = _FLAGS[f.name]
+        _flag, env_name, _ = _FLAGS[f.name]
         default = getattr(defaults, f.name)
         raw = getattr(args, f.name, None)
         if raw is None:
