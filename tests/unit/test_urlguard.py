@@ -1,0 +1,231 @@
+"""The URL guard and the guarded fetch, against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import socket
+
+import pytest
+from _localhttp import Reply, Route, serve
+
+from morag_worker.errors import BadInput, TaskFailure
+from morag_worker.fetch import FetchLimits, fetch
+from morag_worker.urlguard import UrlGuard, address_class, check_url
+
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+LIMITS = FetchLimits(max_bytes=100_000, total_timeout_s=10, content_types=frozenset({"text/html"}))
+
+
+def _page(text: str) -> Reply:
+    return Reply(200, HTML, f"<html><body><p>{text}</p></body></html>".encode())
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("64:ff9b::a00:1", "private"),
+        ("10.1.2.3", "private"),
+        ("192.168.0.10", "private"),
+        ("172.16.5.4", "private"),
+        ("fd12::1", "private"),
+        ("169.254.1.1", "link-local"),
+        ("fe80::1", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("240.0.0.1", "private"),  # 240/4 counts as private in ipaddress before "reserved"
+        ("100.64.0.1", "non-public"),
+        ("93.184.216.34", None),
+        ("2606:4700::1111", None),
+    ],
+)
+def test_address_classes(address: str, expected: str | None) -> None:
+    assert address_class(ipaddress.ip_address(address)) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/",
+        "http://localhost:8080/x",
+        "http://[::1]/",
+        "http://10.0.0.5/",
+        "http://2130706433/",  # 127.0.0.1 written as one integer; the resolver decodes it
+        "http://0x7f.1/",
+        "http://169.254.169.254/latest/meta-data/",
+    ],
+)
+def test_private_targets_refused_by_default(url: str) -> None:
+    with pytest.raises(BadInput, match="address"):
+        check_url(url)
+
+
+def test_public_literal_passes_and_is_pinned() -> None:
+    checked = check_url("https://93.184.216.34:8443/a?b=1")
+    assert checked.addresses == (ipaddress.ip_address("93.184.216.34"),)
+    assert (checked.scheme, checked.port) == ("https", 8443)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("file:///etc/passwd", "only http and https"),
+        ("ftp://93.184.216.34/", "only http and https"),
+        ("gopher://93.184.216.34/", "only http and https"),
+        ("http://user:pw@93.184.216.34/", "credentials"),
+        ("http:///nohost", "no host"),
+        ("", "empty"),
+        ("http://93.184.216.34/a b", "spaces"),
+        ("http://93.184.216.34:99999/", "malformed"),
+        ("http://metadata.google.internal/", "metadata host"),
+    ],
+)
+def test_malformed_urls_refused(url: str, message: str) -> None:
+    with pytest.raises(BadInput, match=message):
+        check_url(url)
+
+
+def test_allow_private_admits_loopback_but_never_metadata() -> None:
+    assert check_url("http://127.0.0.1:1/", allow_private=True).port == 1
+    with pytest.raises(BadInput, match="cloud metadata"):
+        check_url("http://169.254.169.254/", allow_private=True)
+    with pytest.raises(BadInput, match="cloud metadata"):
+        check_url("http://[fd00:ec2::254]/", allow_private=True)
+
+
+def test_allow_list_by_network_and_host() -> None:
+    assert check_url("http://10.9.8.7/", allow_list="10.0.0.0/8").host == "10.9.8.7"
+    assert check_url("http://localhost/", allow_list="localhost").host == "localhost"
+    assert check_url("http://169.254.169.254/", allow_list="169.254.169.254").port == 80
+    with pytest.raises(BadInput):
+        check_url("http://192.168.1.1/", allow_list="10.0.0.0/8, localhost")
+    with pytest.raises(ValueError, match="not a host or CIDR"):
+        UrlGuard.from_settings(False, "10.0.0.0/33")
+
+
+def test_unresolvable_host_is_bad_input() -> None:
+    with pytest.raises(BadInput, match="does not resolve"):
+        check_url("http://no-such-host.invalid/")
+
+
+def test_fetch_loopback_refused_unless_allowed() -> None:
+    with serve({"/": lambda _h: _page("hello")}) as srv:
+        with pytest.raises(BadInput, match="loopback"):
+            fetch(srv.url("/"), UrlGuard(), LIMITS)
+        assert srv.hosts_seen == []  # refused before any connection
+        got = fetch(srv.url("/"), UrlGuard(allow_private=True), LIMITS)
+    assert b"hello" in got.body
+    assert (got.status, got.content_type, got.charset) == (200, "text/html", "utf-8")
+
+
+def test_redirects_are_followed_and_each_hop_checked() -> None:
+    routes = {
+        "/a": lambda _h: Reply(302, {"Location": "/b"}),
+        "/b": lambda _h: Reply(301, {"Location": "/final"}),
+        "/final": lambda _h: _page("arrived"),
+        "/loop": lambda _h: Reply(302, {"Location": "/loop"}),
+    }
+    with serve(routes) as srv:
+        got = fetch(srv.url("/a"), UrlGuard(allow_private=True), LIMITS)
+        assert got.redirects == [srv.url("/b"), srv.url("/final")]
+        assert b"arrived" in got.body
+        with pytest.raises(BadInput, match="redirected more than 5"):
+            fetch(srv.url("/loop"), UrlGuard(allow_private=True), LIMITS)
+
+
+def test_redirect_to_private_address_refused() -> None:
+    # The server is reachable as "localhost" (allow-listed by name); its redirect to
+    # the same server by address is not allow-listed and must be refused.
+    routes: dict[str, Route] = {"/x": lambda _h: _page("private")}
+    with serve(routes) as srv:
+        target = srv.url("/x")
+        routes["/start"] = lambda _h: Reply(302, {"Location": target})
+        guard = UrlGuard.from_settings(False, "localhost")
+        with pytest.raises(BadInput, match=r"127\.0\.0\.1.*loopback"):
+            fetch(srv.url("/start", host="localhost"), guard, LIMITS)
+        assert len(srv.hosts_seen) == 1  # the private target was never contacted
+        routes["/meta"] = lambda _h: Reply(302, {"Location": "http://169.254.169.254/"})
+        with pytest.raises(BadInput, match="cloud metadata"):
+            fetch(srv.url("/meta"), UrlGuard(allow_private=True), LIMITS)
+
+
+def test_oversize_bodies_refused() -> None:
+    big = b"<p>" + b"x" * 200_000 + b"</p>"
+    routes = {
+        "/declared": lambda _h: Reply(200, HTML, big),
+        "/streamed": lambda _h: Reply(200, HTML, iter([b"y" * 30_000] * 10)),
+        "/gzip": lambda _h: Reply(
+            200, {**HTML, "Content-Encoding": "gzip"}, iter([gzip.compress(b"z" * 5_000_000)])
+        ),
+    }
+    guard = UrlGuard(allow_private=True)
+    with serve(routes) as srv:
+        with pytest.raises(BadInput, match="declares 200007 bytes"):
+            fetch(srv.url("/declared"), guard, LIMITS)
+        for path in ("/streamed", "/gzip"):
+            with pytest.raises(BadInput, match="larger than the limit of 100000"):
+                fetch(srv.url(path), guard, LIMITS)
+
+
+def test_content_type_and_status_mapping() -> None:
+    routes = {
+        "/pdf": lambda _h: Reply(200, {"Content-Type": "application/pdf"}, b"%PDF"),
+        "/none": lambda _h: Reply(200, {}, b"<p>x</p>"),
+        "/gone": lambda _h: Reply(410, HTML, b"gone"),
+        "/busy": lambda _h: Reply(503, HTML, b"busy"),
+        "/slow": lambda _h: Reply(429, HTML, b"slow down"),
+    }
+    guard = UrlGuard(allow_private=True)
+    with serve(routes) as srv:
+        with pytest.raises(BadInput, match="'application/pdf'; expected text/html"):
+            fetch(srv.url("/pdf"), guard, LIMITS)
+        with pytest.raises(BadInput, match="content type 'none'"):
+            fetch(srv.url("/none"), guard, LIMITS)
+        with pytest.raises(BadInput, match="HTTP 410"):
+            fetch(srv.url("/gone"), guard, LIMITS)
+        for path in ("/busy", "/slow"):
+            with pytest.raises(TaskFailure) as info:
+                fetch(srv.url(path), guard, LIMITS)
+            assert info.value.retryable and not isinstance(info.value, BadInput)
+
+
+def test_slow_drip_hits_total_timeout() -> None:
+    routes = {"/drip": lambda _h: Reply(200, HTML, iter([b"a"] * 50), delay_s=0.1)}
+    limits = FetchLimits(max_bytes=1000, total_timeout_s=1.0, content_types=frozenset())
+    with serve(routes) as srv, pytest.raises(TaskFailure, match="ran out of time") as info:
+        fetch(srv.url("/drip"), UrlGuard(allow_private=True), limits)
+    assert info.value.retryable
+
+
+def test_connection_refused_is_retryable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    with pytest.raises(TaskFailure, match="cannot connect") as info:
+        fetch(f"http://127.0.0.1:{port}/", UrlGuard(allow_private=True), LIMITS)
+    assert info.value.retryable
+
+
+def test_fetch_connects_to_the_checked_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name is resolved once; the connection uses that answer."""
+    real_getaddrinfo = socket.getaddrinfo
+    answers: list[str] = []
+
+    def rebinding_resolver(host, port, *args, **kwargs):
+        if host == "rebind.test":
+            answers.append(host)
+            if len(answers) > 1:  # a second lookup would now point somewhere else
+                return real_getaddrinfo("10.0.0.1", port, *args, **kwargs)
+            return real_getaddrinfo("127.0.0.1", port, *args, **kwargs)
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_resolver)
+    with serve({"/": lambda _h: _page("pinned")}) as srv:
+        guard = UrlGuard.from_settings(False, "127.0.0.1/32")
+        got = fetch(srv.url("/", host="rebind.test"), guard, LIMITS)
+        assert b"pinned" in got.body
+        assert answers == ["rebind.test"]
+        assert srv.hosts_seen == [f"rebind.test:{srv.port}"]
