@@ -1,0 +1,124 @@
+"""Database access through named queries, for SQLite (default) and PostgreSQL.
+
+All SQL lives in ``sql/<dialect>.sql`` as ``-- name: NAME`` blocks with the same names in
+both files, so the queue logic in :mod:`.queue` is written once. One connection per
+server process, guarded by a lock: SQLite serialises writers anyway, and each statement
+here is short. PostgreSQL is used in autocommit mode with explicit transactions.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+# ":name" parameters, but not PostgreSQL "::type" casts.
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def load_queries(dialect: str) -> dict[str, str]:
+    text = resources.files("morag_worker.server").joinpath(f"sql/{dialect}.sql").read_text()
+    parts = _NAME.split(text)
+    queries = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        queries[name] = body.strip()
+    return queries
+
+
+class Database:
+    """A connection plus the dialect's named queries.
+
+    ``url`` is a SQLite file path (or ``sqlite:///path``) or a ``postgresql://`` URL.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._lock = threading.RLock()
+        if url.startswith(("postgresql://", "postgres://")):
+            self.dialect = "postgres"
+            self._conn: Any = self._connect_postgres(url)
+        else:
+            self.dialect = "sqlite"
+            path = url.removeprefix("sqlite:///")
+            self._conn = self._connect_sqlite(path)
+        self._queries = load_queries(self.dialect)
+        if self.dialect == "postgres":
+            self._queries = {k: _PARAM.sub(r"%(\1)s", v) for k, v in self._queries.items()}
+        self._in_tx = False
+
+    @staticmethod
+    def _connect_sqlite(path: str) -> sqlite3.Connection:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        # WAL lets readers run while a writer commits; NORMAL sync is durable across
+        # process crashes (the case that matters here) and much faster than FULL.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    @staticmethod
+    def _connect_postgres(url: str) -> Any:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        return psycopg.connect(url, autocommit=True, row_factory=dict_row)
+
+    def create_schema(self) -> None:
+        with self._lock:
+            if self.dialect == "sqlite":
+                self._conn.executescript(self._queries["schema"])
+            else:
+                self._conn.execute(self._queries["schema"])
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the enclosed queries atomically (nested use joins the outer transaction)."""
+        with self._lock:
+            if self._in_tx:
+                yield
+                return
+            self._in_tx = True
+            try:
+                if self.dialect == "sqlite":
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield
+                    except BaseException:
+                        self._conn.execute("ROLLBACK")
+                        raise
+                    self._conn.execute("COMMIT")
+                else:
+                    with self._conn.transaction():
+                        yield
+            finally:
+                self._in_tx = False
+
+    def query(self, name: str, /, **params: Any) -> list[dict[str, Any]]:
+        """Run a named query and return its rows as dicts."""
+        sql = self._queries[name]
+        with self._lock:
+            cursor = self._conn.execute(sql, params)
+            rows = cursor.fetchall() if cursor.description else []
+        return [dict(row) for row in rows]
+
+    def one(self, name: str, /, **params: Any) -> dict[str, Any] | None:
+        rows = self.query(name, **params)
+        return rows[0] if rows else None
+
+    def execute(self, name: str, /, **params: Any) -> int:
+        """Run a named statement and return the number of rows it changed."""
+        with self._lock:
+            cursor = self._conn.execute(self._queries[name], params)
+            return int(cursor.rowcount)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

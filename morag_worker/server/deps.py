@@ -1,0 +1,29 @@
+"""Request dependencies: the shared state and the authenticated caller."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from morag_worker.server.auth import AuthError
+from morag_worker.server.errors import ApiError
+from morag_worker.server.queue import Caller
+from morag_worker.server.state import ServerState
+
+
+def state(request: Request) -> ServerState:
+    st: ServerState = request.app.state.morag
+    return st
+
+
+def caller(request: Request) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+    return state(request).keys.verify(key.strip())
+
+
+def require(who: Caller, *roles: str) -> None:
+    if who.role not in roles:
+        raise ApiError(403, "forbidden", f"this call needs a key with role {' or '.join(roles)}; "
+                       f"this key has role {who.role}")

@@ -1,0 +1,328 @@
+"""The leased task queue: submit, claim, renew, complete, fail, release, cancel.
+
+At-least-once delivery with fencing. Every lease carries a fresh random token and every
+update after a claim is conditioned on it: an unexpected zero-row update means the
+caller no longer holds the lease (:class:`LeaseLost`, a 409 on the wire), never silence.
+A repeated identical result is recognised by its hash and accepted as a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from morag_worker.protocol import (
+    HeartbeatResponse,
+    InputFile,
+    LeaseRenewal,
+    RenewedLease,
+    ResultRequest,
+    TaskError,
+    TaskInfo,
+    TaskSpec,
+    TaskState,
+)
+from morag_worker.server.db import Database
+
+
+class LeaseLost(Exception):
+    """The caller's lease token is not the task's current one (409)."""
+
+
+class NotFound(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    #: Lease length: a worker renews every third of it, so two lost heartbeats in a row
+    #: are survived while a dead worker's tasks return within half a minute.
+    lease_ttl_s: float = 30.0
+    #: Attempts before a task is dead; three rides out one bad host and one flaky retry.
+    max_attempts: int = 3
+    #: Retry backoff: base * 2^attempt, capped, times a jitter in [0.5, 1.5).
+    backoff_base_s: float = 2.0
+    backoff_cap_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: the authenticated key's identity."""
+
+    key_id: str
+    user_id: str
+    role: str
+    pool: bool
+
+
+def new_task_id() -> str:
+    return "t_" + secrets.token_hex(12)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def result_hash(body: ResultRequest) -> str:
+    """The identity of a result, for recognising a repeated upload."""
+    payload = body.model_dump(mode="json", exclude={"lease_token", "timings"})
+    return hashlib.sha256(_json(payload).encode()).hexdigest()
+
+
+class TaskQueue:
+    def __init__(self, db: Database, policy: QueuePolicy) -> None:
+        self.db = db
+        self.policy = policy
+
+    # ---- user side ----------------------------------------------------------------------
+
+    def submit(
+        self,
+        *,
+        user_id: str,
+        task_type: str,
+        parameters: dict[str, Any],
+        priority: int,
+        files: list[tuple[str, str, int]],
+        max_attempts: int | None,
+        timeout_seconds: float | None,
+    ) -> str:
+        """Queue a task; ``files`` are (file_id, name, size) already in the file store."""
+        task_id = new_task_id()
+        with self.db.transaction():
+            self.db.execute(
+                "insert_task",
+                task_id=task_id,
+                user_id=user_id,
+                task_type=task_type,
+                priority=priority,
+                parameters=_json(parameters),
+                max_attempts=max_attempts or self.policy.max_attempts,
+                timeout_seconds=timeout_seconds,
+                now=time.time(),
+            )
+            for position, (file_id, name, size) in enumerate(files):
+                self.db.execute(
+                    "insert_task_file",
+                    task_id=task_id,
+                    position=position,
+                    file_id=file_id,
+                    name=name,
+                    size=size,
+                )
+        return task_id
+
+    def get(self, task_id: str, caller: Caller) -> TaskInfo:
+        row = self.db.one("get_task", task_id=task_id)
+        if row is None or not (caller.role == "admin" or row["user_id"] == caller.user_id):
+            raise NotFound(f"task {task_id} not found")
+        return self._info(row)
+
+    def list(self, caller: Caller, state: str | None, limit: int) -> list[TaskInfo]:
+        rows = self.db.query(
+            "list_tasks",
+            all_users=caller.role == "admin",
+            user_id=caller.user_id,
+            state=state,
+            limit=limit,
+        )
+        return [self._info(row) for row in rows]
+
+    def result(self, task_id: str, caller: Caller) -> tuple[TaskInfo, dict[str, Any] | None]:
+        row = self.db.one("get_task", task_id=task_id)
+        if row is None or not (caller.role == "admin" or row["user_id"] == caller.user_id):
+            raise NotFound(f"task {task_id} not found")
+        result = json.loads(row["result"]) if row["result"] else None
+        return self._info(row), result
+
+    def cancel(self, task_id: str, caller: Caller) -> TaskInfo:
+        info = self.get(task_id, caller)
+        if not info.state.terminal:
+            self.db.execute("cancel", task_id=task_id, now=time.time())
+        return self.get(task_id, caller)
+
+    # ---- worker side ----------------------------------------------------------------------
+
+    def reclaim_expired(self) -> list[dict[str, Any]]:
+        """Return expired leases to the queue (or make them dead); the rows changed."""
+        error = TaskError(
+            type="lease_expired",
+            message="the worker stopped renewing its lease (crashed, killed or cut off)",
+            retryable=True,
+        )
+        return self.db.query(
+            "reclaim_expired",
+            now=time.time(),
+            backoff_base_s=self.policy.backoff_base_s,
+            backoff_cap_s=self.policy.backoff_cap_s,
+            lease_error=error.model_dump_json(),
+        )
+
+    def claim(
+        self, caller: Caller, worker_id: str, task_types: list[str], limit: int
+    ) -> list[TaskSpec]:
+        with self.db.transaction():
+            rows = self.db.query(
+                "claim",
+                now=time.time(),
+                lease_ttl_s=self.policy.lease_ttl_s,
+                key_id=caller.key_id,
+                worker_id=worker_id,
+                task_types=_json(task_types),
+                pool=caller.pool,
+                user_id=caller.user_id,
+                limit=limit,
+            )
+            specs = [self._spec(row) for row in rows]
+        specs.sort(key=lambda spec: (-spec.priority, spec.task_id))
+        return specs
+
+    def next_due(self) -> float | None:
+        """When the next queued task becomes available or the next lease expires."""
+        row = self.db.one("next_due") or {}
+        times = [t for t in (row.get("next_available"), row.get("next_expiry")) if t is not None]
+        return min(times) if times else None
+
+    def heartbeat(self, caller: Caller, leases: list[LeaseRenewal]) -> HeartbeatResponse:
+        reply = HeartbeatResponse()
+        expires = time.time() + self.policy.lease_ttl_s
+        with self.db.transaction():
+            for lease in leases:
+                row = self.db.one(
+                    "renew",
+                    expires=expires,
+                    progress=lease.progress,
+                    stage=lease.stage,
+                    task_id=lease.task_id,
+                    lease_token=lease.lease_token,
+                    key_id=caller.key_id,
+                )
+                if row is not None:
+                    reply.renewed.append(
+                        RenewedLease(task_id=lease.task_id, lease_expires_at=expires)
+                    )
+                    continue
+                state = self.db.one("lease_state", task_id=lease.task_id)
+                cancelled = (
+                    state is not None
+                    and state["state"] == "cancelled"
+                    and state["lease_token"] == lease.lease_token
+                )
+                (reply.cancel if cancelled else reply.lost).append(lease.task_id)
+        return reply
+
+    def finish(self, caller: Caller, task_id: str, body: ResultRequest) -> str:
+        """Store a result or a failure; returns the task's new state."""
+        digest = result_hash(body)
+        now = time.time()
+        timings = _json(body.timings)
+        if body.status == "completed":
+            assert body.result is not None
+            changed = self.db.one(
+                "complete",
+                result=body.result.model_dump_json(),
+                result_hash=digest,
+                timings=timings,
+                now=now,
+                task_id=task_id,
+                lease_token=body.lease_token,
+                key_id=caller.key_id,
+            )
+            if changed is not None:
+                return "completed"
+        else:
+            assert body.error is not None
+            changed = self.db.one(
+                "fail",
+                retryable=body.error.retryable,
+                now=now,
+                backoff_base_s=self.policy.backoff_base_s,
+                backoff_cap_s=self.policy.backoff_cap_s,
+                error=body.error.model_dump_json(),
+                result_hash=digest,
+                timings=timings,
+                task_id=task_id,
+                lease_token=body.lease_token,
+                key_id=caller.key_id,
+            )
+            if changed is not None:
+                return str(changed["state"])
+        return self._repeat_or_lost(task_id, body.lease_token, digest)
+
+    def _repeat_or_lost(self, task_id: str, token: str, digest: str) -> str:
+        row = self.db.one("lease_state", task_id=task_id)
+        if row is None:
+            raise NotFound(f"task {task_id} not found")
+        if row["lease_token"] == token and row["result_hash"] == digest:
+            return str(row["state"])  # the same result again: accepted, nothing changes
+        raise LeaseLost(
+            f"task {task_id}: lease token is not current (state {row['state']}); "
+            "the lease expired or the task was re-leased — drop this result"
+        )
+
+    def release(self, caller: Caller, task_id: str, token: str) -> None:
+        if self.db.one("release", now=time.time(), task_id=task_id, lease_token=token,
+                       key_id=caller.key_id) is None:
+            self._repeat_or_lost(task_id, token, digest="")
+
+    def release_worker(self, caller: Caller, worker_id: str) -> list[str]:
+        rows = self.db.query(
+            "release_worker", now=time.time(), worker_id=worker_id, key_id=caller.key_id
+        )
+        return [row["task_id"] for row in rows]
+
+    # ---- rows -> models ------------------------------------------------------------------
+
+    def _files(self, task_id: str) -> list[InputFile]:
+        return [
+            InputFile(
+                file_id=row["file_id"],
+                name=row["name"],
+                size=row["size"],
+                sha256=row["file_id"],
+                url=f"/api/v1/files/{row['file_id']}",
+            )
+            for row in self.db.query("task_files", task_id=task_id)
+        ]
+
+    def _spec(self, row: dict[str, Any]) -> TaskSpec:
+        return TaskSpec(
+            task_id=row["task_id"],
+            task_type=row["task_type"],
+            parameters=json.loads(row["parameters"]),
+            input_files=self._files(row["task_id"]),
+            lease_token=row["lease_token"],
+            lease_expires_at=row["lease_expires_at"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            timeout_seconds=row["timeout_seconds"],
+            priority=row["priority"],
+            user_id=row["user_id"],
+        )
+
+    def _info(self, row: dict[str, Any]) -> TaskInfo:
+        return TaskInfo(
+            task_id=row["task_id"],
+            task_type=row["task_type"],
+            state=TaskState(row["state"]),
+            user_id=row["user_id"],
+            priority=row["priority"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            parameters=json.loads(row["parameters"]),
+            input_files=self._files(row["task_id"]),
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            progress=row["progress"],
+            stage=row["stage"],
+            worker_id=row["worker_id"],
+            last_error=TaskError.model_validate_json(row["last_error"])
+            if row["last_error"]
+            else None,
+            timings=json.loads(row["timings"]) if row["timings"] else {},
+        )

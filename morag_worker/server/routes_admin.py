@@ -1,0 +1,95 @@
+"""Admin endpoints (keys, workers), search, health and metrics."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from morag_worker import __version__
+from morag_worker.protocol import (
+    KeyCreated,
+    KeyCreateRequest,
+    KeyInfo,
+    KeyList,
+    Role,
+    SearchRequest,
+    SearchResponse,
+)
+from morag_worker.server.deps import caller, require, state
+from morag_worker.server.errors import ApiError
+from morag_worker.server.metrics import REGISTRY
+from morag_worker.server.queue import Caller
+from morag_worker.server.state import ServerState
+
+router = APIRouter(tags=["admin"])
+
+
+@router.get("/health")
+def health(st: ServerState = Depends(state)) -> dict[str, object]:
+    st.db.one("count_keys")  # the database answers
+    return {"status": "ok", "version": __version__, "database": st.db.dialect}
+
+
+@router.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/api/v1/keys", status_code=201, response_model=KeyCreated)
+def create_key(body: KeyCreateRequest, who: Caller = Depends(caller),
+               st: ServerState = Depends(state)) -> KeyCreated:
+    """Create a key. Admins create any; a user may create worker keys for itself."""
+    if who.role != "admin":
+        require(who, "user")
+        if body.role != Role.worker or body.user_id != who.user_id or body.pool:
+            raise ApiError(403, "forbidden", "a user key may only create (non-pool) worker "
+                           "keys for its own user")
+    try:
+        return st.keys.create(body.user_id, body.role, pool=body.pool,
+                              expires_days=body.expires_days, name=body.name)
+    except ValueError as exc:
+        raise ApiError(422, "invalid", str(exc), "pool") from None
+
+
+@router.get("/api/v1/keys", response_model=KeyList)
+def list_keys(who: Caller = Depends(caller), st: ServerState = Depends(state)) -> KeyList:
+    require(who, "admin")
+    return KeyList(keys=st.keys.list())
+
+
+@router.delete("/api/v1/keys/{key_id}", response_model=KeyInfo)
+def revoke_key(key_id: str, who: Caller = Depends(caller),
+               st: ServerState = Depends(state)) -> KeyInfo:
+    require(who, "admin")
+    try:
+        return st.keys.revoke(key_id)
+    except KeyError:
+        raise ApiError(404, "not_found", f"key {key_id} not found") from None
+
+
+@router.get("/api/v1/workers")
+def list_workers(who: Caller = Depends(caller),
+                 st: ServerState = Depends(state)) -> dict[str, object]:
+    require(who, "admin")
+    rows = st.db.query("list_workers")
+    for row in rows:
+        row["task_types"] = json.loads(row["task_types"])
+        row["devices"] = json.loads(row["devices"])
+    return {"workers": rows}
+
+
+@router.post("/api/v1/search", response_model=SearchResponse)
+def search(body: SearchRequest, who: Caller = Depends(caller),
+           st: ServerState = Depends(state)) -> SearchResponse:
+    """Semantic search over the caller's own chunks (never another user's)."""
+    require(who, "user", "admin")
+    if st.storage is None:
+        raise ApiError(503, "search_unavailable", "search is not available on this server: "
+                       f"{st.storage_error or 'indexing is turned off'}")
+    try:
+        hits = st.storage.search(who.user_id, body.query, body.limit, body.filters)
+    except ValueError as exc:
+        raise ApiError(422, "invalid", f"filters: {exc}", "filters") from None
+    return SearchResponse(hits=hits)

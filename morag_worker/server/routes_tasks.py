@@ -1,0 +1,162 @@
+"""User-side endpoints: submit, inspect, cancel and fetch results of tasks; files."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+
+from morag_worker.protocol import (
+    URL_TASK_TYPES,
+    TaskCreated,
+    TaskInfo,
+    TaskList,
+    TaskResult,
+    TaskResultEnvelope,
+    TaskState,
+    TaskSubmitJSON,
+    canonical_task_type,
+)
+from morag_worker.server.deps import caller, require, state
+from morag_worker.server.errors import ApiError
+from morag_worker.server.files import MultipartUpload, StoredFile
+from morag_worker.server.queue import Caller
+from morag_worker.server.state import DEFAULT_TIMEOUTS_S, ServerState
+
+router = APIRouter(prefix="/api/v1", tags=["tasks"])
+
+
+def _check_type(st: ServerState, raw: str) -> str:
+    task_type = canonical_task_type(raw)
+    if task_type not in st.config.task_types:
+        raise ApiError(422, "invalid", f"task_type: unknown type {raw!r}; use one of "
+                       f"{', '.join(st.config.task_types)}", "task_type")
+    return task_type
+
+
+def _check_parameters(task_type: str, parameters: dict[str, Any], files: list[StoredFile]) -> None:
+    if task_type in URL_TASK_TYPES:
+        url = parameters.get("url")
+        if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+            raise ApiError(422, "invalid", f"parameters.url: a {task_type} task needs an "
+                           "http(s) URL in parameters.url", "parameters.url")
+    elif task_type != "noop" and not files:
+        raise ApiError(422, "invalid", f"files: a {task_type} task needs at least one uploaded "
+                       "file (multipart field 'files')", "files")
+
+
+def _form_submit(form: dict[str, str]) -> TaskSubmitJSON:
+    """Turn multipart text fields into the JSON submit model (same validation)."""
+    data: dict[str, Any] = {"task_type": form.get("task_type", "")}
+    if "parameters" in form and form["parameters"].strip():
+        try:
+            data["parameters"] = json.loads(form["parameters"])
+        except json.JSONDecodeError as exc:
+            raise ApiError(422, "invalid", f"parameters: not valid JSON ({exc})",
+                           "parameters") from None
+    for name in ("priority", "max_attempts", "timeout_seconds"):
+        if form.get(name, "").strip():
+            data[name] = form[name]
+    unknown = set(form) - {"task_type", "parameters", "priority", "max_attempts",
+                           "timeout_seconds"}
+    if unknown:
+        raise ApiError(422, "invalid", f"{sorted(unknown)[0]}: unknown form field",
+                       sorted(unknown)[0])
+    try:
+        return TaskSubmitJSON.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise ApiError(422, "invalid", f"{field}: {first['msg']}", field) from None
+
+
+@router.post("/tasks", status_code=201, response_model=TaskCreated)
+async def submit(request: Request, who: Caller = Depends(caller),
+                 st: ServerState = Depends(state)) -> TaskCreated:
+    """Submit a task: multipart (``task_type``, ``parameters`` JSON, ``priority``, ``files``)
+    or JSON ``{task_type, parameters: {url}}`` for URL tasks."""
+    require(who, "user", "admin")
+    content_type = request.headers.get("content-type", "")
+    files: list[StoredFile] = []
+    if content_type.startswith("multipart/"):
+        upload = MultipartUpload(st.files, content_type, st.config.max_upload_bytes)
+        await upload.read(request.stream())
+        spec, files = _form_submit(upload.fields), upload.files
+    else:
+        try:
+            spec = TaskSubmitJSON.model_validate_json(await request.body())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or None
+            message = first["msg"] if field else f"request body: {first['msg']}"
+            raise ApiError(422, "invalid", f"{field}: {message}" if field else message,
+                           field) from None
+    task_type = _check_type(st, spec.task_type)
+    _check_parameters(task_type, spec.parameters, files)
+    task_id = st.queue.submit(
+        user_id=who.user_id, task_type=task_type, parameters=spec.parameters,
+        priority=spec.priority, files=[(f.file_id, f.name, f.size) for f in files],
+        max_attempts=spec.max_attempts,
+        timeout_seconds=spec.timeout_seconds or DEFAULT_TIMEOUTS_S.get(task_type),
+    )
+    await st.notifier.notify()
+    return TaskCreated(task_id=task_id)
+
+
+@router.get("/tasks", response_model=TaskList)
+def list_tasks(state_filter: TaskState | None = Query(default=None, alias="state"),
+               limit: int = 100,
+               who: Caller = Depends(caller), st: ServerState = Depends(state)) -> TaskList:
+    limit = max(1, min(limit, 1000))
+    value = state_filter.value if state_filter else None
+    return TaskList(tasks=st.queue.list(who, value, limit))
+
+
+@router.get("/tasks/{task_id}", response_model=TaskInfo)
+def get_task(task_id: str, who: Caller = Depends(caller),
+             st: ServerState = Depends(state)) -> TaskInfo:
+    return st.queue.get(task_id, who)
+
+
+@router.get("/tasks/{task_id}/result", response_model=TaskResultEnvelope)
+def get_result(task_id: str, who: Caller = Depends(caller),
+               st: ServerState = Depends(state)) -> TaskResultEnvelope:
+    info, result = st.queue.result(task_id, who)
+    if result is None:
+        detail = f" ({info.last_error.type}: {info.last_error.message})" if info.last_error else ""
+        raise ApiError(409 if not info.state.terminal else 404, "no_result",
+                       f"task {task_id} has no result: it is {info.state.value}{detail}")
+    return TaskResultEnvelope(task_id=task_id, state=info.state,
+                              result=TaskResult.model_validate(result))
+
+
+@router.delete("/tasks/{task_id}", response_model=TaskInfo)
+async def cancel_task(task_id: str, who: Caller = Depends(caller),
+                      st: ServerState = Depends(state)) -> TaskInfo:
+    """Cancel a queued or running task; a running one is stopped at its next heartbeat."""
+    return st.queue.cancel(task_id, who)
+
+
+@router.get("/files/{file_id}")
+def get_file(file_id: str, request: Request, who: Caller = Depends(caller),
+             st: ServerState = Depends(state)) -> Response:
+    """Stream an input file (``Range`` supported; ``ETag`` is its sha256).
+
+    A worker key may fetch a file only while it holds a lease on a task that uses it;
+    a user key only files of its own tasks.
+    """
+    allowed = who.role == "admin" or (
+        st.db.one("file_leased_by", file_id=file_id, key_id=who.key_id)
+        if who.role == "worker"
+        else st.db.one("file_owned_by", file_id=file_id, user_id=who.user_id)
+    )
+    path = st.files.path(file_id) if allowed else None
+    if path is None:
+        raise ApiError(404, "not_found", f"file {file_id} not found or not leased by this key")
+    etag = f'"{file_id}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return FileResponse(path, media_type="application/octet-stream", headers={"ETag": etag})

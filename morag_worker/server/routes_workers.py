@@ -1,0 +1,149 @@
+"""Worker-side endpoints: register, lease (long-poll), heartbeat, result, release."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from morag_worker.protocol import (
+    HeartbeatRequest,
+    HeartbeatResponse,
+    LeaseRequest,
+    LeaseResponse,
+    RegisterRequest,
+    RegisterResponse,
+    ReleaseRequest,
+    ResultRequest,
+    TaskSpec,
+    WhoAmI,
+    canonical_task_type,
+)
+from morag_worker.server.deps import caller, require, state
+from morag_worker.server.errors import ApiError
+from morag_worker.server.metrics import LEASE_WAIT
+from morag_worker.server.queue import Caller
+from morag_worker.server.state import ServerState
+
+router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
+
+
+def _worker(who: Caller) -> Caller:
+    require(who, "worker", "admin")
+    return who
+
+
+@router.get("/test", response_model=WhoAmI)
+def auth_test(who: Caller = Depends(caller)) -> WhoAmI:
+    """The seed's troubleshooting call: 200 with the key's identity if the key works."""
+    return WhoAmI(key_id=who.key_id, user_id=who.user_id, role=who.role, pool=who.pool)
+
+
+@router.post("/register", response_model=RegisterResponse)
+def register(body: RegisterRequest, who: Caller = Depends(caller),
+             st: ServerState = Depends(state)) -> RegisterResponse:
+    _worker(who)
+    unknown = [t for t in body.task_types if canonical_task_type(t) not in st.config.task_types]
+    if unknown:
+        raise ApiError(422, "invalid", f"task_types: unknown {unknown}; known: "
+                       f"{list(st.config.task_types)}", "task_types")
+    st.db.execute(
+        "upsert_worker", worker_id=body.worker_id, key_id=who.key_id, user_id=who.user_id,
+        host=body.host, worker_type=body.worker_type, task_types=json.dumps(body.task_types),
+        capacity=body.capacity, devices=json.dumps([d.model_dump() for d in body.devices]),
+        version=body.version, now=time.time(),
+    )
+    ttl = st.config.policy.lease_ttl_s
+    return RegisterResponse(worker_id=body.worker_id, lease_ttl_s=ttl,
+                            heartbeat_interval_s=ttl / 3, max_wait_s=st.config.max_wait_s)
+
+
+def _task_types(st: ServerState, worker_id: str, asked: list[str] | None) -> list[str]:
+    if asked:
+        return [canonical_task_type(t) for t in asked]
+    row = st.db.one("get_worker", worker_id=worker_id)
+    if row and json.loads(row["task_types"]):
+        return [canonical_task_type(t) for t in json.loads(row["task_types"])]
+    return list(st.config.task_types)
+
+
+async def _lease(request: Request, st: ServerState, who: Caller, worker_id: str,
+                 body: LeaseRequest) -> list[TaskSpec]:
+    started = time.monotonic()
+    deadline = started + min(body.wait_seconds, st.config.max_wait_s)
+    types = _task_types(st, worker_id, body.task_types)
+    st.db.execute("touch_worker", worker_id=worker_id, now=time.time())
+    while True:
+        seen = st.notifier.version
+        tasks = st.queue.claim(who, worker_id, types, body.max_tasks)
+        remaining = deadline - time.monotonic()
+        if tasks or remaining <= 0 or await request.is_disconnected():
+            LEASE_WAIT.observe(time.monotonic() - started)
+            return tasks
+        due = st.queue.next_due()
+        if due is not None:
+            remaining = min(remaining, max(0.01, due - time.time()))
+        await st.notifier.wait(seen, remaining)
+
+
+@router.post("/{worker_id}/lease", response_model=LeaseResponse)
+async def lease(worker_id: str, body: LeaseRequest, request: Request,
+                who: Caller = Depends(caller), st: ServerState = Depends(state)) -> LeaseResponse:
+    """Lease up to ``max_tasks`` tasks, waiting up to ``wait_seconds`` for one to arrive."""
+    _worker(who)
+    return LeaseResponse(tasks=await _lease(request, st, who, worker_id, body))
+
+
+@router.get("/{worker_id}/tasks/next", response_model=TaskSpec,
+            responses={204: {"description": "no task available"}})
+async def next_task(worker_id: str, request: Request, wait_seconds: float = 0.0,
+                    who: Caller = Depends(caller), st: ServerState = Depends(state)) -> Response:
+    """The seed's polling shape: one task (200) or none (204)."""
+    _worker(who)
+    body = LeaseRequest(max_tasks=1, wait_seconds=max(0.0, min(wait_seconds, 300.0)))
+    tasks = await _lease(request, st, who, worker_id, body)
+    if not tasks:
+        return Response(status_code=204)
+    return Response(tasks[0].model_dump_json(), media_type="application/json")
+
+
+@router.post("/{worker_id}/heartbeat", response_model=HeartbeatResponse)
+def heartbeat(worker_id: str, body: HeartbeatRequest, who: Caller = Depends(caller),
+              st: ServerState = Depends(state)) -> HeartbeatResponse:
+    _worker(who)
+    st.db.execute("touch_worker", worker_id=worker_id, now=time.time())
+    return st.queue.heartbeat(who, body.leases)
+
+
+@router.post("/{worker_id}/tasks/{task_id}/result")
+async def result(worker_id: str, task_id: str, body: ResultRequest,
+                 who: Caller = Depends(caller), st: ServerState = Depends(state)) -> dict[str, str]:
+    _worker(who)
+    new_state = st.queue.finish(who, task_id, body)
+    if new_state == "queued":
+        await st.notifier.notify()
+    return {"task_id": task_id, "state": new_state}
+
+
+@router.post("/{worker_id}/tasks/{task_id}/release")
+async def release(worker_id: str, task_id: str, body: ReleaseRequest,
+                  who: Caller = Depends(caller), st: ServerState = Depends(state)
+                  ) -> dict[str, str]:
+    """Give a task back unstarted (drain): it is queued again and no attempt is counted."""
+    _worker(who)
+    st.queue.release(who, task_id, body.lease_token)
+    await st.notifier.notify()
+    return {"task_id": task_id, "state": "queued"}
+
+
+@router.delete("/{worker_id}")
+async def unregister(worker_id: str, who: Caller = Depends(caller),
+                     st: ServerState = Depends(state)) -> dict[str, object]:
+    """Unregister; every lease the worker still holds goes back to the queue."""
+    _worker(who)
+    released = st.queue.release_worker(who, worker_id)
+    st.db.execute("delete_worker", worker_id=worker_id, key_id=who.key_id)
+    if released:
+        await st.notifier.notify()
+    return {"worker_id": worker_id, "released": released}

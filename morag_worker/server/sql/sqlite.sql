@@ -1,0 +1,247 @@
+-- Named queries for SQLite. Each starts with "-- name: NAME"; postgres.sql has the same names.
+-- Parameters use the :name style; the PostgreSQL loader rewrites them to %(name)s.
+
+-- name: schema
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    prefix TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    pool INTEGER NOT NULL DEFAULT 0,
+    name TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    expires_at REAL,
+    revoked_at REAL,
+    last_used_at REAL
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    task_type TEXT NOT NULL,
+    state TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    parameters TEXT NOT NULL DEFAULT '{}',
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    timeout_seconds REAL,
+    created_at REAL NOT NULL,
+    available_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    lease_token TEXT,
+    lease_expires_at REAL,
+    lease_key_id TEXT,
+    worker_id TEXT,
+    progress REAL,
+    stage TEXT,
+    last_error TEXT,
+    result TEXT,
+    result_hash TEXT,
+    timings TEXT,
+    indexed_at REAL
+);
+CREATE INDEX IF NOT EXISTS tasks_claim ON tasks (state, priority DESC, available_at);
+CREATE INDEX IF NOT EXISTS tasks_user ON tasks (user_id, created_at);
+CREATE INDEX IF NOT EXISTS tasks_lease ON tasks (state, lease_expires_at);
+CREATE TABLE IF NOT EXISTS task_files (
+    task_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    file_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (task_id, position)
+);
+CREATE INDEX IF NOT EXISTS task_files_file ON task_files (file_id);
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    worker_type TEXT NOT NULL,
+    task_types TEXT NOT NULL,
+    capacity INTEGER NOT NULL,
+    devices TEXT NOT NULL,
+    version TEXT NOT NULL,
+    registered_at REAL NOT NULL,
+    last_seen_at REAL NOT NULL
+);
+
+-- name: count_keys
+SELECT count(*) AS n FROM api_keys;
+
+-- name: insert_key
+INSERT INTO api_keys (key_id, prefix, key_hash, user_id, role, pool, name, created_at, expires_at)
+VALUES (:key_id, :prefix, :key_hash, :user_id, :role, :pool, :name, :created_at, :expires_at);
+
+-- name: get_key
+SELECT * FROM api_keys WHERE key_id = :key_id;
+
+-- name: list_keys
+SELECT * FROM api_keys ORDER BY created_at;
+
+-- name: revoke_key
+UPDATE api_keys SET revoked_at = :now WHERE key_id = :key_id AND revoked_at IS NULL;
+
+-- name: touch_key
+UPDATE api_keys SET last_used_at = :now WHERE key_id = :key_id;
+
+-- name: insert_task
+INSERT INTO tasks (task_id, user_id, task_type, state, priority, parameters, max_attempts,
+                   timeout_seconds, created_at, available_at)
+VALUES (:task_id, :user_id, :task_type, 'queued', :priority, :parameters, :max_attempts,
+        :timeout_seconds, :now, :now);
+
+-- name: insert_task_file
+INSERT INTO task_files (task_id, position, file_id, name, size)
+VALUES (:task_id, :position, :file_id, :name, :size);
+
+-- name: get_task
+SELECT * FROM tasks WHERE task_id = :task_id;
+
+-- name: task_files
+SELECT * FROM task_files WHERE task_id = :task_id ORDER BY position;
+
+-- name: list_tasks
+SELECT * FROM tasks WHERE (:all_users OR user_id = :user_id)
+  AND (:state IS NULL OR state = :state)
+ORDER BY created_at DESC LIMIT :limit;
+
+-- name: reclaim_expired
+-- Expired leases go back to the queue with a jittered exponential backoff, or die when
+-- their attempts are spent. The jitter keeps a burst of expiries from re-leasing in step.
+UPDATE tasks SET
+    state = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
+    finished_at = CASE WHEN attempt >= max_attempts THEN :now ELSE NULL END,
+    available_at = :now + min(:backoff_cap_s, :backoff_base_s * (1 << min(attempt, 30)))
+                   * (0.5 + (abs(random()) % 1000) / 1000.0),
+    last_error = :lease_error,
+    lease_expires_at = NULL, worker_id = NULL, lease_key_id = NULL,
+    progress = NULL, stage = NULL
+WHERE state = 'leased' AND lease_expires_at < :now
+RETURNING task_id, state;
+
+-- name: claim
+-- One statement: pick the best available tasks this key may serve and lease them, each
+-- with a fresh random token. SQLite serialises writers, so two claims never overlap.
+UPDATE tasks SET
+    state = 'leased',
+    lease_token = lower(hex(randomblob(16))),
+    lease_expires_at = :now + :lease_ttl_s,
+    lease_key_id = :key_id,
+    worker_id = :worker_id,
+    attempt = attempt + 1,
+    started_at = :now,
+    progress = NULL, stage = NULL
+WHERE task_id IN (
+    SELECT task_id FROM tasks
+    WHERE state = 'queued' AND available_at <= :now
+      AND task_type IN (SELECT value FROM json_each(:task_types))
+      AND (:pool OR user_id = :user_id)
+    ORDER BY priority DESC, available_at, created_at
+    LIMIT :limit
+)
+RETURNING *;
+
+-- name: next_due
+SELECT
+  (SELECT min(available_at) FROM tasks WHERE state = 'queued') AS next_available,
+  (SELECT min(lease_expires_at) FROM tasks WHERE state = 'leased') AS next_expiry;
+
+-- name: renew
+UPDATE tasks SET lease_expires_at = :expires, progress = coalesce(:progress, progress),
+                 stage = coalesce(:stage, stage)
+WHERE task_id = :task_id AND lease_token = :lease_token AND state = 'leased'
+  AND lease_key_id = :key_id
+RETURNING task_id, lease_expires_at;
+
+-- name: lease_state
+SELECT state, lease_token, result_hash FROM tasks WHERE task_id = :task_id;
+
+-- name: complete
+UPDATE tasks SET state = 'completed', result = :result, result_hash = :result_hash,
+                 timings = :timings, finished_at = :now, lease_expires_at = NULL,
+                 progress = 1.0, stage = 'done'
+WHERE task_id = :task_id AND lease_token = :lease_token AND state = 'leased'
+  AND lease_key_id = :key_id
+RETURNING task_id;
+
+-- name: fail
+-- A failure: retryable ones go back with backoff while attempts remain, else dead;
+-- non-retryable ones fail at once.
+UPDATE tasks SET
+    state = CASE WHEN NOT :retryable THEN 'failed'
+                 WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
+    finished_at = CASE WHEN :retryable AND attempt < max_attempts THEN NULL ELSE :now END,
+    available_at = :now + min(:backoff_cap_s, :backoff_base_s * (1 << min(attempt, 30)))
+                   * (0.5 + (abs(random()) % 1000) / 1000.0),
+    last_error = :error, result_hash = :result_hash, timings = :timings,
+    lease_expires_at = NULL, worker_id = NULL, lease_key_id = NULL,
+    progress = NULL, stage = NULL
+WHERE task_id = :task_id AND lease_token = :lease_token AND state = 'leased'
+  AND lease_key_id = :key_id
+RETURNING task_id, state;
+
+-- name: release
+UPDATE tasks SET state = 'queued', attempt = attempt - 1, available_at = :now,
+                 lease_token = NULL, lease_expires_at = NULL, lease_key_id = NULL,
+                 worker_id = NULL, progress = NULL, stage = NULL
+WHERE task_id = :task_id AND lease_token = :lease_token AND state = 'leased'
+  AND lease_key_id = :key_id
+RETURNING task_id;
+
+-- name: release_worker
+UPDATE tasks SET state = 'queued', attempt = attempt - 1, available_at = :now,
+                 lease_token = NULL, lease_expires_at = NULL, lease_key_id = NULL,
+                 worker_id = NULL, progress = NULL, stage = NULL
+WHERE worker_id = :worker_id AND lease_key_id = :key_id AND state = 'leased'
+RETURNING task_id;
+
+-- name: cancel
+UPDATE tasks SET state = 'cancelled', finished_at = :now
+WHERE task_id = :task_id AND state IN ('queued', 'leased')
+RETURNING task_id;
+
+-- name: file_leased_by
+SELECT 1 AS ok FROM task_files f JOIN tasks t ON t.task_id = f.task_id
+WHERE f.file_id = :file_id AND t.state = 'leased' AND t.lease_key_id = :key_id LIMIT 1;
+
+-- name: file_owned_by
+SELECT 1 AS ok FROM task_files f JOIN tasks t ON t.task_id = f.task_id
+WHERE f.file_id = :file_id AND t.user_id = :user_id LIMIT 1;
+
+-- name: upsert_worker
+INSERT INTO workers (worker_id, key_id, user_id, host, worker_type, task_types, capacity,
+                     devices, version, registered_at, last_seen_at)
+VALUES (:worker_id, :key_id, :user_id, :host, :worker_type, :task_types, :capacity,
+        :devices, :version, :now, :now)
+ON CONFLICT (worker_id) DO UPDATE SET key_id = excluded.key_id, user_id = excluded.user_id,
+    host = excluded.host, worker_type = excluded.worker_type,
+    task_types = excluded.task_types, capacity = excluded.capacity,
+    devices = excluded.devices, version = excluded.version,
+    registered_at = excluded.registered_at, last_seen_at = excluded.last_seen_at;
+
+-- name: get_worker
+SELECT * FROM workers WHERE worker_id = :worker_id;
+
+-- name: touch_worker
+UPDATE workers SET last_seen_at = :now WHERE worker_id = :worker_id;
+
+-- name: delete_worker
+DELETE FROM workers WHERE worker_id = :worker_id AND key_id = :key_id;
+
+-- name: list_workers
+SELECT * FROM workers ORDER BY worker_id;
+
+-- name: queue_counts
+SELECT task_type, state, count(*) AS n FROM tasks GROUP BY task_type, state;
+
+-- name: workers_online
+SELECT count(*) AS n FROM workers WHERE last_seen_at >= :since;
+
+-- name: unindexed
+SELECT task_id, user_id, task_type, result FROM tasks
+WHERE state = 'completed' AND indexed_at IS NULL ORDER BY finished_at LIMIT :limit;
+
+-- name: mark_indexed
+UPDATE tasks SET indexed_at = :now WHERE task_id = :task_id;

@@ -1,0 +1,119 @@
+"""The server's configuration and the objects every route shares."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from morag_worker.protocol import TASK_TYPES
+from morag_worker.server.auth import KeyStore
+from morag_worker.server.db import Database
+from morag_worker.server.files import FileStore
+from morag_worker.server.queue import QueuePolicy, TaskQueue
+
+#: Default deadline per task type, in seconds: long media may take a while on a busy GPU,
+#: a web page or an image should not.
+DEFAULT_TIMEOUTS_S: dict[str, float] = {
+    "audio": 3 * 3600.0,
+    "video": 4 * 3600.0,
+    "youtube": 4 * 3600.0,
+    "document": 1800.0,
+    "image": 600.0,
+    "web": 300.0,
+    "noop": 3600.0,
+}
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: ``sqlite:///path`` (default: ``<data_dir>/morag.db``) or ``postgresql://…``.
+    database_url: str = ""
+    #: 2 GiB: a long lossless recording fits; anything larger should be split or linked.
+    max_upload_bytes: int = 2 << 30
+    #: Long-poll cap: under typical proxy idle timeouts (60 s) with room to spare.
+    max_wait_s: float = 30.0
+    policy: QueuePolicy = field(default_factory=QueuePolicy)
+    #: Extra task types served by worker plugins, beyond the built-in ones.
+    extra_task_types: tuple[str, ...] = ()
+    #: Qdrant: a URL for a server/cluster, else embedded local mode under the data dir.
+    qdrant_url: str = ""
+    qdrant_path: str = ""
+    qdrant_api_key: str = ""
+    #: Embedding model for stored chunks and queries (local path or cached name).
+    embedding_model: str = "all-MiniLM-L6-v2"
+    #: Turn indexing into Qdrant off (results are still stored and served).
+    index_results: bool = True
+
+    @property
+    def task_types(self) -> tuple[str, ...]:
+        return TASK_TYPES + tuple(t for t in self.extra_task_types if t not in TASK_TYPES)
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'morag.db'}"
+
+
+class Notifier:
+    """Wakes long-polling lease requests when work may have become available.
+
+    ``version`` increases on every notification; a waiter reads it before trying to
+    claim and sleeps only while it is unchanged, so a notification that lands between
+    a failed claim and the wait is never missed.
+    """
+
+    def __init__(self) -> None:
+        self.version = 0
+        self._cond: asyncio.Condition | None = None
+
+    def _condition(self) -> asyncio.Condition:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+        return self._cond
+
+    async def notify(self) -> None:
+        cond = self._condition()
+        async with cond:
+            self.version += 1
+            cond.notify_all()
+
+    async def wait(self, seen_version: int, timeout_s: float) -> None:
+        if timeout_s <= 0:
+            return
+        cond = self._condition()
+        async with cond:
+            if self.version != seen_version:
+                return
+            try:
+                await asyncio.wait_for(cond.wait(), timeout_s)
+            except TimeoutError:
+                pass
+
+
+@dataclass
+class ServerState:
+    config: ServerConfig
+    db: Database
+    queue: TaskQueue
+    keys: KeyStore
+    files: FileStore
+    notifier: Notifier
+    storage: Any = None
+    storage_error: str = ""
+
+
+def build_state(config: ServerConfig) -> ServerState:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(config.resolved_database_url())
+    db.create_schema()
+    return ServerState(
+        config=config,
+        db=db,
+        queue=TaskQueue(db, config.policy),
+        keys=KeyStore(db),
+        files=FileStore(config.data_dir / "files"),
+        notifier=Notifier(),
+    )
