@@ -76,7 +76,11 @@ class ChunkStore:
         target = str(location)
         if _is_url(target):
             self._local = False
-            self._client = QdrantClient(url=target, api_key=api_key, timeout=QDRANT_TIMEOUT_S)
+            # No version probe here: it would make constructing (at server start) wait on
+            # the network; the first use checks the collection, which is what matters.
+            self._client = QdrantClient(
+                url=target, api_key=api_key, timeout=QDRANT_TIMEOUT_S, check_compatibility=False
+            )
         else:
             if api_key:
                 raise ConfigError("--qdrant-api-key needs a Qdrant URL, not a local path")
