@@ -43,9 +43,11 @@ QDRANT_TIMEOUT_S = 60
 _KEYWORD_INDEXES = ("task_id", "source", "task_type")
 
 
-def point_id(task_id: str, chunk_index: int) -> str:
-    """The deterministic id of a task's chunk."""
-    return str(uuid.uuid5(POINT_NAMESPACE, f"{task_id}:{chunk_index}"))
+def point_id(user_id: str, task_id: str, chunk_index: int) -> str:
+    """The deterministic id of a task's chunk. The user is part of it so that a task id
+    reused under another user (a bug, or an imported task) can never overwrite vectors
+    across users."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{user_id}\n{task_id}\n{chunk_index}"))
 
 
 def _is_url(location: str) -> bool:
@@ -102,9 +104,14 @@ class ChunkStore:
 
         Worker-computed vectors are used when ``metadata["embedding_model"]`` is this
         store's model and their length is its dimension; other chunks are embedded here.
-        Points left from an earlier, longer result of the same task are removed.
+        Points left from an earlier, longer result of the same task are removed. Raises
+        ValueError for an empty user or task id or a result that repeats a chunk index.
         """
         scope = user_and_task(user_id, task_id)  # validates both before any work
+        indexes = [chunk.index for chunk in result.chunks]
+        if len(set(indexes)) != len(indexes):
+            # Two chunks with one index would share a point id: one would vanish.
+            raise ValueError(f"task {task_id}: the result repeats a chunk index")
         vectors = self._vectors(result)
         base = {"user_id": user_id, "task_id": task_id, "source": source}
         if task_type is not None:
@@ -112,7 +119,9 @@ class ChunkStore:
         base["embedding_model"] = self.embedder.model_id
         points = [
             models.PointStruct(
-                id=point_id(task_id, chunk.index), vector=vector, payload=_payload(base, chunk)
+                id=point_id(user_id, task_id, chunk.index),
+                vector=vector,
+                payload=_payload(base, chunk),
             )
             for chunk, vector in zip(result.chunks, vectors, strict=True)
         ]
@@ -121,7 +130,7 @@ class ChunkStore:
             for start in range(0, len(points), UPSERT_BATCH):
                 batch = points[start : start + UPSERT_BATCH]
                 self._client.upsert(self.collection, points=batch, wait=True)
-            self._delete_beyond(scope, task_id, {chunk.index for chunk in result.chunks})
+            self._delete_beyond(scope, [point.id for point in points])
         return len(points)
 
     def delete_task(self, user_id: str, task_id: str) -> int:
@@ -236,12 +245,9 @@ class ChunkStore:
                 "comparable; configure that model, or another collection"
             )
 
-    def _delete_beyond(self, scope: models.Filter, task_id: str, kept: set[int]) -> None:
+    def _delete_beyond(self, scope: models.Filter, kept: list[models.ExtendedPointId]) -> None:
         # A retry may produce fewer chunks than the attempt stored before it.
-        stale = models.Filter(
-            must=[scope],
-            must_not=[models.HasIdCondition(has_id=[point_id(task_id, i) for i in kept])],
-        )
+        stale = models.Filter(must=[scope], must_not=[models.HasIdCondition(has_id=kept)])
         self._client.delete(self.collection, points_selector=models.FilterSelector(filter=stale))
 
 

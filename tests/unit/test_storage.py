@@ -200,9 +200,26 @@ def test_threads_share_one_store(store: ChunkStore) -> None:
     assert [store.count(f"user{n}") for n in range(4)] == [2, 2, 2, 2]
 
 
-def test_point_ids_are_deterministic_per_task_and_chunk() -> None:
-    assert point_id("t1", 0) == point_id("t1", 0)
-    assert len({point_id("t1", 0), point_id("t1", 1), point_id("t2", 0)}) == 3
+def test_point_ids_are_deterministic_per_user_task_and_chunk() -> None:
+    assert point_id("u", "t1", 0) == point_id("u", "t1", 0)
+    ids = {point_id("u", "t1", 0), point_id("u", "t1", 1), point_id("u", "t2", 0)}
+    assert len(ids | {point_id("v", "t1", 0)}) == 4
+
+
+def test_the_same_task_id_under_two_users_keeps_both(store: ChunkStore) -> None:
+    store.store("alice", "t1", "a.md", _result(DOCUMENTS["bees.md"]))
+    store.store("bob", "t1", "b.md", _result(DOCUMENTS["tax.md"][:1]))
+    assert (store.count("alice"), store.count("bob")) == (3, 1)
+    assert store.search("alice", "waggle dance", 1, {})[0].source == "a.md"
+
+
+def test_a_result_that_repeats_a_chunk_index_is_refused(store: ChunkStore) -> None:
+    result = _result(["one", "two"])
+    result.chunks[1].index = 0
+    with pytest.raises(ValueError, match="repeats a chunk index"):
+        store.store("alice", "t1", "a.md", result)
+    with pytest.raises(ValueError, match="user_id"):
+        store.store("", "t1", "a.md", _result(["one"]))
 
 
 def test_a_url_with_an_api_key_and_a_path_with_one_are_told_apart(
