@@ -21,6 +21,19 @@ class ProcessorSettings:
     #: Overlap between neighbouring text chunks, in tokens: enough to keep a sentence
     #: that straddles a boundary findable from either side.
     chunk_overlap_tokens: int = 30
+    #: Most bytes an office file (DOCX, PPTX, XLSX) may inflate to, read from the zip
+    #: directory before extraction: a 300-slide deck with photos inflates to a few hundred
+    #: MB; zip bombs inflate to many GB.
+    doc_max_unzipped_bytes: int = 1024**3
+    #: Most entries an office zip may hold: large real files have a few thousand parts;
+    #: far more means a crafted archive.
+    doc_max_zip_entries: int = 10_000
+    #: Resolution at which PDF pages without a text layer are rendered for OCR: Tesseract
+    #: is most accurate near 300 dpi; more costs time with the square of the dpi.
+    pdf_ocr_dpi: int = 300
+    #: Seconds Tesseract may spend on one PDF page before the task fails: a dense page
+    #: takes 1-3 s at 300 dpi on one thread, so a minute means something is wrong.
+    pdf_ocr_page_timeout_s: float = 60.0
     #: Refuse URLs that resolve to loopback, private, link-local or metadata addresses
     #: unless this is set (development and tests serve pages on 127.0.0.1).
     allow_private_urls: bool = False
@@ -38,6 +51,22 @@ _FLAGS: dict[str, tuple[str, str, str]] = {
         "--chunk-overlap-tokens",
         "MORAG_CHUNK_OVERLAP_TOKENS",
         "overlap between text chunks in tokens",
+    ),
+    "doc_max_unzipped_bytes": (
+        "--doc-max-unzipped-bytes",
+        "MORAG_DOC_MAX_UNZIPPED_BYTES",
+        "most bytes an office file may inflate to (zip-bomb guard)",
+    ),
+    "doc_max_zip_entries": (
+        "--doc-max-zip-entries",
+        "MORAG_DOC_MAX_ZIP_ENTRIES",
+        "most entries an office file's zip may hold",
+    ),
+    "pdf_ocr_dpi": ("--pdf-ocr-dpi", "MORAG_PDF_OCR_DPI", "dpi for OCR of PDF pages without text"),
+    "pdf_ocr_page_timeout_s": (
+        "--pdf-ocr-page-timeout-s",
+        "MORAG_PDF_OCR_PAGE_TIMEOUT_S",
+        "seconds OCR may take on one PDF page",
     ),
     "allow_private_urls": (
         "--allow-private-urls",
