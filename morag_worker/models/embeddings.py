@@ -189,7 +189,12 @@ class Embedder:
     def dimension(self) -> int:
         """Length of every vector this model makes (loads the model)."""
         with self._lock:
-            dim = self._loaded().get_embedding_dimension()
+            model = self._loaded()
+            # sentence-transformers 6 renamed the method; older releases have the old name.
+            getter = getattr(model, "get_embedding_dimension", None)
+            if getter is None:
+                getter = model.get_sentence_embedding_dimension
+            dim = getter()
         if not isinstance(dim, int):
             raise ModelMissing(f"{self.model_id} at {self.source.path} declares no dimension")
         return dim

@@ -231,3 +231,16 @@ def test_a_url_with_an_api_key_and_a_path_with_one_are_told_apart(
     remote = ChunkStore("https://127.0.0.1:1", embedder, api_key="secret")
     remote.close()
     assert not (tmp_path / "qdrant").exists()
+
+
+def test_transcript_chunks_keep_their_time_range(store: ChunkStore) -> None:
+    texts = ["Welcome to the weekly planning call.", "The launch moves to the third of May."]
+    chunks = [
+        Chunk(chunk_id=f"s{i}", index=i, text=text, start_s=30.0 * i, end_s=30.0 * i + 29.5)
+        for i, text in enumerate(texts)
+    ]
+    result = TaskResult(content=" ".join(texts), chunks=chunks)
+    store.store("alice", "call-1", "call.mp3", result, task_type="audio")
+    best = store.search("alice", "when is the launch", 1, {"task_type": "audio"})[0]
+    assert (best.chunk_index, best.start_s, best.end_s) == (1, 30.0, 59.5)
+    assert (best.page, best.heading_path) == (None, [])
