@@ -48,5 +48,7 @@ def build_filter(user_id: str, filters: dict[str, Any]) -> models.Filter:
 
 
 def user_and_task(user_id: str, task_id: str) -> models.Filter:
-    """The points of one task of one user."""
+    """The points of one task of one user; ValueError for an empty id."""
+    if not task_id:
+        raise ValueError("a task_id is needed")
     return build_filter(user_id, {"task_id": task_id})

@@ -220,6 +220,8 @@ def test_a_result_that_repeats_a_chunk_index_is_refused(store: ChunkStore) -> No
         store.store("alice", "t1", "a.md", result)
     with pytest.raises(ValueError, match="user_id"):
         store.store("", "t1", "a.md", _result(["one"]))
+    with pytest.raises(ValueError, match="task_id"):
+        store.store("alice", "", "a.md", _result(["one"]))
 
 
 def test_a_url_with_an_api_key_and_a_path_with_one_are_told_apart(
