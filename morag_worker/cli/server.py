@@ -26,51 +26,84 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="morag-server", description=__doc__)
     p.add_argument("--host", default=env("MORAG_SERVER_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(env("MORAG_SERVER_PORT", "8000")))
-    p.add_argument("--data-dir", default=env("MORAG_DATA_DIR", "./morag-data"),
-                   help="database, files, Qdrant and admin.key live here [MORAG_DATA_DIR]")
-    p.add_argument("--database-url", default=env("MORAG_DATABASE_URL", ""),
-                   help="postgresql://… for PostgreSQL; default SQLite in the data dir")
-    p.add_argument("--max-upload-bytes", type=int,
-                   default=int(env("MORAG_MAX_UPLOAD_BYTES", str(2 << 30))))
-    p.add_argument("--lease-ttl", type=float, default=_env_float("MORAG_LEASE_TTL", 30.0),
-                   help="seconds a lease lasts without a heartbeat")
+    p.add_argument(
+        "--data-dir",
+        default=env("MORAG_DATA_DIR", "./morag-data"),
+        help="database, files, Qdrant and admin.key live here [MORAG_DATA_DIR]",
+    )
+    p.add_argument(
+        "--database-url",
+        default=env("MORAG_DATABASE_URL", ""),
+        help="postgresql://… for PostgreSQL; default SQLite in the data dir",
+    )
+    p.add_argument(
+        "--max-upload-bytes", type=int, default=int(env("MORAG_MAX_UPLOAD_BYTES", str(2 << 30)))
+    )
+    p.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=_env_float("MORAG_LEASE_TTL", 30.0),
+        help="seconds a lease lasts without a heartbeat",
+    )
     p.add_argument("--max-attempts", type=int, default=int(env("MORAG_MAX_ATTEMPTS", "3")))
-    p.add_argument("--retry-backoff", type=float,
-                   default=_env_float("MORAG_RETRY_BACKOFF", 2.0),
-                   help="base seconds of the exponential retry backoff")
-    p.add_argument("--max-wait", type=float, default=_env_float("MORAG_MAX_WAIT", 30.0),
-                   help="cap on a lease long-poll, seconds")
-    p.add_argument("--extra-task-types", default=env("MORAG_EXTRA_TASK_TYPES", ""),
-                   help="comma-separated task types served by worker plugins")
+    p.add_argument(
+        "--retry-backoff",
+        type=float,
+        default=_env_float("MORAG_RETRY_BACKOFF", 2.0),
+        help="base seconds of the exponential retry backoff",
+    )
+    p.add_argument(
+        "--max-wait",
+        type=float,
+        default=_env_float("MORAG_MAX_WAIT", 30.0),
+        help="cap on a lease long-poll, seconds",
+    )
+    p.add_argument(
+        "--extra-task-types",
+        default=env("MORAG_EXTRA_TASK_TYPES", ""),
+        help="comma-separated task types served by worker plugins",
+    )
     p.add_argument("--qdrant-url", default=env("MORAG_QDRANT_URL", ""))
     p.add_argument("--qdrant-path", default=env("MORAG_QDRANT_PATH", ""))
     p.add_argument("--qdrant-api-key", default=env("MORAG_QDRANT_API_KEY", ""))
     p.add_argument("--embedding-model", default=env("MORAG_EMBEDDING_MODEL", "all-MiniLM-L6-v2"))
     p.add_argument("--no-index", action="store_true", help="store results without indexing")
     p.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
-    p.add_argument("--log-format", default=env("MORAG_LOG_FORMAT", "auto"),
-                   choices=["auto", "json", "text"])
+    p.add_argument(
+        "--log-format", default=env("MORAG_LOG_FORMAT", "auto"), choices=["auto", "json", "text"]
+    )
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    checks = [(args.lease_ttl > 0, "--lease-ttl must be > 0"),
-              (args.max_attempts >= 1, "--max-attempts must be >= 1"),
-              (args.max_upload_bytes > 0, "--max-upload-bytes must be > 0"),
-              (0 < args.max_wait <= 300, "--max-wait must be in (0, 300]"),
-              (args.retry_backoff >= 0, "--retry-backoff must be >= 0")]
+    checks = [
+        (args.lease_ttl > 0, "--lease-ttl must be > 0"),
+        (args.max_attempts >= 1, "--max-attempts must be >= 1"),
+        (args.max_upload_bytes > 0, "--max-upload-bytes must be > 0"),
+        (0 < args.max_wait <= 300, "--max-wait must be in (0, 300]"),
+        (args.retry_backoff >= 0, "--retry-backoff must be >= 0"),
+    ]
     for ok, message in checks:
         if not ok:
             raise SystemExit(f"morag-server: {message}")
     extra = tuple(t.strip() for t in args.extra_task_types.split(",") if t.strip())
     return ServerConfig(
-        data_dir=Path(args.data_dir).resolve(), host=args.host, port=args.port,
-        database_url=args.database_url, max_upload_bytes=args.max_upload_bytes,
+        data_dir=Path(args.data_dir).resolve(),
+        host=args.host,
+        port=args.port,
+        database_url=args.database_url,
+        max_upload_bytes=args.max_upload_bytes,
         max_wait_s=args.max_wait,
-        policy=QueuePolicy(lease_ttl_s=args.lease_ttl, max_attempts=args.max_attempts,
-                           backoff_base_s=args.retry_backoff),
-        extra_task_types=extra, qdrant_url=args.qdrant_url, qdrant_path=args.qdrant_path,
-        qdrant_api_key=args.qdrant_api_key, embedding_model=args.embedding_model,
+        policy=QueuePolicy(
+            lease_ttl_s=args.lease_ttl,
+            max_attempts=args.max_attempts,
+            backoff_base_s=args.retry_backoff,
+        ),
+        extra_task_types=extra,
+        qdrant_url=args.qdrant_url,
+        qdrant_path=args.qdrant_path,
+        qdrant_api_key=args.qdrant_api_key,
+        embedding_model=args.embedding_model,
         index_results=not args.no_index,
     )
 
@@ -86,8 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     from morag_worker.server.app import create_app
 
     app = create_app(config)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning",
-                access_log=False, timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 

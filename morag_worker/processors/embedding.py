@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from morag_worker.errors import BadInput
-from morag_worker.models.cache import ModelKey
+from morag_worker.models.cache import ModelCache, ModelKey
 from morag_worker.models.embeddings import Embedder
 from morag_worker.processors.base import TaskContext
 from morag_worker.protocol import TaskResult
@@ -60,10 +60,14 @@ def maybe_embed(ctx: TaskContext, result: TaskResult) -> TaskResult:
 
 
 def _embedder(ctx: TaskContext) -> Embedder:
-    name = ctx.settings.embedding_model
+    return cached_embedder(ctx.models, ctx.settings.embedding_model, ctx.device)
+
+
+def cached_embedder(models: ModelCache, name: str, device: str) -> Embedder:
+    """The embedder for ``name`` on ``device`` from the child's cache (loaded on a miss)."""
     # Resolving is a few file look-ups; it also fails fast with ModelMissing before
     # the cache makes room for a model that cannot load.
-    fresh = Embedder(name, device=ctx.device)
+    fresh = Embedder(name, device=device)
     key = ModelKey("embedding", fresh.model_id, fresh.device)
-    cached: Embedder = ctx.models.get(key, fresh.load, size_bytes=fresh.source.size_bytes())
+    cached: Embedder = models.get(key, fresh.load, size_bytes=fresh.source.size_bytes())
     return cached

@@ -53,7 +53,12 @@ class KeyStore:
         self._lock = threading.Lock()
 
     def create(
-        self, user_id: str, role: Role, *, pool: bool = False, expires_days: float | None = None,
+        self,
+        user_id: str,
+        role: Role,
+        *,
+        pool: bool = False,
+        expires_days: float | None = None,
         name: str = "",
     ) -> KeyCreated:
         if pool and role != Role.worker:
@@ -82,7 +87,7 @@ class KeyStore:
             raise KeyError(key_id)
         return _key_info(row)
 
-    def list(self) -> list[KeyInfo]:
+    def list_keys(self) -> list[KeyInfo]:
         return [_key_info(row) for row in self.db.query("list_keys")]
 
     def revoke(self, key_id: str) -> KeyInfo:

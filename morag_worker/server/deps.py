@@ -25,5 +25,8 @@ def caller(request: Request) -> Caller:
 
 def require(who: Caller, *roles: str) -> None:
     if who.role not in roles:
-        raise ApiError(403, "forbidden", f"this call needs a key with role {' or '.join(roles)}; "
-                       f"this key has role {who.role}")
+        raise ApiError(
+            403,
+            "forbidden",
+            f"this call needs a key with role {' or '.join(roles)}; this key has role {who.role}",
+        )

@@ -27,8 +27,13 @@ class ApiError(Exception):
         self.field = field
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(code=code, message=message, field=field))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
@@ -40,7 +45,9 @@ def _validation(_: Request, exc: Exception) -> JSONResponse:
     field = ".".join(loc) or None
     message = str(first.get("msg", "invalid request"))
     if first.get("type") == "json_invalid":
-        message = "request body is not valid JSON: " + str(first.get("ctx", {}).get("error", ""))
+        ctx = first.get("ctx")
+        detail = ctx.get("error", "") if isinstance(ctx, dict) else ""
+        message = f"request body is not valid JSON: {detail}"
         field = None
     where = f"{field}: " if field else ""
     return error_response(422, "invalid", f"{where}{message}", field)
@@ -59,8 +66,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AuthError)
     async def _auth(_: Request, exc: AuthError) -> JSONResponse:
-        return error_response(401, "unauthorized", str(exc),
-                              headers={"WWW-Authenticate": "Bearer"})
+        return error_response(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(LeaseLost)
     async def _lost(_: Request, exc: LeaseLost) -> JSONResponse:

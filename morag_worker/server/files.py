@@ -86,8 +86,9 @@ class MultipartUpload:
         ctype, options = parse_options_header(content_type)
         boundary = options.get(b"boundary")
         if ctype != b"multipart/form-data" or not boundary:
-            raise UploadError(415, "unsupported_media_type",
-                              "expected multipart/form-data with a boundary")
+            raise UploadError(
+                415, "unsupported_media_type", "expected multipart/form-data with a boundary"
+            )
         self.store = store
         self.max_file_bytes = max_file_bytes
         self.fields: dict[str, str] = {}
@@ -127,8 +128,9 @@ class MultipartUpload:
         part.name = options.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" in options:
             if len(self._pending) >= MAX_FILES:
-                raise UploadError(413, "too_many_files", f"at most {MAX_FILES} files per task",
-                                  "files")
+                raise UploadError(
+                    413, "too_many_files", f"at most {MAX_FILES} files per task", "files"
+                )
             part.filename = os.path.basename(options[b"filename"].decode("utf-8", "replace"))
             part.handle, part.temp = self.store.new_temp()
             part.digest = hashlib.sha256()
@@ -139,15 +141,21 @@ class MultipartUpload:
         part.size += len(chunk)
         if part.handle is None:
             if part.size > MAX_FIELD_BYTES:
-                raise UploadError(413, "field_too_large",
-                                  f"form field {part.name!r} exceeds {MAX_FIELD_BYTES} bytes",
-                                  part.name)
+                raise UploadError(
+                    413,
+                    "field_too_large",
+                    f"form field {part.name!r} exceeds {MAX_FIELD_BYTES} bytes",
+                    part.name,
+                )
             part.data += chunk
             return
         if part.size > self.max_file_bytes:
-            raise UploadError(413, "file_too_large",
-                              f"file {part.filename!r} exceeds the upload limit of "
-                              f"{self.max_file_bytes} bytes", part.name)
+            raise UploadError(
+                413,
+                "file_too_large",
+                f"file {part.filename!r} exceeds the upload limit of {self.max_file_bytes} bytes",
+                part.name,
+            )
         part.digest.update(chunk)
         part.handle.write(chunk)
 
@@ -161,8 +169,9 @@ class MultipartUpload:
         part.handle.close()
         part.handle = None
         assert part.temp is not None
-        self._pending.append((part.temp, part.digest.hexdigest(), part.filename or "upload",
-                              part.size))
+        self._pending.append(
+            (part.temp, part.digest.hexdigest(), part.filename or "upload", part.size)
+        )
         part.temp = None
 
     async def read(self, stream: AsyncIterator[bytes]) -> None:

@@ -31,15 +31,17 @@ def open_storage(st: Any) -> Any:
         st.storage_error = "indexing is turned off (--no-index)"
         return None
     try:
+        from morag_worker.models.embeddings import Embedder
         from morag_worker.server.storage import ChunkStore
     except ImportError as exc:
-        st.storage_error = f"the server extra is not fully installed ({exc}); " \
-                           "install morag-worker[server]"
+        st.storage_error = (
+            f"the server extra is not fully installed ({exc}); install morag-worker[server]"
+        )
         return None
     location = config.qdrant_url or config.qdrant_path or str(config.data_dir / "qdrant")
     try:
-        return ChunkStore(location, model=config.embedding_model,
-                          api_key=config.qdrant_api_key or None)
+        embedder = Embedder(config.embedding_model)
+        return ChunkStore(location, embedder, api_key=config.qdrant_api_key or None)
     except Exception as exc:
         st.storage_error = f"cannot open the vector store at {location}: {exc}"
         return None
@@ -82,8 +84,9 @@ class Indexer:
         for row in rows:
             result = TaskResult.model_validate(json.loads(row["result"]))
             source = str(result.metadata.get("source") or result.metadata.get("title") or "")
-            count = self.st.storage.store(row["user_id"], row["task_id"], source, result,
-                                          task_type=row["task_type"])
+            count = self.st.storage.store(
+                row["user_id"], row["task_id"], source, result, task_type=row["task_type"]
+            )
             self.st.db.execute("mark_indexed", task_id=row["task_id"], now=time.time())
             logger.debug("indexed {} chunks", count, task_id=row["task_id"])
         return len(rows)

@@ -34,13 +34,17 @@ class QueueCollector(Collector):
         self.task_types = task_types
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        tasks = GaugeMetricFamily("morag_server_tasks", "Tasks by type and state.",
-                                  labels=["task_type", "state"])
+        tasks = GaugeMetricFamily(
+            "morag_server_tasks", "Tasks by type and state.", labels=["task_type", "state"]
+        )
         counts = {(r["task_type"], r["state"]): r["n"] for r in self.db.query("queue_counts")}
         for task_type in self.task_types:
             for state in TaskState:
                 tasks.add_metric([task_type, state.value], counts.get((task_type, state.value), 0))
         yield tasks
         online = self.db.one("workers_online", since=time.time() - ONLINE_WINDOW_S) or {"n": 0}
-        yield GaugeMetricFamily("morag_server_workers_online",
-                                "Workers seen within the last 90 seconds.", value=online["n"])
+        yield GaugeMetricFamily(
+            "morag_server_workers_online",
+            "Workers seen within the last 90 seconds.",
+            value=online["n"],
+        )

@@ -122,7 +122,7 @@ class TaskQueue:
             raise NotFound(f"task {task_id} not found")
         return self._info(row)
 
-    def list(self, caller: Caller, state: str | None, limit: int) -> list[TaskInfo]:
+    def list_tasks(self, caller: Caller, state: str | None, limit: int) -> list[TaskInfo]:
         rows = self.db.query(
             "list_tasks",
             all_users=caller.role == "admin",
@@ -265,8 +265,12 @@ class TaskQueue:
         )
 
     def release(self, caller: Caller, task_id: str, token: str) -> None:
-        if self.db.one("release", now=time.time(), task_id=task_id, lease_token=token,
-                       key_id=caller.key_id) is None:
+        if (
+            self.db.one(
+                "release", now=time.time(), task_id=task_id, lease_token=token, key_id=caller.key_id
+            )
+            is None
+        ):
             self._repeat_or_lost(task_id, token, digest="")
 
     def release_worker(self, caller: Caller, worker_id: str) -> list[str]:

@@ -38,17 +38,22 @@ def metrics() -> Response:
 
 
 @router.post("/api/v1/keys", status_code=201, response_model=KeyCreated)
-def create_key(body: KeyCreateRequest, who: Caller = Depends(caller),
-               st: ServerState = Depends(state)) -> KeyCreated:
+def create_key(
+    body: KeyCreateRequest, who: Caller = Depends(caller), st: ServerState = Depends(state)
+) -> KeyCreated:
     """Create a key. Admins create any; a user may create worker keys for itself."""
     if who.role != "admin":
         require(who, "user")
         if body.role != Role.worker or body.user_id != who.user_id or body.pool:
-            raise ApiError(403, "forbidden", "a user key may only create (non-pool) worker "
-                           "keys for its own user")
+            raise ApiError(
+                403,
+                "forbidden",
+                "a user key may only create (non-pool) worker keys for its own user",
+            )
     try:
-        return st.keys.create(body.user_id, body.role, pool=body.pool,
-                              expires_days=body.expires_days, name=body.name)
+        return st.keys.create(
+            body.user_id, body.role, pool=body.pool, expires_days=body.expires_days, name=body.name
+        )
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc), "pool") from None
 
@@ -56,12 +61,13 @@ def create_key(body: KeyCreateRequest, who: Caller = Depends(caller),
 @router.get("/api/v1/keys", response_model=KeyList)
 def list_keys(who: Caller = Depends(caller), st: ServerState = Depends(state)) -> KeyList:
     require(who, "admin")
-    return KeyList(keys=st.keys.list())
+    return KeyList(keys=st.keys.list_keys())
 
 
 @router.delete("/api/v1/keys/{key_id}", response_model=KeyInfo)
-def revoke_key(key_id: str, who: Caller = Depends(caller),
-               st: ServerState = Depends(state)) -> KeyInfo:
+def revoke_key(
+    key_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
+) -> KeyInfo:
     require(who, "admin")
     try:
         return st.keys.revoke(key_id)
@@ -70,8 +76,9 @@ def revoke_key(key_id: str, who: Caller = Depends(caller),
 
 
 @router.get("/api/v1/workers")
-def list_workers(who: Caller = Depends(caller),
-                 st: ServerState = Depends(state)) -> dict[str, object]:
+def list_workers(
+    who: Caller = Depends(caller), st: ServerState = Depends(state)
+) -> dict[str, object]:
     require(who, "admin")
     rows = st.db.query("list_workers")
     for row in rows:
@@ -81,13 +88,18 @@ def list_workers(who: Caller = Depends(caller),
 
 
 @router.post("/api/v1/search", response_model=SearchResponse)
-def search(body: SearchRequest, who: Caller = Depends(caller),
-           st: ServerState = Depends(state)) -> SearchResponse:
+def search(
+    body: SearchRequest, who: Caller = Depends(caller), st: ServerState = Depends(state)
+) -> SearchResponse:
     """Semantic search over the caller's own chunks (never another user's)."""
     require(who, "user", "admin")
     if st.storage is None:
-        raise ApiError(503, "search_unavailable", "search is not available on this server: "
-                       f"{st.storage_error or 'indexing is turned off'}")
+        raise ApiError(
+            503,
+            "search_unavailable",
+            "search is not available on this server: "
+            f"{st.storage_error or 'indexing is turned off'}",
+        )
     try:
         hits = st.storage.search(who.user_id, body.query, body.limit, body.filters)
     except ValueError as exc:

@@ -32,8 +32,12 @@ router = APIRouter(prefix="/api/v1", tags=["tasks"])
 def _check_type(st: ServerState, raw: str) -> str:
     task_type = canonical_task_type(raw)
     if task_type not in st.config.task_types:
-        raise ApiError(422, "invalid", f"task_type: unknown type {raw!r}; use one of "
-                       f"{', '.join(st.config.task_types)}", "task_type")
+        raise ApiError(
+            422,
+            "invalid",
+            f"task_type: unknown type {raw!r}; use one of {', '.join(st.config.task_types)}",
+            "task_type",
+        )
     return task_type
 
 
@@ -41,11 +45,19 @@ def _check_parameters(task_type: str, parameters: dict[str, Any], files: list[St
     if task_type in URL_TASK_TYPES:
         url = parameters.get("url")
         if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
-            raise ApiError(422, "invalid", f"parameters.url: a {task_type} task needs an "
-                           "http(s) URL in parameters.url", "parameters.url")
+            raise ApiError(
+                422,
+                "invalid",
+                f"parameters.url: a {task_type} task needs an http(s) URL in parameters.url",
+                "parameters.url",
+            )
     elif task_type != "noop" and not files:
-        raise ApiError(422, "invalid", f"files: a {task_type} task needs at least one uploaded "
-                       "file (multipart field 'files')", "files")
+        raise ApiError(
+            422,
+            "invalid",
+            f"files: a {task_type} task needs at least one uploaded file (multipart field 'files')",
+            "files",
+        )
 
 
 def _form_submit(form: dict[str, str]) -> TaskSubmitJSON:
@@ -55,16 +67,17 @@ def _form_submit(form: dict[str, str]) -> TaskSubmitJSON:
         try:
             data["parameters"] = json.loads(form["parameters"])
         except json.JSONDecodeError as exc:
-            raise ApiError(422, "invalid", f"parameters: not valid JSON ({exc})",
-                           "parameters") from None
+            raise ApiError(
+                422, "invalid", f"parameters: not valid JSON ({exc})", "parameters"
+            ) from None
     for name in ("priority", "max_attempts", "timeout_seconds"):
         if form.get(name, "").strip():
             data[name] = form[name]
-    unknown = set(form) - {"task_type", "parameters", "priority", "max_attempts",
-                           "timeout_seconds"}
+    unknown = set(form) - {"task_type", "parameters", "priority", "max_attempts", "timeout_seconds"}
     if unknown:
-        raise ApiError(422, "invalid", f"{sorted(unknown)[0]}: unknown form field",
-                       sorted(unknown)[0])
+        raise ApiError(
+            422, "invalid", f"{sorted(unknown)[0]}: unknown form field", sorted(unknown)[0]
+        )
     try:
         return TaskSubmitJSON.model_validate(data)
     except ValidationError as exc:
@@ -74,8 +87,9 @@ def _form_submit(form: dict[str, str]) -> TaskSubmitJSON:
 
 
 @router.post("/tasks", status_code=201, response_model=TaskCreated)
-async def submit(request: Request, who: Caller = Depends(caller),
-                 st: ServerState = Depends(state)) -> TaskCreated:
+async def submit(
+    request: Request, who: Caller = Depends(caller), st: ServerState = Depends(state)
+) -> TaskCreated:
     """Submit a task: multipart (``task_type``, ``parameters`` JSON, ``priority``, ``files``)
     or JSON ``{task_type, parameters: {url}}`` for URL tasks."""
     require(who, "user", "admin")
@@ -92,13 +106,17 @@ async def submit(request: Request, who: Caller = Depends(caller),
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or None
             message = first["msg"] if field else f"request body: {first['msg']}"
-            raise ApiError(422, "invalid", f"{field}: {message}" if field else message,
-                           field) from None
+            raise ApiError(
+                422, "invalid", f"{field}: {message}" if field else message, field
+            ) from None
     task_type = _check_type(st, spec.task_type)
     _check_parameters(task_type, spec.parameters, files)
     task_id = st.queue.submit(
-        user_id=who.user_id, task_type=task_type, parameters=spec.parameters,
-        priority=spec.priority, files=[(f.file_id, f.name, f.size) for f in files],
+        user_id=who.user_id,
+        task_type=task_type,
+        parameters=spec.parameters,
+        priority=spec.priority,
+        files=[(f.file_id, f.name, f.size) for f in files],
         max_attempts=spec.max_attempts,
         timeout_seconds=spec.timeout_seconds or DEFAULT_TIMEOUTS_S.get(task_type),
     )
@@ -107,42 +125,53 @@ async def submit(request: Request, who: Caller = Depends(caller),
 
 
 @router.get("/tasks", response_model=TaskList)
-def list_tasks(state_filter: TaskState | None = Query(default=None, alias="state"),
-               limit: int = 100,
-               who: Caller = Depends(caller), st: ServerState = Depends(state)) -> TaskList:
+def list_tasks(
+    state_filter: TaskState | None = Query(default=None, alias="state"),
+    limit: int = 100,
+    who: Caller = Depends(caller),
+    st: ServerState = Depends(state),
+) -> TaskList:
     limit = max(1, min(limit, 1000))
     value = state_filter.value if state_filter else None
-    return TaskList(tasks=st.queue.list(who, value, limit))
+    return TaskList(tasks=st.queue.list_tasks(who, value, limit))
 
 
 @router.get("/tasks/{task_id}", response_model=TaskInfo)
-def get_task(task_id: str, who: Caller = Depends(caller),
-             st: ServerState = Depends(state)) -> TaskInfo:
+def get_task(
+    task_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
+) -> TaskInfo:
     return st.queue.get(task_id, who)
 
 
 @router.get("/tasks/{task_id}/result", response_model=TaskResultEnvelope)
-def get_result(task_id: str, who: Caller = Depends(caller),
-               st: ServerState = Depends(state)) -> TaskResultEnvelope:
+def get_result(
+    task_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
+) -> TaskResultEnvelope:
     info, result = st.queue.result(task_id, who)
     if result is None:
         detail = f" ({info.last_error.type}: {info.last_error.message})" if info.last_error else ""
-        raise ApiError(409 if not info.state.terminal else 404, "no_result",
-                       f"task {task_id} has no result: it is {info.state.value}{detail}")
-    return TaskResultEnvelope(task_id=task_id, state=info.state,
-                              result=TaskResult.model_validate(result))
+        raise ApiError(
+            409 if not info.state.terminal else 404,
+            "no_result",
+            f"task {task_id} has no result: it is {info.state.value}{detail}",
+        )
+    return TaskResultEnvelope(
+        task_id=task_id, state=info.state, result=TaskResult.model_validate(result)
+    )
 
 
 @router.delete("/tasks/{task_id}", response_model=TaskInfo)
-async def cancel_task(task_id: str, who: Caller = Depends(caller),
-                      st: ServerState = Depends(state)) -> TaskInfo:
+async def cancel_task(
+    task_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
+) -> TaskInfo:
     """Cancel a queued or running task; a running one is stopped at its next heartbeat."""
     return st.queue.cancel(task_id, who)
 
 
 @router.get("/files/{file_id}")
-def get_file(file_id: str, request: Request, who: Caller = Depends(caller),
-             st: ServerState = Depends(state)) -> Response:
+def get_file(
+    file_id: str, request: Request, who: Caller = Depends(caller), st: ServerState = Depends(state)
+) -> Response:
     """Stream an input file (``Range`` supported; ``ETag`` is its sha256).
 
     A worker key may fetch a file only while it holds a lease on a task that uses it;

@@ -16,6 +16,7 @@ from morag_worker.protocol import (
     RegisterResponse,
     ReleaseRequest,
     ResultRequest,
+    Role,
     TaskSpec,
     WhoAmI,
     canonical_task_type,
@@ -37,26 +38,42 @@ def _worker(who: Caller) -> Caller:
 @router.get("/test", response_model=WhoAmI)
 def auth_test(who: Caller = Depends(caller)) -> WhoAmI:
     """The seed's troubleshooting call: 200 with the key's identity if the key works."""
-    return WhoAmI(key_id=who.key_id, user_id=who.user_id, role=who.role, pool=who.pool)
+    return WhoAmI(key_id=who.key_id, user_id=who.user_id, role=Role(who.role), pool=who.pool)
 
 
 @router.post("/register", response_model=RegisterResponse)
-def register(body: RegisterRequest, who: Caller = Depends(caller),
-             st: ServerState = Depends(state)) -> RegisterResponse:
+def register(
+    body: RegisterRequest, who: Caller = Depends(caller), st: ServerState = Depends(state)
+) -> RegisterResponse:
     _worker(who)
     unknown = [t for t in body.task_types if canonical_task_type(t) not in st.config.task_types]
     if unknown:
-        raise ApiError(422, "invalid", f"task_types: unknown {unknown}; known: "
-                       f"{list(st.config.task_types)}", "task_types")
+        raise ApiError(
+            422,
+            "invalid",
+            f"task_types: unknown {unknown}; known: {list(st.config.task_types)}",
+            "task_types",
+        )
     st.db.execute(
-        "upsert_worker", worker_id=body.worker_id, key_id=who.key_id, user_id=who.user_id,
-        host=body.host, worker_type=body.worker_type, task_types=json.dumps(body.task_types),
-        capacity=body.capacity, devices=json.dumps([d.model_dump() for d in body.devices]),
-        version=body.version, now=time.time(),
+        "upsert_worker",
+        worker_id=body.worker_id,
+        key_id=who.key_id,
+        user_id=who.user_id,
+        host=body.host,
+        worker_type=body.worker_type,
+        task_types=json.dumps(body.task_types),
+        capacity=body.capacity,
+        devices=json.dumps([d.model_dump() for d in body.devices]),
+        version=body.version,
+        now=time.time(),
     )
     ttl = st.config.policy.lease_ttl_s
-    return RegisterResponse(worker_id=body.worker_id, lease_ttl_s=ttl,
-                            heartbeat_interval_s=ttl / 3, max_wait_s=st.config.max_wait_s)
+    return RegisterResponse(
+        worker_id=body.worker_id,
+        lease_ttl_s=ttl,
+        heartbeat_interval_s=ttl / 3,
+        max_wait_s=st.config.max_wait_s,
+    )
 
 
 def _task_types(st: ServerState, worker_id: str, asked: list[str] | None) -> list[str]:
@@ -68,8 +85,9 @@ def _task_types(st: ServerState, worker_id: str, asked: list[str] | None) -> lis
     return list(st.config.task_types)
 
 
-async def _lease(request: Request, st: ServerState, who: Caller, worker_id: str,
-                 body: LeaseRequest) -> list[TaskSpec]:
+async def _lease(
+    request: Request, st: ServerState, who: Caller, worker_id: str, body: LeaseRequest
+) -> list[TaskSpec]:
     started = time.monotonic()
     deadline = started + min(body.wait_seconds, st.config.max_wait_s)
     types = _task_types(st, worker_id, body.task_types)
@@ -88,17 +106,30 @@ async def _lease(request: Request, st: ServerState, who: Caller, worker_id: str,
 
 
 @router.post("/{worker_id}/lease", response_model=LeaseResponse)
-async def lease(worker_id: str, body: LeaseRequest, request: Request,
-                who: Caller = Depends(caller), st: ServerState = Depends(state)) -> LeaseResponse:
+async def lease(
+    worker_id: str,
+    body: LeaseRequest,
+    request: Request,
+    who: Caller = Depends(caller),
+    st: ServerState = Depends(state),
+) -> LeaseResponse:
     """Lease up to ``max_tasks`` tasks, waiting up to ``wait_seconds`` for one to arrive."""
     _worker(who)
     return LeaseResponse(tasks=await _lease(request, st, who, worker_id, body))
 
 
-@router.get("/{worker_id}/tasks/next", response_model=TaskSpec,
-            responses={204: {"description": "no task available"}})
-async def next_task(worker_id: str, request: Request, wait_seconds: float = 0.0,
-                    who: Caller = Depends(caller), st: ServerState = Depends(state)) -> Response:
+@router.get(
+    "/{worker_id}/tasks/next",
+    response_model=TaskSpec,
+    responses={204: {"description": "no task available"}},
+)
+async def next_task(
+    worker_id: str,
+    request: Request,
+    wait_seconds: float = 0.0,
+    who: Caller = Depends(caller),
+    st: ServerState = Depends(state),
+) -> Response:
     """The seed's polling shape: one task (200) or none (204)."""
     _worker(who)
     body = LeaseRequest(max_tasks=1, wait_seconds=max(0.0, min(wait_seconds, 300.0)))
@@ -109,16 +140,25 @@ async def next_task(worker_id: str, request: Request, wait_seconds: float = 0.0,
 
 
 @router.post("/{worker_id}/heartbeat", response_model=HeartbeatResponse)
-def heartbeat(worker_id: str, body: HeartbeatRequest, who: Caller = Depends(caller),
-              st: ServerState = Depends(state)) -> HeartbeatResponse:
+def heartbeat(
+    worker_id: str,
+    body: HeartbeatRequest,
+    who: Caller = Depends(caller),
+    st: ServerState = Depends(state),
+) -> HeartbeatResponse:
     _worker(who)
     st.db.execute("touch_worker", worker_id=worker_id, now=time.time())
     return st.queue.heartbeat(who, body.leases)
 
 
 @router.post("/{worker_id}/tasks/{task_id}/result")
-async def result(worker_id: str, task_id: str, body: ResultRequest,
-                 who: Caller = Depends(caller), st: ServerState = Depends(state)) -> dict[str, str]:
+async def result(
+    worker_id: str,
+    task_id: str,
+    body: ResultRequest,
+    who: Caller = Depends(caller),
+    st: ServerState = Depends(state),
+) -> dict[str, str]:
     _worker(who)
     new_state = st.queue.finish(who, task_id, body)
     if new_state == "queued":
@@ -127,9 +167,13 @@ async def result(worker_id: str, task_id: str, body: ResultRequest,
 
 
 @router.post("/{worker_id}/tasks/{task_id}/release")
-async def release(worker_id: str, task_id: str, body: ReleaseRequest,
-                  who: Caller = Depends(caller), st: ServerState = Depends(state)
-                  ) -> dict[str, str]:
+async def release(
+    worker_id: str,
+    task_id: str,
+    body: ReleaseRequest,
+    who: Caller = Depends(caller),
+    st: ServerState = Depends(state),
+) -> dict[str, str]:
     """Give a task back unstarted (drain): it is queued again and no attempt is counted."""
     _worker(who)
     st.queue.release(who, task_id, body.lease_token)
@@ -138,8 +182,9 @@ async def release(worker_id: str, task_id: str, body: ReleaseRequest,
 
 
 @router.delete("/{worker_id}")
-async def unregister(worker_id: str, who: Caller = Depends(caller),
-                     st: ServerState = Depends(state)) -> dict[str, object]:
+async def unregister(
+    worker_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
+) -> dict[str, object]:
     """Unregister; every lease the worker still holds goes back to the queue."""
     _worker(who)
     released = st.queue.release_worker(who, worker_id)

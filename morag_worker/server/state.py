@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,8 @@ class Notifier:
         async with cond:
             if self.version != seen_version:
                 return
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(cond.wait(), timeout_s)
-            except TimeoutError:
-                pass
 
 
 @dataclass

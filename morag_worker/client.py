@@ -1,0 +1,286 @@
+"""The worker's HTTP client: one session, timeouts on every call, retries with backoff.
+
+Retry policy: connection errors, timeouts, 5xx and 429 are retried with exponential
+backoff and full jitter, honouring ``Retry-After``; everything else is final and raised
+as :class:`ServerError` with the server's own error message. A 409 on a fenced call is
+raised as :class:`LeaseLostError` so the caller can drop the task without retrying.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urljoin
+
+import requests
+from pydantic import BaseModel, ValidationError
+
+from morag_worker.protocol import (
+    API_PREFIX,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    InputFile,
+    LeaseRequest,
+    LeaseResponse,
+    RegisterRequest,
+    RegisterResponse,
+    ReleaseRequest,
+    ResultRequest,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Seconds to wait for a TCP connection: a healthy server on a LAN answers in milliseconds.
+CONNECT_TIMEOUT_S = 5.0
+#: Seconds to wait for a reply to an ordinary call (not a long-poll or a file transfer).
+READ_TIMEOUT_S = 30.0
+#: Backoff between retries: base * 2^n with full jitter, capped.
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+DOWNLOAD_CHUNK_BYTES = 1 << 20
+
+
+class ServerError(Exception):
+    """The server refused a call; ``message`` is its explanation."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class LeaseLostError(ServerError):
+    """409: this worker no longer holds the lease; drop the task."""
+
+
+class Unreachable(Exception):
+    """The server could not be reached within the retry budget."""
+
+
+def _error_of(response: requests.Response) -> ServerError:
+    try:
+        detail = response.json()["error"]
+        code, message = str(detail.get("code", "error")), str(detail.get("message", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        code, message = "error", response.text[:500]
+    cls = LeaseLostError if response.status_code == 409 else ServerError
+    return cls(response.status_code, code, message)
+
+
+def backoff_s(attempt: int, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKOFF_CAP_S) -> float:
+    """Full-jitter exponential backoff for retry number ``attempt`` (0-based)."""
+    return random.uniform(0, min(cap_s, base_s * (2**attempt)))
+
+
+class WorkerClient:
+    """Calls of the worker protocol. Thread-safe: the session's pool is shared."""
+
+    def __init__(
+        self,
+        server_url: str,
+        api_key: str,
+        worker_id: str,
+        on_request: Callable[[str, int | str], None] | None = None,
+    ) -> None:
+        self.base = server_url.rstrip("/") + "/"
+        self.worker_id = worker_id
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["Authorization"] = f"Bearer {api_key}"
+        self.session.headers["User-Agent"] = "morag-worker"
+        self._on_request = on_request or (lambda _endpoint, _code: None)
+        self._closed = threading.Event()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.session.close()
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return urljoin(self.base, path.lstrip("/"))
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        *,
+        json: Any = None,
+        read_timeout_s: float = READ_TIMEOUT_S,
+        retry_for_s: float = 60.0,
+        stream: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """One call with retries on transient failures, for at most ``retry_for_s`` seconds."""
+        give_up = time.monotonic() + retry_for_s
+        attempt = 0
+        while True:
+            wait: float | None = None
+            try:
+                response = self.session.request(
+                    method,
+                    self._url(path),
+                    json=json,
+                    stream=stream,
+                    headers=headers,
+                    timeout=(CONNECT_TIMEOUT_S, read_timeout_s),
+                )
+            except requests.RequestException as exc:
+                self._on_request(endpoint, "error")
+                failure: Exception = Unreachable(
+                    f"{method} {path}: {exc.__class__.__name__}: {exc}"
+                )
+            else:
+                self._on_request(endpoint, response.status_code)
+                if response.status_code < 400:
+                    return response
+                failure = _error_of(response)
+                if response.status_code not in RETRY_STATUSES:
+                    raise failure
+                wait = _retry_after(response)
+            if wait is None:
+                wait = backoff_s(attempt)
+            attempt += 1
+            if time.monotonic() + wait > give_up or self._closed.is_set():
+                raise failure
+            time.sleep(wait)
+
+    def _model(self, cls: type[M], response: requests.Response) -> M:
+        try:
+            return cls.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ServerError(
+                response.status_code,
+                "bad_reply",
+                f"the server's reply is not a valid {cls.__name__}: {exc}",
+            ) from None
+
+    # ---- protocol calls ----------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("GET", "/health", "health", retry_for_s=0).json()
+        return result
+
+    def register(self, body: RegisterRequest, retry_for_s: float) -> RegisterResponse:
+        response = self.call(
+            "POST",
+            f"{API_PREFIX}/workers/register",
+            "register",
+            json=body.model_dump(mode="json"),
+            retry_for_s=retry_for_s,
+        )
+        return self._model(RegisterResponse, response)
+
+    def lease(self, body: LeaseRequest, retry_for_s: float) -> LeaseResponse:
+        response = self.call(
+            "POST",
+            f"{API_PREFIX}/workers/{self.worker_id}/lease",
+            "lease",
+            json=body.model_dump(mode="json"),
+            read_timeout_s=body.wait_seconds + READ_TIMEOUT_S,
+            retry_for_s=retry_for_s,
+        )
+        return self._model(LeaseResponse, response)
+
+    def heartbeat(self, body: HeartbeatRequest, retry_for_s: float) -> HeartbeatResponse:
+        response = self.call(
+            "POST",
+            f"{API_PREFIX}/workers/{self.worker_id}/heartbeat",
+            "heartbeat",
+            json=body.model_dump(mode="json"),
+            retry_for_s=retry_for_s,
+        )
+        return self._model(HeartbeatResponse, response)
+
+    def result(self, task_id: str, body: ResultRequest, retry_for_s: float) -> str:
+        response = self.call(
+            "POST",
+            f"{API_PREFIX}/workers/{self.worker_id}/tasks/{task_id}/result",
+            "result",
+            json=body.model_dump(mode="json"),
+            retry_for_s=retry_for_s,
+        )
+        return str(response.json().get("state", ""))
+
+    def release(self, task_id: str, lease_token: str, reason: str, retry_for_s: float) -> None:
+        body = ReleaseRequest(lease_token=lease_token, reason=reason[:256])
+        self.call(
+            "POST",
+            f"{API_PREFIX}/workers/{self.worker_id}/tasks/{task_id}/release",
+            "release",
+            json=body.model_dump(mode="json"),
+            retry_for_s=retry_for_s,
+        )
+
+    def unregister(self, retry_for_s: float) -> None:
+        self.call(
+            "DELETE",
+            f"{API_PREFIX}/workers/{self.worker_id}",
+            "unregister",
+            retry_for_s=retry_for_s,
+        )
+
+    def download(self, file: InputFile, dest: Path, retry_for_s: float) -> None:
+        """Stream an input file to ``dest`` and verify its sha256; resumes with ``Range``."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        give_up = time.monotonic() + retry_for_s
+        attempt = 0
+        while True:
+            have = dest.stat().st_size if dest.exists() else 0
+            headers = {"Range": f"bytes={have}-"} if 0 < have < file.size else None
+            if have >= file.size:
+                dest.unlink(missing_ok=True)
+                have, headers = 0, None
+            try:
+                response = self.call(
+                    "GET",
+                    file.url,
+                    "file",
+                    stream=True,
+                    headers=headers,
+                    retry_for_s=max(0.0, give_up - time.monotonic()),
+                )
+                with response, dest.open("ab" if response.status_code == 206 else "wb") as out:
+                    for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
+                        out.write(chunk)
+                break
+            except requests.RequestException as exc:  # the stream broke mid-way: resume
+                if time.monotonic() > give_up:
+                    raise Unreachable(f"download of {file.name} failed: {exc}") from exc
+                time.sleep(backoff_s(attempt))
+                attempt += 1
+        _verify(dest, file)
+
+
+def _verify(path: Path, file: InputFile) -> None:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(DOWNLOAD_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != file.sha256:
+        path.unlink(missing_ok=True)
+        raise ServerError(
+            200,
+            "checksum_mismatch",
+            f"{file.name}: sha256 {digest.hexdigest()} does not match {file.sha256}",
+        )
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, min(float(raw), BACKOFF_CAP_S * 4))
+    except ValueError:
+        return None

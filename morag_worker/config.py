@@ -1,0 +1,216 @@
+"""Supervisor configuration: flags > environment > ``.env`` > defaults.
+
+The seed's flags and variable names keep working (``--server-url``/``MORAG_SERVER_URL``,
+``--max-concurrent``/``MAX_CONCURRENT_TASKS`` …). Every problem is reported as one
+:class:`~morag_worker.errors.ConfigError` line naming the setting; the CLI turns it into
+exit code 2 before any child starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from morag_worker.errors import ConfigError
+from morag_worker.processors import settings as processor_settings
+from morag_worker.processors.settings import ProcessorSettings
+
+#: (flag, environment variables in order of precedence, default, help)
+_OPTIONS: list[tuple[str, tuple[str, ...], str, str]] = [
+    ("--server-url", ("MORAG_SERVER_URL",), "http://127.0.0.1:8000", "the server's base URL"),
+    ("--api-key", ("MORAG_API_KEY",), "", "worker API key (prefer --api-key-file)"),
+    ("--api-key-file", ("MORAG_API_KEY_FILE",), "", "file holding the API key"),
+    ("--worker-id", ("MORAG_WORKER_ID",), "", "stable id of this worker (default: host name)"),
+    ("--worker-type", ("WORKER_TYPE",), "", "gpu or cpu (default: gpu when --gpus names any)"),
+    ("--poll-interval", ("POLL_INTERVAL",), "5", "longest a lease long-poll waits, seconds"),
+    (
+        "--max-concurrent",
+        ("MAX_CONCURRENT_TASKS",),
+        "",
+        "CPU children when no GPU is used (default 1)",
+    ),
+    ("--timeout", ("MORAG_TASK_TIMEOUT",), "86400", "cap on any task's run time, seconds"),
+    ("--health-port", ("MORAG_HEALTH_PORT",), "8080", "port of /health /ready /status /metrics"),
+    ("--health-host", ("MORAG_HEALTH_HOST",), "0.0.0.0", "address the health endpoint binds"),
+    ("--gpus", ("MORAG_GPUS",), "", "0,1 | all | none (default: all for gpu workers)"),
+    ("--procs-per-gpu", ("MORAG_PROCS_PER_GPU",), "1", "children per GPU"),
+    ("--cpu-procs", ("MORAG_CPU_PROCS",), "", "CPU children (document and web tasks)"),
+    (
+        "--threads-per-proc",
+        ("MORAG_THREADS_PER_PROC", "OMP_NUM_THREADS"),
+        "1",
+        "threads per child (OMP/MKL)",
+    ),
+    ("--work-dir", ("MORAG_WORK_DIR",), "", "per-task scratch space (default: a temp dir)"),
+    (
+        "--drain-timeout",
+        ("MORAG_DRAIN_TIMEOUT",),
+        "300",
+        "seconds running tasks may finish on stop",
+    ),
+    ("--prefetch", ("MORAG_PREFETCH",), "1", "tasks leased ahead of free children"),
+    ("--plugin", ("MORAG_PLUGINS",), "", "comma-separated modules that register processors"),
+    ("--preload", ("MORAG_PRELOAD",), "", "models warmed at child start, e.g. whisper:base"),
+    ("--log-level", ("LOG_LEVEL",), "INFO", "DEBUG, INFO, WARNING, ERROR"),
+    ("--log-format", ("MORAG_LOG_FORMAT",), "auto", "auto, json or text"),
+]
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    server_url: str
+    api_key: str
+    worker_id: str
+    worker_type: str
+    poll_interval_s: float
+    max_concurrent: int
+    task_timeout_cap_s: float
+    health_host: str
+    health_port: int
+    gpus_spec: str
+    procs_per_gpu: int
+    cpu_procs: int
+    threads_per_proc: int
+    work_dir: Path | None
+    drain_timeout_s: float
+    prefetch: int
+    force_cpu: bool
+    plugins: tuple[str, ...]
+    preload: tuple[str, ...]
+    log_level: str
+    log_format: str
+    processing: ProcessorSettings = field(default_factory=ProcessorSettings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="morag-supervisor",
+        description="Lease tasks from a morag-server and run them in GPU/CPU child processes.",
+    )
+    for flag, envs, default, help_text in _OPTIONS:
+        where = "/".join(envs)
+        parser.add_argument(flag, default=None, help=f"{help_text} [{where}; default {default!r}]")
+    parser.add_argument("--env-file", default=".env", help="dotenv file read under the environment")
+    processor_settings.add_arguments(parser)
+    return parser
+
+
+def _lookup(args: argparse.Namespace, env: Mapping[str, str], flag: str) -> str:
+    for option, envs, default, _ in _OPTIONS:
+        if option == flag:
+            raw = getattr(args, option.lstrip("-").replace("-", "_"))
+            if raw is not None:
+                return str(raw)
+            for name in envs:
+                if env.get(name, "") != "":
+                    return str(env[name])
+            return default
+    raise KeyError(flag)
+
+
+def _number(flag: str, raw: str, kind: type, minimum: float) -> float:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{flag}: expected {kind.__name__}, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{flag}: must be at least {minimum}, got {raw!r}")
+    return float(value)
+
+
+def _truthy(raw: str) -> bool:
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def merged_environment(env_file: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The process environment over the dotenv file's values (environment wins)."""
+    merged = (
+        {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+        if env_file and Path(env_file).is_file()
+        else {}
+    )
+    merged.update(environ)
+    return merged
+
+
+def _api_key(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    key = _lookup(args, env, "--api-key")
+    key_file = _lookup(args, env, "--api-key-file")
+    if not key and key_file:
+        try:
+            key = Path(key_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"--api-key-file: cannot read {key_file}: {exc.strerror}") from None
+    if not key:
+        raise ConfigError(
+            "--api-key: no API key given; set MORAG_API_KEY, --api-key or "
+            "--api-key-file (create one with 'morag keys create --role worker')"
+        )
+    if any(c.isspace() for c in key):
+        raise ConfigError("--api-key: the key contains whitespace; check the file or variable")
+    return key
+
+
+def _worker_shape(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str, bool]:
+    force_cpu = _truthy(env.get("MORAG_FORCE_CPU", ""))
+    worker_type = _lookup(args, env, "--worker-type").lower()
+    gpus = _lookup(args, env, "--gpus").lower()
+    if worker_type not in ("", "gpu", "cpu"):
+        raise ConfigError(f"--worker-type: expected gpu or cpu, got {worker_type!r}")
+    if not gpus:
+        gpus = "all" if worker_type == "gpu" and not force_cpu else "none"
+    if force_cpu or worker_type == "cpu":
+        gpus = "none"
+    if not worker_type:
+        worker_type = "cpu" if gpus == "none" else "gpu"
+    return worker_type, gpus, force_cpu
+
+
+def load_config(
+    argv: list[str] | None = None, environ: Mapping[str, str] | None = None
+) -> SupervisorConfig:
+    args = build_parser().parse_args(argv)
+    env = merged_environment(args.env_file, os.environ if environ is None else environ)
+    get = lambda flag: _lookup(args, env, flag)  # noqa: E731
+    server_url = get("--server-url")
+    if not server_url.startswith(("http://", "https://")):
+        raise ConfigError(f"--server-url: expected an http(s) URL, got {server_url!r}")
+    worker_type, gpus, force_cpu = _worker_shape(args, env)
+    log_format = get("--log-format").lower()
+    if log_format not in ("auto", "json", "text"):
+        raise ConfigError(f"--log-format: expected auto, json or text, got {log_format!r}")
+    try:
+        processing = processor_settings.from_namespace(args, env)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    work_dir = get("--work-dir")
+    return SupervisorConfig(
+        server_url=server_url.rstrip("/"),
+        api_key=_api_key(args, env),
+        worker_id=get("--worker-id") or f"{socket.gethostname()}-{worker_type}",
+        worker_type=worker_type,
+        poll_interval_s=_number("--poll-interval", get("--poll-interval"), float, 0.1),
+        max_concurrent=int(_number("--max-concurrent", get("--max-concurrent") or "1", int, 1)),
+        task_timeout_cap_s=_number("--timeout", get("--timeout"), float, 1),
+        health_host=get("--health-host"),
+        health_port=int(_number("--health-port", get("--health-port"), int, 0)),
+        gpus_spec=gpus,
+        procs_per_gpu=int(_number("--procs-per-gpu", get("--procs-per-gpu"), int, 1)),
+        cpu_procs=int(_number("--cpu-procs", get("--cpu-procs") or "-1", int, -1)),
+        threads_per_proc=int(_number("--threads-per-proc", get("--threads-per-proc"), int, 1)),
+        work_dir=Path(work_dir) if work_dir else None,
+        drain_timeout_s=_number("--drain-timeout", get("--drain-timeout"), float, 0),
+        prefetch=int(_number("--prefetch", get("--prefetch"), int, 0)),
+        force_cpu=force_cpu,
+        plugins=tuple(p.strip() for p in get("--plugin").split(",") if p.strip()),
+        preload=tuple(p.strip() for p in get("--preload").split(",") if p.strip()),
+        log_level=get("--log-level").upper(),
+        log_format=log_format,
+        processing=processing,
+    )

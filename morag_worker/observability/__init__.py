@@ -1,0 +1,1 @@
+"""Logging, metrics, the health endpoint and systemd notifications."""

@@ -1,0 +1,1 @@
+"""The supervisor: main loop, child pool, routing, leases, transfers, watchdogs."""

@@ -1,0 +1,231 @@
+"""The child process: pin the device, load plugins and models, then run tasks.
+
+Started with the ``spawn`` context. Order matters and is the reason this module imports
+nothing heavy at the top: the environment (``CUDA_VISIBLE_DEVICES``, thread counts) and
+CPU affinity are fixed first, and only then do processors import torch or numpy.
+
+The child never talks to the server. It reads :class:`TaskMessage` items from its own
+queue, writes each result to ``result.json`` in the task's work directory, and reports
+events on the shared queue. It stamps ``heartbeat`` whenever it is idle, so the
+supervisor can tell a silent idle child from a busy one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import queue
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from morag_worker.supervisor.exitcodes import EXIT_BOOT_FAILED, EXIT_OK, EXIT_RECYCLE
+from morag_worker.supervisor.messages import (
+    ChildFailed,
+    ChildReady,
+    ChildSpec,
+    TaskFinished,
+    TaskMessage,
+    TaskProgress,
+    TaskStarted,
+)
+
+#: Progress events are throttled to this interval; heartbeats carry only the latest.
+PROGRESS_INTERVAL_S = 0.5
+#: How long the idle loop blocks on the task queue between heartbeat stamps.
+IDLE_STAMP_S = 0.5
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this child when the supervisor dies, even by ``kill -9``,
+    so no orphan keeps holding a GPU."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass  # not Linux/glibc: the idle loop's parent check still ends the child
+
+
+def _pin(spec: ChildSpec) -> None:
+    os.environ.update(spec.env)
+    if spec.cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, spec.cpus)
+    # Ctrl-C reaches the whole process group; the supervisor decides how children stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class ChildRuntime:
+    def __init__(self, spec: ChildSpec, events: Any, heartbeat: Any, cancel: Any) -> None:
+        from morag_worker.models.cache import ModelCache
+
+        self.spec = spec
+        self.events = events
+        self.heartbeat = heartbeat
+        self.cancel = cancel
+        self.models = ModelCache(budget_bytes=spec.model_budget_bytes)
+        self.processors: dict[str, Any] = {}
+        self.parent = os.getppid()
+
+    def boot(self) -> None:
+        from morag_worker.processors.base import load_plugins
+
+        load_plugins(list(self.spec.plugins))
+        for item in self.spec.preload:
+            self._preload(item)
+
+    def _preload(self, item: str) -> None:
+        kind, _, name = item.partition(":")
+        if kind == "whisper":
+            from morag_worker.models.whisper import preload
+
+            preload(item, self.models, self.spec.settings, self.spec.device)
+        elif kind == "embedding":
+            from morag_worker.processors.embedding import cached_embedder
+
+            name = name or self.spec.settings.embedding_model
+            cached_embedder(self.models, name, self.spec.device)
+        else:
+            raise ValueError(
+                f"--preload {item!r}: unknown model kind {kind!r}; "
+                "use whisper:<name> or embedding:<name>"
+            )
+
+    def serve(self, tasks: Any) -> int:
+        while True:
+            self.heartbeat.value = time.monotonic()
+            if os.getppid() != self.parent:
+                return EXIT_OK
+            try:
+                message = tasks.get(timeout=IDLE_STAMP_S)
+            except queue.Empty:
+                continue
+            if message is None:
+                return EXIT_OK
+            finished = self.run(message)
+            self.events.put(finished)
+            if finished.recycle:
+                return EXIT_RECYCLE
+
+    def run(self, message: TaskMessage) -> TaskFinished:
+        from morag_worker.errors import TaskFailure
+
+        started = time.monotonic()
+        self.events.put(TaskStarted(self.spec.name, message.task_id, started))
+        recycle = ""
+        try:
+            result_path = self._process(message)
+            ok, error = True, {}
+        except TaskFailure as failure:
+            ok, result_path = False, ""
+            error = {
+                "type": failure.error_type,
+                "message": failure.message,
+                "retryable": failure.retryable,
+            }
+        except Exception as exc:  # anything else: reported, the child keeps serving
+            ok, result_path = False, ""
+            error, recycle = self._unexpected(message, exc)
+        stats = self.models.stats
+        return TaskFinished(
+            child=self.spec.name,
+            task_id=message.task_id,
+            ok=ok,
+            result_path=result_path,
+            error=error,
+            timings={"process_s": time.monotonic() - started},
+            models=tuple(self.models.contents()),
+            cache_hits=stats.hits,
+            cache_misses=stats.misses,
+            cache_load_s=stats.load_seconds,
+            recycle=recycle,
+        )
+
+    def _unexpected(self, message: TaskMessage, exc: Exception) -> tuple[dict[str, Any], str]:
+        from loguru import logger
+
+        from morag_worker.supervisor.cuda_errors import classify_cuda_error
+
+        kind = classify_cuda_error(exc)
+        logger.opt(exception=exc).error(
+            "task raised {}", type(exc).__name__, task_id=message.task_id
+        )
+        text = f"{type(exc).__name__}: {exc}"[:4000]
+        if kind == "oom":
+            return {"type": "cuda_oom", "message": text, "retryable": True}, "cuda_oom"
+        if kind == "fatal":
+            return {"type": "cuda_fatal", "message": text, "retryable": True}, "cuda_fatal"
+        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return {"type": "internal", "message": detail[:4000], "retryable": True}, ""
+
+    def _process(self, message: TaskMessage) -> str:
+        from morag_worker.processors.base import TaskContext, load_processor
+
+        processor = self.processors.get(message.task_type)
+        if processor is None:
+            processor = self.processors[message.task_type] = load_processor(message.task_type)
+        last = [0.0]
+
+        def report(progress: float, stage: str) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_INTERVAL_S:
+                last[0] = now
+                self.events.put(
+                    TaskProgress(
+                        self.spec.name, message.task_id, max(0.0, min(1.0, progress)), stage[:64]
+                    )
+                )
+
+        work_dir = Path(message.work_dir)
+        ctx = TaskContext(
+            task_id=message.task_id,
+            task_type=message.task_type,
+            parameters=message.parameters,
+            inputs=[Path(p) for p in message.inputs],
+            input_names=list(message.input_names),
+            work_dir=work_dir,
+            device=self.spec.device,
+            models=self.models,
+            settings=self.spec.settings,
+            report=report,
+            cancelled=lambda: self.cancel.value == message.seq,
+        )
+        result = processor.process(ctx)
+        if message.parameters.get("embed"):
+            from morag_worker.processors.embedding import maybe_embed
+
+            result = maybe_embed(ctx, result)
+        path = work_dir / "result.json"
+        path.write_text(result.model_dump_json())
+        return str(path)
+
+
+def child_main(spec: ChildSpec, tasks: Any, events: Any, heartbeat: Any, cancel: Any) -> None:
+    """Entry point of a spawned child (the target of ``multiprocessing.Process``)."""
+    _die_with_parent()
+    _pin(spec)
+    from morag_worker.observability.logging import setup_logging
+
+    setup_logging(spec.log_level, spec.log_format, worker_id=spec.worker_id, child=spec.name)
+    runtime = ChildRuntime(spec, events, heartbeat, cancel)
+    try:
+        runtime.boot()
+    except Exception as exc:
+        events.put(ChildFailed(spec.name, spec.generation, f"{type(exc).__name__}: {exc}"))
+        sys.exit(EXIT_BOOT_FAILED)
+    events.put(
+        ChildReady(spec.name, spec.generation, os.getpid(), tuple(runtime.models.contents()))
+    )
+    code = runtime.serve(tasks)
+    runtime.models.close()
+    sys.exit(code)
+
+
+def read_result(path: str) -> dict[str, Any]:
+    """Load a result the child wrote (used by the supervisor)."""
+    data: dict[str, Any] = json.loads(Path(path).read_text())
+    return data

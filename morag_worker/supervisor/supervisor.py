@@ -1,0 +1,280 @@
+"""The supervisor's main loop.
+
+One synchronous loop owns all state; threads only feed its inbox (leased tasks, child
+events, finished transfers, lost leases). Each pass reads like a to-do list::
+
+    handle signals → reap children → enforce deadlines → keep the pool full
+    → dispatch ready tasks → wait for the inbox and handle what arrived
+
+Signal handlers only record the signal number; ``handle_signals`` acts on it.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from morag_worker import __version__
+from morag_worker.client import ServerError, Unreachable, WorkerClient, backoff_s
+from morag_worker.config import SupervisorConfig
+from morag_worker.observability import sdnotify
+from morag_worker.observability.metrics import SupervisorMetrics
+from morag_worker.processors.base import load_plugins, registered_types
+from morag_worker.protocol import RegisterRequest, TaskSpec
+from morag_worker.supervisor import routing
+from morag_worker.supervisor.devices import Nvml
+from morag_worker.supervisor.layout import describe_devices, plan_children
+from morag_worker.supervisor.leaser import Leaser
+from morag_worker.supervisor.leases import Heartbeater, Held, LeaseBook
+from morag_worker.supervisor.pool import ChildPool
+from morag_worker.supervisor.status import StatusViews
+from morag_worker.supervisor.tasks import TaskFlow
+from morag_worker.supervisor.transfers import Transfers
+
+#: Longest the loop waits for the inbox; bounds how late a signal or deadline is seen.
+TICK_S = 0.2
+
+
+class FatalStartup(Exception):
+    """The supervisor cannot start (the server refused the key); exit code 2."""
+
+
+class Supervisor:
+    def __init__(self, config: SupervisorConfig, nvml: Nvml) -> None:
+        self.config = config
+        self.nvml = nvml
+        load_plugins(list(config.plugins))
+        self.metrics = SupervisorMetrics(config.worker_id)
+        self.client = WorkerClient(
+            config.server_url, config.api_key, config.worker_id, on_request=self.metrics.request
+        )
+        self.pool = ChildPool(plan_children(config, nvml))
+        self.pools_present = {slot.pool for slot in self.pool.slots.values()}
+        self.inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self.book = LeaseBook()
+        self.ready: deque[str] = deque()
+        self.signals: deque[int] = deque()
+        self.work_root = Path(config.work_dir or tempfile.mkdtemp(prefix="morag-work-"))
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        self.started = time.monotonic()
+        self.last_tick = time.monotonic()
+        self.registered = False
+        self.draining = False
+        self.fast_stop = False
+        self.lease_ttl_s = 30.0
+        self.done = 0
+        self.recent_errors: deque[dict[str, Any]] = deque(maxlen=20)
+        self.flow = TaskFlow(self)
+        self.views = StatusViews(self)
+        self.leaser: Leaser | None = None
+        self.heartbeater: Heartbeater | None = None
+        self.transfers: Transfers | None = None
+
+    # ---- start -------------------------------------------------------------------------------
+
+    def task_types(self) -> list[str]:
+        return routing.served_types(registered_types(), self.pools_present)
+
+    def register(self) -> None:
+        """Register, retrying with backoff while the server is unreachable."""
+        body = RegisterRequest(
+            worker_id=self.config.worker_id,
+            host=socket.gethostname(),
+            worker_type=self.config.worker_type,  # type: ignore[arg-type]
+            task_types=self.task_types(),
+            capacity=self.pool.capacity(),
+            devices=describe_devices(
+                self.nvml, sorted({s.gpu for s in self.pool.slots.values() if s.gpu is not None})
+            ),
+            version=__version__,
+        )
+        attempt = 0
+        while not self.draining:
+            try:
+                reply = self.client.register(body, retry_for_s=0)
+            except ServerError as exc:
+                if exc.status in (401, 403):
+                    raise FatalStartup(
+                        f"the server refused this worker's API key (HTTP {exc.status}: "
+                        f"{exc.message}); check MORAG_API_KEY or --api-key-file"
+                    ) from None
+                if exc.status < 500:
+                    raise FatalStartup(f"registration refused: {exc}") from None
+                logger.warning("registration failed, retrying: {}", exc)
+            except Unreachable as exc:
+                logger.warning("server unreachable, retrying: {}", exc)
+            else:
+                self.lease_ttl_s = reply.lease_ttl_s
+                self.registered = True
+                logger.info(
+                    "registered with {} (lease {} s)", self.config.server_url, reply.lease_ttl_s
+                )
+                return
+            self._sleep_handling_signals(backoff_s(attempt, base_s=0.5, cap_s=30.0))
+            attempt += 1
+
+    def _sleep_handling_signals(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self.draining:
+            self.handle_signals()
+            time.sleep(min(TICK_S, max(0.0, end - time.monotonic())))
+
+    def start_threads(self) -> None:
+        self.transfers = Transfers(self.client, self.inbox, self.lease_ttl_s)
+        self.heartbeater = Heartbeater(self.client, self.book, self.inbox, self.lease_ttl_s / 3)
+        self.leaser = Leaser(
+            self.client,
+            self.book,
+            self.inbox,
+            wanted=self.wanted,
+            task_types=self.task_types,
+            make_held=self.make_held,
+            wait_s=self.config.poll_interval_s,
+        )
+        threading.Thread(target=self._drain_child_events, name="child-events", daemon=True).start()
+        self.heartbeater.start()
+        self.leaser.start()
+
+    def _drain_child_events(self) -> None:
+        while True:
+            try:
+                event = self.pool.events.get()
+            except (EOFError, OSError, ValueError):
+                return
+            self.inbox.put(("child", event))
+
+    def make_held(self, spec: TaskSpec) -> Held:
+        work_dir = self.work_root / f"{spec.task_id}-{spec.attempt}"
+        return Held(spec=spec, work_dir=work_dir)
+
+    def wanted(self) -> int:
+        """How many more tasks to lease now: free children plus prefetch, less held."""
+        if self.draining:
+            return 0
+        healthy = sum(1 for s in self.pool.slots.values() if s.state in ("idle", "busy"))
+        return healthy + self.config.prefetch - len(self.book)
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.install_signal_handlers()
+        self.views.start_http()
+        try:
+            self.register()
+        except FatalStartup as exc:
+            logger.error("{}", exc)
+            self.views.stop_http()
+            return 2
+        if self.draining:
+            self.views.stop_http()
+            return 0
+        for slot in self.pool.slots.values():
+            self.pool.start(slot)
+        self.start_threads()
+        while not self.draining:
+            self.tick()
+        self.shutdown()
+        return 0
+
+    def tick(self) -> None:
+        self.last_tick = time.monotonic()
+        self.handle_signals()
+        self.flow.reap_children()
+        self.flow.enforce_deadlines()
+        self.flow.recycle_step()
+        self.keep_pool_full()
+        self.flow.dispatch()
+        self.wait_for_inbox(TICK_S)
+        self.views.notify_systemd()
+
+    def keep_pool_full(self) -> None:
+        now = time.monotonic()
+        for slot in self.pool.due_to_start(now):
+            self.pool.start(slot)
+            if slot.restarts:
+                logger.info("restarted child {} (restart {})", slot.name, slot.restarts)
+
+    def wait_for_inbox(self, timeout_s: float) -> None:
+        try:
+            item = self.inbox.get(timeout=timeout_s)
+        except queue.Empty:
+            return
+        while True:
+            self.flow.handle(item)
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    # ---- signals -----------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._record_signal)
+
+    def _record_signal(self, signum: int, _frame: Any) -> None:
+        self.signals.append(signum)  # only record: the loop acts (handle_signals)
+
+    def handle_signals(self) -> None:
+        while self.signals:
+            signum = self.signals.popleft()
+            if signum == signal.SIGHUP:
+                self.handle_sighup()
+            elif self.draining:
+                self.fast_stop = True
+                logger.warning("second stop signal: stopping now")
+            else:
+                self.draining = True
+                logger.info("stop signal: draining (up to {} s)", self.config.drain_timeout_s)
+
+    def handle_sighup(self) -> None:
+        logger.info("SIGHUP: recycling children one at a time")
+        self.flow.rolling_recycle()
+
+    # ---- shutdown ----------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """The stop sequence, time-boxed by ``--drain-timeout``:
+
+        1. stop leasing;  2. release tasks not yet started;  3. let running tasks finish
+        while their leases keep renewing;  4. ask children to exit, then TERM, then KILL;
+        5. release what did not finish;  6. unregister and close the client;
+        7. stop the HTTP endpoint.
+        """
+        sdnotify.stopping("draining")
+        assert self.leaser is not None and self.heartbeater is not None
+        self.leaser.stop_event.set()
+        self.flow.release_unstarted("worker draining")
+        deadline = time.monotonic() + self.config.drain_timeout_s
+        while self.flow.running() and time.monotonic() < deadline and not self.fast_stop:
+            self.last_tick = time.monotonic()
+            self.handle_signals()
+            self.flow.reap_children()
+            self.flow.enforce_deadlines()
+            self.wait_for_inbox(TICK_S)
+            self.flow.release_unstarted("worker draining")
+            sdnotify.extend_timeout(int((TICK_S * 10) * 1_000_000))
+        self.pool.stop_all()
+        self.flow.reap_children()
+        self.wait_for_inbox(0.05)
+        self.flow.finish_uploads(timeout_s=10.0)
+        self.flow.release_all("worker stopped before the task finished")
+        self.heartbeater.stop_event.set()
+        try:
+            self.client.unregister(retry_for_s=2.0)
+        except (ServerError, Unreachable) as exc:
+            logger.warning("unregister failed: {}", exc)
+        self.client.close()
+        self.views.stop_http()
+        shutil.rmtree(self.work_root, ignore_errors=True) if not self.config.work_dir else None
+        logger.info("stopped; {} tasks done", self.done)

@@ -1,0 +1,399 @@
+"""A task's way through the supervisor: leased → inputs downloaded → dispatched to a
+child → finished → result uploaded → work dir removed. Also lost and cancelled leases,
+child crashes, deadlines, and giving tasks back on shutdown.
+
+:class:`TaskFlow` holds no state of its own; it acts on the supervisor's book, pool and
+ready queue from the main loop only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+from pydantic import ValidationError
+
+from morag_worker.client import ServerError, Unreachable
+from morag_worker.protocol import ResultRequest, TaskError, TaskResult
+from morag_worker.supervisor import routing
+from morag_worker.supervisor.child import read_result
+from morag_worker.supervisor.exitcodes import EXIT_OK, EXIT_RECYCLE, describe_exit
+from morag_worker.supervisor.leases import Held
+from morag_worker.supervisor.messages import (
+    ChildFailed,
+    ChildReady,
+    TaskFinished,
+    TaskMessage,
+    TaskProgress,
+    TaskStarted,
+)
+
+if TYPE_CHECKING:
+    from morag_worker.supervisor.pool import Slot
+    from morag_worker.supervisor.supervisor import Supervisor
+
+#: After asking a child to stop a task (deadline, cancel, lost lease), kill it if it is
+#: still on the task this much later: code inside a child cannot always stop itself.
+STOP_GRACE_S = 2.0
+
+
+class TaskFlow:
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+
+    # ---- inbox ---------------------------------------------------------------------------
+
+    def handle(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == "child":
+            self.on_child_event(item[1])
+        elif kind == "leased":
+            self.on_leased(item[1])
+        elif kind == "downloaded":
+            self.on_downloaded(item[1], item[2])
+        elif kind == "uploaded":
+            self.on_uploaded(item[1], item[2])
+        elif kind in ("lost", "cancel"):
+            self.on_lost(item[1], kind)
+
+    def on_leased(self, task_id: str) -> None:
+        held = self.sup.book.get(task_id)
+        if held is None:
+            return
+        if self.sup.draining:
+            self.release(held, "worker draining")
+            return
+        held.work_dir.mkdir(parents=True, exist_ok=True)
+        logger.debug(
+            "leased (attempt {})", held.spec.attempt, task_id=task_id, task_type=held.spec.task_type
+        )
+        if held.spec.input_files:
+            assert self.sup.transfers is not None
+            self.sup.transfers.download(held)
+        else:
+            self.on_downloaded(task_id, None)
+
+    def on_downloaded(self, task_id: str, error: str | None) -> None:
+        held = self.sup.book.get(task_id)
+        if held is None or held.stage == "dropped":
+            return
+        held.timings["download_s"] = time.monotonic() - held.leased_at
+        if error is not None:
+            self.fail(held, TaskError(type="download", message=error, retryable=True))
+            return
+        held.stage = "ready"
+        self.sup.ready.append(task_id)
+
+    def on_child_event(self, event: Any) -> None:
+        slot = self.sup.pool.slots.get(getattr(event, "child", ""))
+        if slot is None:
+            return
+        if isinstance(event, ChildReady):
+            if event.generation == slot.spec.generation and slot.state == "starting":
+                slot.state, slot.models = "idle", event.models
+        elif isinstance(event, ChildFailed):
+            logger.error("child {} failed to boot: {}", event.child, event.message)
+            self._note_error("boot", event.message, child=event.child)
+        elif isinstance(event, TaskStarted):
+            held = self.sup.book.get(event.task_id)
+            if held is not None:
+                held.stage, held.started_at = "running", event.started_at
+        elif isinstance(event, TaskProgress):
+            held = self.sup.book.get(event.task_id)
+            if held is not None:
+                held.progress, held.child_stage = event.progress, event.stage
+        elif isinstance(event, TaskFinished):
+            self.on_finished(slot, event)
+
+    def on_finished(self, slot: Slot, event: TaskFinished) -> None:
+        m = self.sup.metrics
+        hits, misses, load_s = slot.cache_seen
+        m.cache_hits.inc(max(0, event.cache_hits - hits))
+        m.cache_misses.inc(max(0, event.cache_misses - misses))
+        m.model_load.inc(max(0.0, event.cache_load_s - load_s))
+        slot.cache_seen = (event.cache_hits, event.cache_misses, event.cache_load_s)
+        slot.models, slot.task_id = event.models, None
+        slot.tasks_done += 1
+        if event.recycle:
+            slot.recycle = event.recycle
+        if slot.state == "busy":
+            slot.state = "idle"
+        held = self.sup.book.get(event.task_id)
+        if held is None or held.stage == "dropped":
+            self._cleanup(event.task_id, held)
+            return
+        if held.stage not in ("dispatched", "running"):
+            return  # already reported (the child's exit was seen first)
+        held.timings.update(event.timings)
+        m.duration.labels(held.spec.task_type, "process").observe(
+            event.timings.get("process_s", 0.0)
+        )
+        if event.ok:
+            self._upload_result(held, event.result_path)
+        else:
+            self.fail(held, TaskError.model_validate(event.error))
+
+    def _upload_result(self, held: Held, path: str) -> None:
+        try:
+            result = TaskResult.model_validate(read_result(path))
+        except (OSError, ValueError, ValidationError) as exc:
+            self.fail(
+                held,
+                TaskError(
+                    type="internal",
+                    retryable=True,
+                    message=f"the child's result could not be read: {exc}",
+                ),
+            )
+            return
+        held.stage = "uploading"
+        assert self.sup.transfers is not None
+        self.sup.transfers.upload(
+            held,
+            ResultRequest(
+                lease_token=held.spec.lease_token,
+                status="completed",
+                result=result,
+                timings=held.timings,
+            ),
+        )
+
+    def fail(self, held: Held, error: TaskError) -> None:
+        logger.warning(
+            "task failed: {}: {}",
+            error.type,
+            error.message,
+            task_id=held.task_id,
+            task_type=held.spec.task_type,
+        )
+        self._note_error(error.type, error.message, task_id=held.task_id)
+        held.stage = "uploading"
+        assert self.sup.transfers is not None
+        self.sup.transfers.upload(
+            held,
+            ResultRequest(
+                lease_token=held.spec.lease_token,
+                status="failed",
+                error=error,
+                timings=held.timings,
+            ),
+        )
+
+    def on_uploaded(self, task_id: str, outcome: str) -> None:
+        held = self.sup.book.pop(task_id)
+        if held is None:
+            return
+        self.sup.done += 1
+        self.sup.metrics.tasks.labels(held.spec.task_type, outcome).inc()
+        self.sup.metrics.duration.labels(held.spec.task_type, "total").observe(
+            time.monotonic() - held.leased_at
+        )
+        if outcome == "lease_lost":
+            self.sup.metrics.lease_lost.inc()
+        logger.info("task {}", outcome, task_id=task_id, task_type=held.spec.task_type)
+        self._cleanup(task_id, held)
+        self._wake_leaser()
+
+    def on_lost(self, task_id: str, why: str) -> None:
+        held = self.sup.book.get(task_id)
+        if held is None or held.stage in ("uploading", "dropped"):
+            return
+        logger.warning(
+            "lease {}: stopping the task",
+            "cancelled" if why == "cancel" else "lost",
+            task_id=task_id,
+        )
+        if why == "lost":
+            self.sup.metrics.lease_lost.inc()
+        previous, held.stage = held.stage, "dropped"
+        if previous == "running" and held.slot:
+            self._stop_in_child(held, why)
+        self.sup.book.pop(task_id)
+        if previous != "running":
+            self._cleanup(task_id, held)
+        self._wake_leaser()
+
+    # ---- dispatch --------------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        """Give ready tasks to idle children of the right pool; a task no idle child can
+        take waits without blocking the tasks behind it."""
+        waiting = len(self.sup.ready)
+        for _ in range(waiting):
+            task_id = self.sup.ready.popleft()
+            held = self.sup.book.get(task_id)
+            if held is None or held.stage != "ready":
+                continue
+            slot = routing.choose(self._idle(), held.spec.task_type, self.sup.pools_present)
+            if slot is None:
+                self.sup.ready.append(task_id)
+                continue
+            self._send(slot, held)
+
+    def _idle(self) -> list[Slot]:
+        return [s for s in self.sup.pool.idle() if not s.recycle]
+
+    def _send(self, slot: Slot, held: Held) -> None:
+        seq = self.sup.pool.next_seq(slot)
+        spec = held.spec
+        cap = self.sup.config.task_timeout_cap_s
+        held.deadline = time.monotonic() + min(spec.timeout_seconds or cap, cap)
+        held.slot, held.stage = slot.name, "dispatched"
+        self.sup.pool.dispatch(
+            slot,
+            TaskMessage(
+                task_id=spec.task_id,
+                task_type=spec.task_type,
+                parameters=spec.parameters,
+                inputs=tuple(str(p) for p in held.inputs),
+                input_names=tuple(f.name for f in spec.input_files),
+                work_dir=str(held.work_dir),
+                attempt=spec.attempt,
+                seq=seq,
+            ),
+        )
+        self.sup.metrics.duration.labels(spec.task_type, "pickup").observe(
+            time.monotonic() - held.leased_at
+        )
+
+    # ---- children ----------------------------------------------------------------------------
+
+    def reap_children(self) -> None:
+        now = time.monotonic()
+        for slot, code in self.sup.pool.exited():
+            if slot.task_id is not None and code in (EXIT_OK, EXIT_RECYCLE):
+                self._await_finish(slot)
+            crashed = (
+                code not in (EXIT_OK, EXIT_RECYCLE) and slot.state != "stopping"
+            ) or slot.task_id is not None
+            held = self.sup.book.get(slot.task_id) if slot.task_id else None
+            if held is not None and held.stage != "dropped":
+                self._child_died_with(held, slot, code)
+            reason = (
+                held.stop_reason
+                if held and held.stop_reason
+                else ("crash" if crashed else slot.recycle or "exit")
+            )
+            self.sup.metrics.restarts.labels(reason).inc()
+            slot.restarts += 1
+            if self.sup.pool.mark_down(slot, now, crashed and reason == "crash"):
+                logger.error("child {} keeps crashing; quarantined", slot.name)
+                self._note_error("quarantine", f"child {slot.name} quarantined", child=slot.name)
+            else:
+                logger.warning("child {} {}", slot.name, describe_exit(code))
+            if self.sup.draining:
+                slot.state = "down" if slot.state != "quarantined" else slot.state
+                slot.restart_at = float("inf")
+
+    def _await_finish(self, slot: Slot) -> None:
+        """A child that exits on its own sends its last task's result first; let that
+        event arrive (through the event thread) before judging the exit."""
+        end = time.monotonic() + 1.0
+        while slot.task_id is not None and time.monotonic() < end:
+            self.sup.wait_for_inbox(0.05)
+
+    def recycle_step(self) -> None:
+        """Replace children marked for recycling, one at a time, each once it is idle."""
+        slots = self.sup.pool.slots.values()
+        if any(s.state in ("stopping", "starting") for s in slots):
+            return
+        for slot in slots:
+            if slot.recycle and slot.state == "idle":
+                logger.info("recycling child {} ({})", slot.name, slot.recycle)
+                self.sup.pool.ask_to_exit(slot)
+                return
+
+    def _child_died_with(self, held: Held, slot: Slot, code: int | None) -> None:
+        if held.stop_reason == "timeout":
+            error = TaskError(
+                type="timeout",
+                retryable=False,
+                message=f"the task ran past its deadline of "
+                f"{held.spec.timeout_seconds} s and was killed",
+            )
+        else:
+            error = TaskError(
+                type="crash",
+                retryable=True,
+                message=f"child {slot.name} {describe_exit(code)} while running the task",
+            )
+        self.fail(held, error)
+
+    def enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for held in self.sup.book.all():
+            slot = self.sup.pool.slots.get(held.slot or "")
+            if slot is None or slot.task_id != held.task_id:
+                continue
+            if held.kill_at is not None and now >= held.kill_at:
+                logger.warning(
+                    "killing child {}: task did not stop ({})",
+                    slot.name,
+                    held.stop_reason,
+                    task_id=held.task_id,
+                )
+                self.sup.pool.kill(slot)
+                held.kill_at = None
+            elif held.deadline is not None and now > held.deadline and not held.stop_reason:
+                self._stop_in_child(held, "timeout")
+
+    def _stop_in_child(self, held: Held, reason: str) -> None:
+        slot = self.sup.pool.slots.get(held.slot or "")
+        if slot is None or slot.task_id != held.task_id:
+            return
+        held.stop_reason = reason
+        held.kill_at = time.monotonic() + STOP_GRACE_S
+        self.sup.pool.cancel_current(slot)
+
+    def rolling_recycle(self) -> None:
+        """Mark every child for replacement after its current task (SIGHUP)."""
+        for slot in self.sup.pool.slots.values():
+            if slot.state in ("idle", "busy", "starting"):
+                slot.recycle = "reload"
+
+    # ---- shutdown helpers ---------------------------------------------------------------------
+
+    def running(self) -> bool:
+        return any(h.stage in ("dispatched", "running", "uploading") for h in self.sup.book.all())
+
+    def release_unstarted(self, reason: str) -> None:
+        for held in self.sup.book.all():
+            if held.stage in ("downloading", "ready"):
+                self.release(held, reason)
+
+    def release_all(self, reason: str) -> None:
+        for held in self.sup.book.all():
+            if held.stage != "dropped":
+                self.release(held, reason)
+
+    def release(self, held: Held, reason: str) -> None:
+        held.stage = "dropped"
+        try:
+            self.sup.client.release(held.task_id, held.spec.lease_token, reason, retry_for_s=5.0)
+            logger.info("released: {}", reason, task_id=held.task_id)
+        except (ServerError, Unreachable) as exc:
+            logger.warning("release failed (the lease will expire): {}", exc, task_id=held.task_id)
+        self.sup.book.pop(held.task_id)
+        self._cleanup(held.task_id, held)
+
+    def finish_uploads(self, timeout_s: float) -> None:
+        end = time.monotonic() + timeout_s
+        while any(h.stage == "uploading" for h in self.sup.book.all()) and time.monotonic() < end:
+            self.sup.wait_for_inbox(0.1)
+
+    # ---- small helpers --------------------------------------------------------------------------
+
+    def _cleanup(self, task_id: str, held: Held | None) -> None:
+        if held is not None:
+            shutil.rmtree(held.work_dir, ignore_errors=True)
+
+    def _wake_leaser(self) -> None:
+        if self.sup.leaser is not None:
+            self.sup.leaser.wake.set()
+
+    def _note_error(self, kind: str, message: str, **where: str) -> None:
+        self.sup.recent_errors.append(
+            {"at": time.time(), "type": kind, "message": message[:500], **where}
+        )
