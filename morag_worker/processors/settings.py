@@ -31,9 +31,6 @@ class ProcessorSettings:
     #: Resolution at which PDF pages without a text layer are rendered for OCR: Tesseract
     #: is most accurate near 300 dpi; more costs time with the square of the dpi.
     pdf_ocr_dpi: int = 300
-    #: Seconds Tesseract may spend on one PDF page before the task fails: a dense page
-    #: takes 1-3 s at 300 dpi on one thread, so a minute means something is wrong.
-    pdf_ocr_page_timeout_s: float = 60.0
     #: Refuse URLs that resolve to loopback, private, link-local or metadata addresses
     #: unless this is set (development and tests serve pages on 127.0.0.1).
     allow_private_urls: bool = False
@@ -137,11 +134,6 @@ _FLAGS: dict[str, tuple[str, str, str]] = {
         "most entries an office file's zip may hold",
     ),
     "pdf_ocr_dpi": ("--pdf-ocr-dpi", "MORAG_PDF_OCR_DPI", "dpi for OCR of PDF pages without text"),
-    "pdf_ocr_page_timeout_s": (
-        "--pdf-ocr-page-timeout-s",
-        "MORAG_PDF_OCR_PAGE_TIMEOUT_S",
-        "seconds OCR may take on one PDF page",
-    ),
     "allow_private_urls": (
         "--allow-private-urls",
         "MORAG_ALLOW_PRIVATE_URLS",

@@ -1,0 +1,168 @@
+"""PDF → Markdown: text layers with structure, OCR for pages without one.
+
+- pypdfium2 opens the file (a password or a broken file is refused here, in
+  milliseconds), reads the metadata, tells whether a page has a text layer, and
+  renders pages that have none for OCR (:func:`morag_worker.processors.ocr.recognize`,
+  Tesseract by default).
+- pdfplumber reads pages that have text: lines with their font sizes and ruled
+  tables. Headings are lines set larger than the body text (:mod:`doc_pdf_layout`);
+  tables become pipe tables at their place on the page. Without pdfplumber, or when
+  it fails on a page, the page's plain pypdfium2 text is used instead.
+
+Every page starts with a ``<!-- page: N -->`` marker, so chunks know their page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from morag_worker.errors import BadInput, Cancelled, ModelMissing
+from morag_worker.processors.base import TaskContext
+from morag_worker.processors.chunking import page_marker
+from morag_worker.processors.doc_pdf_layout import Line, PageItems, Table, render_pages
+
+#: PDF information-dictionary keys → metadata keys.
+_INFO_KEYS = {
+    "Title": "title",
+    "Author": "author",
+    "Subject": "subject",
+    "Keywords": "keywords",
+    "CreationDate": "created",
+    "ModDate": "modified",
+    "Producer": "producer",
+}
+#: pdfium error codes (FPDF_ERR_*) that mean the file, not the worker, is at fault.
+_PDFIUM_ERRORS = {
+    2: "the file cannot be opened as a PDF",
+    3: "it is not a valid PDF or is corrupt",
+    4: "it is password-protected; remove the password and upload it again",
+    5: "its security scheme is not supported; remove the protection and upload it again",
+}
+
+
+def _open(path: Path) -> Any:
+    import pypdfium2 as pdfium
+
+    try:
+        return pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as exc:
+        reason = _PDFIUM_ERRORS.get(getattr(exc, "err_code", None) or 0)
+        if reason is None:
+            raise BadInput(f"cannot read this PDF ({exc})") from None
+        raise BadInput(f"cannot read this PDF: {reason}") from None
+
+
+def _metadata(pdf: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {"pages": len(pdf)}
+    for key, value in pdf.get_metadata_dict(skip_empty=True).items():
+        if key in _INFO_KEYS and value.strip():
+            meta[_INFO_KEYS[key]] = _pdf_date(value) if key.endswith("Date") else value.strip()
+    return meta
+
+
+def _pdf_date(value: str) -> str:
+    """``D:20240517093000Z`` → ``2024-05-17T09:30:00Z`` (other forms pass through)."""
+    digits = value.removeprefix("D:")
+    if len(digits) >= 14 and digits[:14].isdigit():
+        d = digits
+        zone = "Z" if d[14:15] in ("Z", "") else d[14:].replace("'", "")
+        return f"{d[0:4]}-{d[4:6]}-{d[6:8]}T{d[8:10]}:{d[10:12]}:{d[12:14]}{zone}"
+    return value
+
+
+@contextmanager
+def _plumber(path: Path) -> Iterator[Any]:
+    """pdfplumber's view of the file, or ``None`` when it is missing or cannot parse it."""
+    try:
+        import pdfplumber
+    except ImportError:
+        yield None
+        return
+    try:
+        pdf = pdfplumber.open(str(path))
+    except Exception:  # pdfminer is stricter than pdfium; fall back to plain text
+        yield None
+        return
+    with pdf:
+        yield pdf
+
+
+def _structured(plumber_page: Any, number: int) -> PageItems:
+    """Lines (with font size) and ruled tables of one page, in reading order by position."""
+    tables = [Table(t.bbox[1], t.bbox, t.extract()) for t in plumber_page.find_tables()]
+    lines = []
+    for raw in plumber_page.extract_text_lines(return_chars=True, strip=True):
+        mid_y = (raw["top"] + raw["bottom"]) / 2
+        if any(t.bbox[1] <= mid_y <= t.bbox[3] and raw["x0"] < t.bbox[2] for t in tables):
+            continue
+        sizes = sorted(round(c["size"] * 2) / 2 for c in raw["chars"]) or [0.0]
+        lines.append(Line(raw["top"], raw["bottom"], sizes[len(sizes) // 2], raw["text"]))
+    return PageItems(number, lines, tables)
+
+
+def _plain(pdfium_page: Any, number: int) -> PageItems:
+    """Fallback: pdfium's text, one line per text line, no sizes and no tables."""
+    text = pdfium_page.get_textpage().get_text_bounded()
+    rows = [row.strip() for row in text.replace("\r\n", "\n").split("\n")]
+    lines = [Line(float(i), i + 0.8, 0.0, row) for i, row in enumerate(rows) if row]
+    return PageItems(number, lines, [])
+
+
+def _ocr(pdfium_page: Any, number: int, ctx: TaskContext) -> PageItems:
+    try:
+        from morag_worker.processors.ocr import recognize
+    except ImportError as exc:
+        raise ModelMissing(
+            f"page {number} has no text layer and OCR is not installed ({exc}); "
+            "install morag-worker[ocr] and the Debian packages tesseract-ocr tesseract-ocr-eng"
+        ) from None
+    image = pdfium_page.render(scale=ctx.settings.pdf_ocr_dpi / 72, grayscale=True).to_pil()
+    result = recognize(image, ctx.settings, ctx.models)
+    return PageItems(number, [], [], result.paragraphs, result.confidence)
+
+
+def _page_items(pdf: Any, plumber: Any, index: int, ctx: TaskContext) -> PageItems:
+    page = pdf[index]
+    try:
+        if page.get_textpage().count_chars() == 0:
+            return _ocr(page, index + 1, ctx)
+        if plumber is not None:
+            try:
+                return _structured(plumber.pages[index], index + 1)
+            except Exception:  # a page pdfminer cannot lay out still has pdfium's text
+                pass
+        return _plain(page, index + 1)
+    finally:
+        page.close()
+
+
+def convert_pdf(path: Path, ctx: TaskContext) -> tuple[str, dict[str, Any]]:
+    """Markdown with page markers and metadata (title, author, dates, pages, OCR pages).
+
+    Raises :class:`BadInput` for an encrypted or corrupt PDF and
+    :class:`~morag_worker.errors.Cancelled` when the task is cancelled between pages.
+    """
+    pdf = _open(path)
+    try:
+        meta = _metadata(pdf)
+        pages: list[PageItems] = []
+        with _plumber(path) as plumber:
+            for index in range(len(pdf)):
+                if ctx.cancelled():
+                    raise Cancelled()
+                pages.append(_page_items(pdf, plumber, index, ctx))
+                ctx.report((index + 1) / max(len(pdf), 1), "pdf")
+    finally:
+        pdf.close()
+    ocr_pages = [p.number for p in pages if p.ocr_paragraphs is not None]
+    meta["converter"] = "pypdfium2+pdfplumber" + ("+ocr" if ocr_pages else "")
+    if ocr_pages:
+        meta["ocr_pages"] = ocr_pages
+        scores = [p.ocr_confidence or 0.0 for p in pages if p.ocr_paragraphs is not None]
+        meta["ocr_confidence"] = round(sum(scores) / len(scores), 4)
+    bodies = render_pages(pages)
+    markdown = "\n\n".join(f"{page_marker(p.number)}\n\n{b}".rstrip() for p, b in bodies)
+    return markdown + "\n", meta
