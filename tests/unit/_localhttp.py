@@ -79,7 +79,8 @@ def serve(routes: dict[str, Route]) -> Iterator[LocalServer]:
     hosts_seen: list[str] = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(routes, hosts_seen))
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval keeps shutdown() (and so each test) fast.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield LocalServer(server.server_address[1], routes, hosts_seen)
