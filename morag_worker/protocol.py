@@ -249,6 +249,7 @@ class TaskInfo(_Model):
     worker_id: str | None = None
     last_error: TaskError | None = None
     timings: dict[str, float] = Field(default_factory=dict)
+    indexed_at: float | None = Field(default=None, description="when its chunks became searchable")
 
 
 class TaskList(_Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -119,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     from morag_worker.server.app import create_app
 
     app = create_app(config)
+    # uvicorn re-raises the stop signal after its graceful shutdown; with this handler in
+    # place that re-raise is a no-op and a SIGTERM'd server exits 0, as systemd expects.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: None)
     uvicorn.run(
         app,
         host=config.host,

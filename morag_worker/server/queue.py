@@ -329,4 +329,5 @@ class TaskQueue:
             if row["last_error"]
             else None,
             timings=json.loads(row["timings"]) if row["timings"] else {},
+            indexed_at=row["indexed_at"],
         )
