@@ -8,6 +8,8 @@
   tables. Headings are lines set larger than the body text (:mod:`doc_pdf_layout`);
   tables become pipe tables at their place on the page. Without pdfplumber, or when
   it fails on a page, the page's plain pypdfium2 text is used instead.
+- With ``--docling-artifacts-path`` set, docling's PDF pipeline (local layout and
+  table models, :mod:`doc_pdf_docling`) converts the pages that have text instead.
 
 Every page starts with a ``<!-- page: N -->`` marker, so chunks know their page.
 """
@@ -22,6 +24,7 @@ from typing import Any
 from morag_worker.errors import BadInput, Cancelled, ModelMissing
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.chunking import page_marker
+from morag_worker.processors.doc_pdf_docling import docling_pdf_pages
 from morag_worker.processors.doc_pdf_layout import Line, PageItems, Table, render_pages
 
 #: PDF information-dictionary keys → metadata keys.
@@ -124,11 +127,15 @@ def _ocr(pdfium_page: Any, number: int, ctx: TaskContext) -> PageItems:
     return PageItems(number, [], [], result.paragraphs, result.confidence)
 
 
-def _page_items(pdf: Any, plumber: Any, index: int, ctx: TaskContext) -> PageItems:
+def _page_items(
+    pdf: Any, plumber: Any, index: int, ctx: TaskContext, docling: dict[int, str] | None
+) -> PageItems:
     page = pdf[index]
     try:
         if page.get_textpage().count_chars() == 0:
             return _ocr(page, index + 1, ctx)
+        if docling is not None:
+            return PageItems(index + 1, [], [], markdown=docling.get(index + 1, ""))
         if plumber is not None:
             try:
                 return _structured(plumber.pages[index], index + 1)
@@ -146,19 +153,22 @@ def convert_pdf(path: Path, ctx: TaskContext) -> tuple[str, dict[str, Any]]:
     :class:`~morag_worker.errors.Cancelled` when the task is cancelled between pages.
     """
     pdf = _open(path)
+    artifacts = ctx.settings.docling_artifacts_path
     try:
         meta = _metadata(pdf)
+        docling = docling_pdf_pages(path, artifacts, ctx.device, ctx.models) if artifacts else None
         pages: list[PageItems] = []
         with _plumber(path) as plumber:
             for index in range(len(pdf)):
                 if ctx.cancelled():
                     raise Cancelled()
-                pages.append(_page_items(pdf, plumber, index, ctx))
+                pages.append(_page_items(pdf, plumber, index, ctx, docling))
                 ctx.report((index + 1) / max(len(pdf), 1), "pdf")
     finally:
         pdf.close()
     ocr_pages = [p.number for p in pages if p.ocr_paragraphs is not None]
-    meta["converter"] = "pypdfium2+pdfplumber" + ("+ocr" if ocr_pages else "")
+    converter = "docling-pdf" if artifacts else "pypdfium2+pdfplumber"
+    meta["converter"] = converter + ("+ocr" if ocr_pages else "")
     if ocr_pages:
         meta["ocr_pages"] = ocr_pages
         scores = [p.ocr_confidence or 0.0 for p in pages if p.ocr_paragraphs is not None]

@@ -51,6 +51,8 @@ class PageItems:
     ocr_paragraphs: list[str] | None = field(default=None)
     #: The OCR engine's confidence (0..1) for such a page.
     ocr_confidence: float | None = None
+    #: Set for a page converted by docling's PDF pipeline: its Markdown as is.
+    markdown: str | None = None
 
 
 def _escape(text: str) -> str:
@@ -158,7 +160,9 @@ def render_pages(pages: list[PageItems]) -> list[tuple[PageItems, str]]:
     levels = heading_levels(pages)
     rendered = []
     for page in pages:
-        if page.ocr_paragraphs is not None:
+        if page.markdown is not None:
+            blocks = [page.markdown] if page.markdown else []
+        elif page.ocr_paragraphs is not None:
             blocks = [_escape(p) for p in page.ocr_paragraphs if p.strip()]
         else:
             blocks = _page_blocks(page, levels)

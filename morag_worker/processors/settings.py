@@ -31,6 +31,9 @@ class ProcessorSettings:
     #: Resolution at which PDF pages without a text layer are rendered for OCR: Tesseract
     #: is most accurate near 300 dpi; more costs time with the square of the dpi.
     pdf_ocr_dpi: int = 300
+    #: Directory with docling's PDF models (layout, TableFormer). Empty keeps the fast
+    #: pypdfium2 + pdfplumber path: the models need torch and are never downloaded here.
+    docling_artifacts_path: str = ""
     #: Refuse URLs that resolve to loopback, private, link-local or metadata addresses
     #: unless this is set (development and tests serve pages on 127.0.0.1).
     allow_private_urls: bool = False
@@ -134,6 +137,11 @@ _FLAGS: dict[str, tuple[str, str, str]] = {
         "most entries an office file's zip may hold",
     ),
     "pdf_ocr_dpi": ("--pdf-ocr-dpi", "MORAG_PDF_OCR_DPI", "dpi for OCR of PDF pages without text"),
+    "docling_artifacts_path": (
+        "--docling-artifacts-path",
+        "DOCLING_ARTIFACTS_PATH",
+        "directory with docling's PDF models; set to convert PDFs with docling's pipeline",
+    ),
     "allow_private_urls": (
         "--allow-private-urls",
         "MORAG_ALLOW_PRIVATE_URLS",

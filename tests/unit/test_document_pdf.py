@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from morag_worker.errors import Cancelled
+from morag_worker.errors import Cancelled, ModelMissing
 from morag_worker.models.cache import ModelCache
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.doc_pdf_layout import Line, PageItems, render_pages, table_markdown
@@ -129,3 +129,18 @@ def test_heading_levels_follow_font_sizes() -> None:
 def test_table_markdown_escapes_pipes_and_pads_rows() -> None:
     table = table_markdown([["a", "b|c"], ["1"], [None, None], ["x\ny", "z"]])
     assert table == "| a | b\\|c |\n| --- | --- |\n| 1 |  |\n| x y | z |"
+
+
+def test_docling_pdf_pipeline_without_its_models_is_model_missing(tmp_path: Path) -> None:
+    # docling's PDF extras (docling-parse, docling-ibm-models, torch) are not part of the
+    # documents extra; asking for the pipeline must name what to install, not download.
+    cases = [(tmp_path / "absent", "is not a directory")]
+    if importlib.util.find_spec("docling_ibm_models") is None:
+        cases.append((tmp_path, "docling's PDF pipeline is not installed"))
+    for artifacts, message in cases:
+        ctx = context(DOCS / "text.pdf")
+        settings = ProcessorSettings(docling_artifacts_path=str(artifacts))
+        ctx = TaskContext(**{**ctx.__dict__, "settings": settings})
+        with pytest.raises(ModelMissing, match=message) as caught:
+            DocumentProcessor().process(ctx)
+        assert "docling-slim[format-pdf,models-local]" in caught.value.message
