@@ -91,15 +91,12 @@ def fetch(url: str, guard: UrlGuard, limits: FetchLimits) -> Fetched:
     current = url
     while True:
         checked = guard.check(current)
-        response = _request(checked, limits, deadline)
-        try:
-            if response.status_code not in _REDIRECTS:
-                return _read(checked, response, limits, deadline, redirects)
-            location = response.headers.get("Location")
-        finally:
-            response.close()
+        with _session(checked.host) as session, _request(session, checked, limits, deadline) as r:
+            if r.status_code not in _REDIRECTS:
+                return _read(checked, r, limits, deadline, redirects)
+            location, status = r.headers.get("Location"), r.status_code
         if not location:
-            raise BadInput(f"{current!r} answered {response.status_code} without a Location")
+            raise BadInput(f"{current!r} answered {status} without a Location")
         if len(redirects) >= limits.max_redirects:
             raise BadInput(f"{url!r} redirected more than {limits.max_redirects} times")
         current = urljoin(current, location)
@@ -117,15 +114,22 @@ def _pinned_url(checked: CheckedUrl, address: object) -> tuple[str, str]:
     return f"{checked.scheme}://{ip}:{checked.port}{path}{query}", f"{host}{suffix}"
 
 
-def _request(checked: CheckedUrl, limits: FetchLimits, deadline: float) -> requests.Response:
+def _session(hostname: str) -> requests.Session:
+    """A session for one hop: no proxies or netrc from the environment, TLS for ``hostname``."""
+    session = requests.Session()
+    session.trust_env = False
+    session.mount("https://", _PinnedTLSAdapter(hostname))
+    return session
+
+
+def _request(
+    session: requests.Session, checked: CheckedUrl, limits: FetchLimits, deadline: float
+) -> requests.Response:
     """Open a streaming GET to the first checked address that accepts a connection."""
     last_error: Exception | None = None
     for address in checked.addresses:
         remaining = _remaining(checked.url, deadline)
         pinned, host_header = _pinned_url(checked, address)
-        session = requests.Session()
-        session.trust_env = False
-        session.mount("https://", _PinnedTLSAdapter(checked.host))
         headers = {"Host": host_header, "User-Agent": USER_AGENT, "Accept": "*/*"}
         timeout = (min(limits.connect_timeout_s, remaining), min(limits.read_timeout_s, remaining))
         try:

@@ -68,7 +68,8 @@ class ImageProcessor:
             if ctx.cancelled():
                 raise Cancelled()
             ctx.report(0.9 * index / frames, f"ocr page {index + 1}/{frames}")
-            first = first or frame
+            if first is None:
+                first = frame
             pages.append(recognize(frame, ctx.settings, ctx.models))
         if first is None:
             raise BadInput(f"{name}: the image has no frames")

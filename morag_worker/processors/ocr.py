@@ -28,6 +28,7 @@ import subprocess
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
 
@@ -117,11 +118,22 @@ def _tesseract(image: Image.Image, languages: str) -> tuple[list[OcrLine], list[
 
 
 def _for_ocr(image: Image.Image) -> Image.Image:
-    """Greyscale without alpha: transparent text would otherwise turn black on black."""
+    """8-bit greyscale on white.
+
+    Transparency is flattened onto white (transparent text would otherwise turn black
+    on black); 16-bit and float images are stretched to 0..255, because Pillow's own
+    conversion clips them and a 16-bit scan would come out blank.
+    """
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         background.alpha_composite(image.convert("RGBA"))
         image = background
+    elif image.mode in ("I", "F") or image.mode.startswith("I;"):
+        image = image.convert("F")
+        extrema: Any = image.getextrema()  # one band: (low, high)
+        low, high = float(extrema[0]), float(extrema[1])
+        scale = 255.0 / (high - low) if high > low else 1.0
+        image = image.point(lambda v: v * scale - low * scale)
     return image if image.mode == "L" else image.convert("L")
 
 

@@ -7,6 +7,7 @@ request so tests can see what a client actually sent.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -74,10 +75,13 @@ def _make_handler(routes: dict[str, Route], hosts_seen: list[str]) -> type:
 
 
 @contextmanager
-def serve(routes: dict[str, Route]) -> Iterator[LocalServer]:
-    """Serve ``routes`` on an ephemeral port of 127.0.0.1 for the duration of the block."""
+def serve(routes: dict[str, Route], tls: ssl.SSLContext | None = None) -> Iterator[LocalServer]:
+    """Serve ``routes`` on an ephemeral port of 127.0.0.1 for the duration of the block
+    (HTTPS when ``tls`` is a server context)."""
     hosts_seen: list[str] = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(routes, hosts_seen))
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     # A short poll interval keeps shutdown() (and so each test) fast.
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)

@@ -117,6 +117,19 @@ def test_multipage_tiff_gives_one_section_per_page(tmp_path: Path) -> None:
     assert len(result.metadata["ocr"]["page_confidences"]) == 2
 
 
+def test_sixteen_bit_and_transparent_images(tmp_path: Path) -> None:
+    grey = Image.open(IMAGES / "exif.jpg").convert("L")
+    deep = grey.convert("I").point(lambda v: v * 257).convert("I;16")  # 0..65535
+    deep.save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    assert "ferry departs at 07:45" in run(tmp_path / "deep.png").content
+    # Black text on a transparent background: flattened onto white, not onto black.
+    clear = Image.new("LA", grey.size, (0, 0))
+    clear.putalpha(grey.point(lambda v: 255 - v))
+    clear.save(tmp_path / "clear.png")
+    assert "ferry departs at 07:45" in run(tmp_path / "clear.png").content
+
+
 def test_decompression_bomb_refused_before_decoding() -> None:
     assert (IMAGES / "bomb.png").stat().st_size < 200_000
     with pytest.raises(BadInput, match="400,000,000 pixels exceeds the limit of 100,000,000"):

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
+import shutil
 import socket
+import ssl
+import subprocess
+from pathlib import Path
 
 import pytest
+import requests.adapters
 from _localhttp import Reply, Route, serve
 
 from morag_worker.errors import BadInput, TaskFailure
@@ -229,3 +234,43 @@ def test_fetch_connects_to_the_checked_address(monkeypatch: pytest.MonkeyPatch) 
         assert b"pinned" in got.body
         assert answers == ["rebind.test"]
         assert srv.hosts_seen == [f"rebind.test:{srv.port}"]
+
+
+def _make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate for "localhost" signed by it (openssl CLI)."""
+    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.pem", "k", "csr", "c"))
+    ext = directory / "ext"
+    ext.write_text(
+        "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
+        "authorityKeyIdentifier=keyid\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
+    )
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    commands = [
+        ["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "1", "-subj", "/CN=Test CA"],
+        ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out"],
+    ]
+    commands[-1] += [cert, "-days", "1", "-extfile", ext]
+    for command in commands:
+        subprocess.run(["openssl", *map(str, command)], check=True, capture_output=True)
+    return ca, cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl program")
+def test_https_pinned_to_address_still_verifies_the_host_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The URL carries the checked address; SNI and the certificate check use the name."""
+    ca, cert, key = _make_certificates(tmp_path)
+    # requests verifies against certifi's bundle; let it trust the throwaway CA.
+    monkeypatch.setattr(requests.adapters, "DEFAULT_CA_BUNDLE_PATH", str(ca))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with serve({"/": lambda _h: _page("over tls")}, tls=context) as srv:
+        guard = UrlGuard.from_settings(False, "localhost, 127.0.0.1")
+        url = f"https://localhost:{srv.port}/"
+        assert b"over tls" in fetch(url, guard, LIMITS).body
+        assert srv.hosts_seen == [f"localhost:{srv.port}"]
+        # The certificate names localhost only: by address the check must fail.
+        with pytest.raises(BadInput, match="TLS certificate check failed"):
+            fetch(f"https://127.0.0.1:{srv.port}/", guard, LIMITS)
