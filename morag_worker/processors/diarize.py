@@ -39,6 +39,8 @@ MIN_WINDOW_S = 0.5
 #: real voice adds 0.06, splitting one voice adds 0.01, a third cluster on two voices 0.02.
 ELBOW_GAIN = 0.03
 MAX_SPEAKERS = 10
+#: resemblyzer's partial utterance: 160 mel frames of 10 ms.
+PARTIAL_SAMPLES = 160 * SAMPLE_RATE // 100
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,20 @@ def _encoder(models: ModelCache, device: str) -> Any:
         return VoiceEncoder(device, verbose=False)
 
     return models.get(ModelKey("resemblyzer", "builtin", device, "float32"), load, 17_000_000)
+
+
+def _embed(encoder: Any, clip: np.ndarray) -> np.ndarray:
+    """Speaker embedding of ``clip``; a clip shorter than the encoder's 1.6 s partial
+    utterance is tiled to that length. resemblyzer pads with zeros instead, and the
+    silence dominated short turns: a one-second "Sounds good" went to the wrong speaker.
+    """
+    from resemblyzer.audio import normalize_volume
+
+    clip = normalize_volume(clip, -30)
+    if 0 < clip.size < PARTIAL_SAMPLES:
+        clip = np.tile(clip, -(-PARTIAL_SAMPLES // clip.size))[:PARTIAL_SAMPLES]
+    embedding: np.ndarray = encoder.embed_utterance(clip)
+    return embedding
 
 
 def _kmeans(
@@ -151,14 +167,10 @@ def resemblyzer_turns(
     if not windows:
         return [Turn(s, e, "SPEAKER_1") for s, e in regions]
     encoder = _encoder(models, device)
-    from resemblyzer.audio import normalize_volume
-
     embeddings = np.stack(
         [
-            encoder.embed_utterance(
-                normalize_volume(audio[int(w0 * SAMPLE_RATE) : int(w1 * SAMPLE_RATE)], -30)
-            )
-            for w0, w1, _c0, _c1 in windows
+            _embed(encoder, audio[int(w0 * SAMPLE_RATE) : int(w1 * SAMPLE_RATE)])
+            for w0, w1, *_ in windows
         ]
     )
     labels = _cluster(embeddings, num_speakers)
