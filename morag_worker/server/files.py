@@ -20,6 +20,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 #: Text fields (task_type, parameters JSON, priority) are small; a megabyte is generous.
 MAX_FIELD_BYTES = 1 << 20
+#: Multipart field names that carry uploaded files ("file" for single-file clients).
+FILE_FIELDS = ("files", "file")
 #: Files per task: a task is one document or recording plus perhaps a few companions.
 MAX_FILES = 32
 
@@ -127,6 +129,13 @@ class MultipartUpload:
         _, options = parse_options_header(part.headers.get("content-disposition", b""))
         part.name = options.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" in options:
+            if part.name not in FILE_FIELDS:
+                raise UploadError(
+                    422,
+                    "invalid",
+                    f"{part.name}: unknown file field; send uploads in the multipart field 'files'",
+                    part.name,
+                )
             if len(self._pending) >= MAX_FILES:
                 raise UploadError(
                     413, "too_many_files", f"at most {MAX_FILES} files per task", "files"

@@ -99,6 +99,13 @@ async def submit(
         upload = MultipartUpload(st.files, content_type, st.config.max_upload_bytes)
         await upload.read(request.stream())
         spec, files = _form_submit(upload.fields), upload.files
+    elif content_type and not content_type.startswith("application/json"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"content type {content_type!r}: send "
+            "multipart/form-data (with files) or application/json (URL tasks)",
+        )
     else:
         try:
             spec = TaskSubmitJSON.model_validate_json(await request.body())
@@ -106,6 +113,8 @@ async def submit(
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or None
             message = first["msg"] if field else f"request body: {first['msg']}"
+            if first["type"] == "json_invalid":
+                message = f"request body is not valid JSON: {first['msg']}"
             raise ApiError(
                 422, "invalid", f"{field}: {message}" if field else message, field
             ) from None

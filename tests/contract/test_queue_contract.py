@@ -24,18 +24,27 @@ def make_queue(db: Database, **policy: float) -> TaskQueue:
 
 
 def submit(q: TaskQueue, user: str = "alice", priority: int = 0) -> str:
-    return q.submit(user_id=user, task_type="noop", parameters={"n": 1}, priority=priority,
-                    files=[], max_attempts=None, timeout_seconds=60)
+    return q.submit(
+        user_id=user,
+        task_type="noop",
+        parameters={"n": 1},
+        priority=priority,
+        files=[],
+        max_attempts=None,
+        timeout_seconds=60,
+    )
 
 
 def done(token: str, content: str = "ok") -> ResultRequest:
-    return ResultRequest(lease_token=token, status="completed",
-                         result=TaskResult(content=content))
+    return ResultRequest(lease_token=token, status="completed", result=TaskResult(content=content))
 
 
 def failed(token: str, retryable: bool) -> ResultRequest:
-    return ResultRequest(lease_token=token, status="failed",
-                         error=TaskError(type="boom", message="it broke", retryable=retryable))
+    return ResultRequest(
+        lease_token=token,
+        status="failed",
+        error=TaskError(type="boom", message="it broke", retryable=retryable),
+    )
 
 
 def test_claim_complete_and_duplicate_result(db: Database) -> None:
@@ -126,11 +135,16 @@ def test_heartbeat_renews_reports_lost_and_cancelled(db: Database) -> None:
     kept, cancelled = submit(q), submit(q)
     specs = {s.task_id: s for s in q.claim(ALICE_WORKER, "w", TYPES, 2)}
     q.cancel(cancelled, ALICE)
-    reply = q.heartbeat(ALICE_WORKER, [
-        LeaseRenewal(task_id=kept, lease_token=specs[kept].lease_token, progress=0.5, stage="x"),
-        LeaseRenewal(task_id=cancelled, lease_token=specs[cancelled].lease_token),
-        LeaseRenewal(task_id="t_missing", lease_token="0" * 32),
-    ])
+    reply = q.heartbeat(
+        ALICE_WORKER,
+        [
+            LeaseRenewal(
+                task_id=kept, lease_token=specs[kept].lease_token, progress=0.5, stage="x"
+            ),
+            LeaseRenewal(task_id=cancelled, lease_token=specs[cancelled].lease_token),
+            LeaseRenewal(task_id="t_missing", lease_token="0" * 32),
+        ],
+    )
     assert [r.task_id for r in reply.renewed] == [kept]
     assert reply.cancel == [cancelled] and reply.lost == ["t_missing"]
     info = q.get(kept, ALICE)
