@@ -274,3 +274,28 @@ def test_https_pinned_to_address_still_verifies_the_host_name(
         # The certificate names localhost only: by address the check must fail.
         with pytest.raises(BadInput, match="TLS certificate check failed"):
             fetch(f"https://127.0.0.1:{srv.port}/", guard, LIMITS)
+
+
+def test_every_address_must_pass_and_unreachable_ones_are_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_getaddrinfo = socket.getaddrinfo
+    answers = {
+        "multi.test": ["127.0.0.2", "127.0.0.1"],
+        "mixed.test": ["93.184.216.34", "10.0.0.1"],
+    }
+
+    def resolver(host, port, *args, **kwargs):
+        if host in answers:
+            return [real_getaddrinfo(a, port, *args, **kwargs)[0] for a in answers[host]]
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    # One private answer among public ones refuses the URL: the system may pick any.
+    with pytest.raises(BadInput, match=r"10\.0\.0\.1, a private address"):
+        check_url("http://mixed.test/")
+    # Nothing listens on 127.0.0.2 (the server binds 127.0.0.1): the next address is used.
+    with serve({"/": lambda _h: _page("second address")}) as srv:
+        guard = UrlGuard.from_settings(False, "127.0.0.0/8")
+        got = fetch(srv.url("/", host="multi.test"), guard, LIMITS)
+    assert b"second address" in got.body
