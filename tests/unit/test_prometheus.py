@@ -42,8 +42,9 @@ SERVER_METRICS = {
     "morag_server_workers_online",
 }
 KNOWN = WORKER_METRICS | SERVER_METRICS | {"up"}
-#: Series Prometheus derives from a histogram or summary.
-DERIVED = re.compile(r"_(bucket|sum|count)$")
+#: Series Prometheus derives from a histogram or summary, and the ``_total`` a counter
+#: gets when its name (like ``morag_worker_model_load_seconds``) lacks one.
+DERIVED = re.compile(r"_(bucket|sum|count|total)$")
 
 needs_promtool = pytest.mark.skipif(
     shutil.which("promtool") is None, reason="promtool is missing: apt-get install prometheus"
