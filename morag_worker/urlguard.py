@@ -133,12 +133,23 @@ class UrlGuard:
         """Why ``address`` is refused, or ``None`` when it may be reached."""
         if host_listed or any(address in net for net in self.allow_networks):
             return None
-        if address in METADATA_ADDRESSES:
+        if address in METADATA_ADDRESSES or embedded_ipv4(address) in METADATA_ADDRESSES:
             return "cloud metadata"
         reason = address_class(address)
         if reason and not self.allow_private:
             return reason
         return None
+
+
+def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv4-mapped (``::ffff:a.b.c.d``) or NAT64 address carries."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def address_class(address: IPAddress) -> str | None:
@@ -147,12 +158,9 @@ def address_class(address: IPAddress) -> str | None:
     IPv4-mapped and NAT64 IPv6 addresses are judged by the IPv4 address they carry,
     so ``::ffff:127.0.0.1`` is loopback.
     """
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            return address_class(embedded)
+    embedded = embedded_ipv4(address)
+    if embedded is not None:
+        return address_class(embedded)
     checks = (
         ("unspecified", address.is_unspecified),
         ("loopback", address.is_loopback),

@@ -99,6 +99,9 @@ def test_allow_private_admits_loopback_but_never_metadata() -> None:
         check_url("http://169.254.169.254/", allow_private=True)
     with pytest.raises(BadInput, match="cloud metadata"):
         check_url("http://[fd00:ec2::254]/", allow_private=True)
+    for disguised in ("[::ffff:169.254.169.254]", "[::ffff:a9fe:a9fe]", "[64:ff9b::a9fe:a9fe]"):
+        with pytest.raises(BadInput, match="cloud metadata"):
+            check_url(f"http://{disguised}/", allow_private=True)
 
 
 def test_allow_list_by_network_and_host() -> None:
