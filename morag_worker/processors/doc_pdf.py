@@ -4,10 +4,11 @@
   milliseconds), reads the metadata, tells whether a page has a text layer, and
   renders pages that have none for OCR (:func:`morag_worker.processors.ocr.recognize`,
   Tesseract by default).
-- pdfplumber reads pages that have text: lines with their font sizes and ruled
-  tables. Headings are lines set larger than the body text (:mod:`doc_pdf_layout`);
-  tables become pipe tables at their place on the page. Without pdfplumber, or when
-  it fails on a page, the page's plain pypdfium2 text is used instead.
+- Pages with text: pypdfium2 gives the lines with their sizes and positions, and
+  pdfplumber the ruled tables of pages that draw vector paths (:mod:`doc_pdf_text`).
+  Headings are lines set larger than the body text (:mod:`doc_pdf_layout`); tables
+  become pipe tables at their place on the page. Without pdfplumber, or when it fails
+  on a page, that page's table text stays as plain lines.
 - With ``--docling-artifacts-path`` set, docling's PDF pipeline (local layout and
   table models, :mod:`doc_pdf_docling`) converts the pages that have text instead.
 
@@ -25,7 +26,13 @@ from morag_worker.errors import BadInput, Cancelled, ModelMissing
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.chunking import page_marker
 from morag_worker.processors.doc_pdf_docling import docling_pdf_pages
-from morag_worker.processors.doc_pdf_layout import Line, PageItems, Table, render_pages
+from morag_worker.processors.doc_pdf_layout import PageItems, Table, render_pages
+from morag_worker.processors.doc_pdf_text import (
+    has_vector_paths,
+    outside_tables,
+    pdfium_lines,
+    ruled_tables,
+)
 
 #: PDF information-dictionary keys → metadata keys.
 _INFO_KEYS = {
@@ -93,25 +100,16 @@ def _plumber(path: Path) -> Iterator[Any]:
         yield pdf
 
 
-def _structured(plumber_page: Any, number: int) -> PageItems:
-    """Lines (with font size) and ruled tables of one page, in reading order by position."""
-    tables = [Table(t.bbox[1], t.bbox, t.extract()) for t in plumber_page.find_tables()]
-    lines = []
-    for raw in plumber_page.extract_text_lines(return_chars=True, strip=True):
-        mid_y = (raw["top"] + raw["bottom"]) / 2
-        if any(t.bbox[1] <= mid_y <= t.bbox[3] and raw["x0"] < t.bbox[2] for t in tables):
-            continue
-        sizes = sorted(round(c["size"] * 2) / 2 for c in raw["chars"]) or [0.0]
-        lines.append(Line(raw["top"], raw["bottom"], sizes[len(sizes) // 2], raw["text"]))
-    return PageItems(number, lines, tables)
-
-
-def _plain(pdfium_page: Any, number: int) -> PageItems:
-    """Fallback: pdfium's text, one line per text line, no sizes and no tables."""
-    text = pdfium_page.get_textpage().get_text_bounded()
-    rows = [row.strip() for row in text.replace("\r\n", "\n").split("\n")]
-    lines = [Line(float(i), i + 0.8, 0.0, row) for i, row in enumerate(rows) if row]
-    return PageItems(number, lines, [])
+def _text_page(pdfium_page: Any, plumber: Any, number: int) -> PageItems:
+    """Lines from pdfium; ruled tables from pdfplumber where the page draws paths."""
+    lines = pdfium_lines(pdfium_page)
+    tables: list[Table] = []
+    if plumber is not None and has_vector_paths(pdfium_page):
+        try:
+            tables = ruled_tables(plumber.pages[number - 1])
+        except Exception:  # pdfminer cannot lay this page out; its text stays as lines
+            tables = []
+    return PageItems(number, outside_tables(lines, tables), tables)
 
 
 def _ocr(pdfium_page: Any, number: int, ctx: TaskContext) -> PageItems:
@@ -136,12 +134,7 @@ def _page_items(
             return _ocr(page, index + 1, ctx)
         if docling is not None:
             return PageItems(index + 1, [], [], markdown=docling.get(index + 1, ""))
-        if plumber is not None:
-            try:
-                return _structured(plumber.pages[index], index + 1)
-            except Exception:  # a page pdfminer cannot lay out still has pdfium's text
-                pass
-        return _plain(page, index + 1)
+        return _text_page(page, plumber, index + 1)
     finally:
         page.close()
 

@@ -31,8 +31,10 @@ MAX_LEVELS = 4
 class Line:
     top: float
     bottom: float
-    size: float  # median font size in points; 0 when unknown
+    size: float  # median character height in points; 0 when unknown
     text: str
+    x0: float = 0.0
+    x1: float = float("inf")
 
 
 @dataclass(frozen=True)
