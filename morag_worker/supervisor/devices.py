@@ -130,9 +130,14 @@ class PynvmlNvml:
             self._nvml = pynvml
 
     def device_count(self) -> int:
+        """Number of GPUs; 0 when NVML did not start or cannot count (reason recorded)."""
         if self._nvml is None:
             return 0
-        return int(self._call("nvmlDeviceGetCount"))
+        try:
+            return int(self._call("nvmlDeviceGetCount"))
+        except DeviceError as exc:
+            self.unavailable_reason = str(exc)
+            return 0
 
     def info(self, index: int) -> GpuInfo:
         handle = self._handle(index)
