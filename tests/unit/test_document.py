@@ -213,3 +213,19 @@ def test_no_input_is_bad_input(processor: DocumentProcessor) -> None:
     )
     with pytest.raises(BadInput, match="needs an input file"):
         processor.process(ctx)
+
+
+@pytest.mark.parametrize("name", ["sample.docx", "sample.md", "sample.pptx", "text.pdf"])
+def test_small_chunks_keep_tables_whole_and_respect_the_target(
+    processor: DocumentProcessor, name: str
+) -> None:
+    settings = ProcessorSettings(chunk_tokens=12, chunk_overlap_tokens=3)
+    result = run(processor, DOCS / name, settings=settings)
+    tables = re.findall(r"(?:^\|.*\|$\n?)+", result.content, re.M)
+    assert tables
+    for table in tables:
+        assert sum(table.strip() in chunk.text for chunk in result.chunks) == 1
+    for chunk in result.chunks:
+        body = [line for line in chunk.text.split("\n") if not line.startswith(("#", "|"))]
+        if "```" not in chunk.text:
+            assert len(" ".join(body).split()) <= 12, chunk.text
