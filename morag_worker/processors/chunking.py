@@ -279,6 +279,15 @@ def _transcript_chunk(group: list[dict[str, Any]], index: int, source: str) -> C
     )
 
 
+def _check_times(seg: dict[str, Any], number: int) -> None:
+    for key in ("start", "end"):
+        value: Any = seg.get(key)
+        try:
+            float(value)  # numpy scalars included
+        except (TypeError, ValueError):
+            raise ValueError(f"segment {number} needs a numeric {key!r}, got {value!r}") from None
+
+
 def _overlap_tail(group: list[dict[str, Any]], overlap_tokens: int) -> list[dict[str, Any]]:
     """The whole trailing segments of ``group`` that fit in the overlap (never all of it)."""
     tail: list[dict[str, Any]] = []
@@ -303,17 +312,18 @@ def chunk_transcript(
     A segment is never split (one longer than the target is a chunk of its own) and
     segments with empty text are skipped. Each chunk's ``start_s``/``end_s`` span its
     segments; speaker labels prefix each turn. With ``overlap_tokens`` the next chunk
-    repeats whole trailing segments of the previous one. Every segment needs numeric
-    ``start`` and ``end``; a ``KeyError``/``ValueError`` names a malformed one.
+    repeats whole trailing segments of the previous one. Every segment with text needs
+    numeric ``start`` and ``end``; a ``ValueError`` names the first one that lacks them.
     """
     _check_sizes(target_tokens, overlap_tokens)
     chunks: list[Chunk] = []
     group: list[dict[str, Any]] = []
     fresh = 0  # segments in ``group`` that are not overlap copies
-    for seg in segments:
+    for number, seg in enumerate(segments):
         tokens = count_tokens(str(seg.get("text", "")))
         if tokens == 0:
             continue
+        _check_times(seg, number)
         used = sum(count_tokens(str(s.get("text", ""))) for s in group)
         if fresh and used + tokens > target_tokens:
             chunks.append(_transcript_chunk(group, len(chunks), source))

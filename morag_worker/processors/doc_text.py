@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from morag_worker.processors.chunking import page_marker
+
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)(?:---|\.\.\.)[ \t]*\n", re.S)
 _FRONT_KEY = re.compile(r"^([A-Za-z][\w-]*)[ \t]*:[ \t]*(.*?)[ \t]*$")
 _FIRST_H1 = re.compile(r"^ {0,3}# +(.+?)[ \t#]*$", re.M)
@@ -62,11 +64,22 @@ def markdown_document(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def text_document(text: str) -> tuple[str, dict[str, Any]]:
-    """Plain text as Markdown paragraphs; the title is a short first line, if any."""
+    """Plain text as Markdown paragraphs; the title is a short first line, if any.
+
+    Form feeds (``\\f``, the page separator of ``pdftotext`` and line printers) become
+    page markers, so chunks of such text know their page.
+    """
     text = _normalise_newlines(text).strip()
     meta: dict[str, Any] = {}
     first = text.split("\n", 1)[0].strip()
     if first and len(first) <= 120:
         meta["title"] = first
-    escaped = _MARKDOWN_STARTS.sub(lambda m: m.group(1) + "\\" + m.group(2), text)
-    return escaped + "\n", meta
+    pages = [
+        _MARKDOWN_STARTS.sub(lambda m: m.group(1) + "\\" + m.group(2), page).strip()
+        for page in text.split("\f")
+    ]
+    if len(pages) == 1:
+        return pages[0] + "\n", meta
+    meta["pages"] = len(pages)
+    marked = [f"{page_marker(number)}\n\n{page}" for number, page in enumerate(pages, 1)]
+    return "\n\n".join(marked) + "\n", meta

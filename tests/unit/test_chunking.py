@@ -163,3 +163,9 @@ def test_transcript_overlap_repeats_whole_segments() -> None:
     assert chunks[1].start_s == 2.0
     again = chunk_transcript(SEGMENTS[:5], target_tokens=8, overlap_tokens=4)
     assert [c.chunk_id for c in again] == [c.chunk_id for c in chunks]
+
+
+def test_transcript_segment_without_times_is_named() -> None:
+    segments = [{"start": 0.0, "end": 1.0, "text": "fine"}, {"start": 1.0, "text": "no end"}]
+    with pytest.raises(ValueError, match=r"segment 1 needs a numeric 'end', got None"):
+        chunk_transcript(segments, target_tokens=10)

@@ -229,3 +229,15 @@ def test_small_chunks_keep_tables_whole_and_respect_the_target(
         body = [line for line in chunk.text.split("\n") if not line.startswith(("#", "|"))]
         if "```" not in chunk.text:
             assert len(" ".join(body).split()) <= 12, chunk.text
+
+
+def test_form_feeds_in_plain_text_are_pages(processor: DocumentProcessor, tmp_path: Path) -> None:
+    path = tmp_path / "printout.txt"
+    path.write_text("Ledger\n\nfirst page entry\n\fsecond page entry\n\f\fthird page\n")
+    result = run(
+        processor, path, settings=ProcessorSettings(chunk_tokens=3, chunk_overlap_tokens=0)
+    )
+    assert result.metadata["pages"] == 4
+    pages = {c.page for c in result.chunks if "second page entry" in c.text}
+    assert pages == {2}
+    assert "\f" not in result.content
