@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from morag_worker.errors import ConfigError, ModelMissing
+from morag_worker.errors import BadInput, ConfigError, ModelMissing
 from morag_worker.models.cache import ModelCache, ModelKey
 from morag_worker.processors.settings import ProcessorSettings
 
@@ -114,13 +114,14 @@ def resolve_ct2(name: str) -> Path:
         if not (path / "model.bin").is_file():
             raise ModelMissing(f"whisper model {name!r}: no model.bin in that directory")
         return path
-    if os.sep in name and not name.count("/") == 1:
+    # "org/repo" is a Hugging Face name; anything else with a slash is a missing path.
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
         raise ModelMissing(f"whisper model {name!r}: no such directory; {_INSTALL_HINT}")
     from faster_whisper.utils import download_model
 
     try:
         return Path(download_model(name, local_files_only=True))
-    except Exception:
+    except Exception:  # huggingface_hub raises several types; each means "not cached here"
         packaged = _PACKAGED.get(name)
         found = packaged() if packaged else None
         if found is not None:
@@ -141,9 +142,18 @@ class FasterWhisperTranscriber:
             raise ModelMissing(f"whisper model at {path} cannot be loaded ({exc})") from None
         self.english_only = not self.model.model.is_multilingual
 
-    def transcribe(self, audio: np.ndarray, *, language: str | None, beam_size: int) -> Transcript:
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        *,
+        language: str | None,
+        beam_size: int,
+        on_segment: Callable[[float], None] | None = None,
+    ) -> Transcript:
+        """Transcribe 16 kHz mono ``audio``; ``on_segment(end_s)`` runs after each segment
+        (faster-whisper decodes lazily, so it may raise to stop a cancelled task early)."""
         if self.english_only and language not in (None, "en"):
-            raise ConfigError(f"this Whisper model is English-only; language {language!r} given")
+            raise BadInput(f"the Whisper model is English-only; language {language!r} was asked")
         segments, info = self.model.transcribe(
             audio,
             language=language or ("en" if self.english_only else None),
@@ -153,24 +163,30 @@ class FasterWhisperTranscriber:
             # avoids Whisper's hallucinations on it; timestamps stay in the original timeline.
             vad_filter=True,
         )
-        out = [
-            {
-                "start": round(float(s.start), 3),
-                "end": round(float(s.end), 3),
-                "text": s.text.strip(),
-                "words": [
-                    {
-                        "start": round(float(w.start), 3),
-                        "end": round(float(w.end), 3),
-                        "word": w.word,
-                        "probability": round(float(w.probability), 4),
-                    }
-                    for w in (s.words or [])
-                ],
-            }
-            for s in segments
-        ]
+        out = []
+        for seg in segments:
+            out.append(_segment_dict(seg))
+            if on_segment is not None:
+                on_segment(float(seg.end))
         return Transcript(info.language, float(info.language_probability), out)
+
+
+def _segment_dict(seg: Any) -> dict[str, Any]:
+    words = [
+        {
+            "start": round(float(w.start), 3),
+            "end": round(float(w.end), 3),
+            "word": w.word,
+            "probability": round(float(w.probability), 4),
+        }
+        for w in (seg.words or [])
+    ]
+    return {
+        "start": round(float(seg.start), 3),
+        "end": round(float(seg.end), 3),
+        "text": seg.text.strip(),
+        "words": words,
+    }
 
 
 class OpenAIWhisperTranscriber:
@@ -182,7 +198,16 @@ class OpenAIWhisperTranscriber:
         self.device = device
         self.model = whisper.load_model(str(checkpoint), device=device)
 
-    def transcribe(self, audio: np.ndarray, *, language: str | None, beam_size: int) -> Transcript:
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        *,
+        language: str | None,
+        beam_size: int,
+        on_segment: Callable[[float], None] | None = None,
+    ) -> Transcript:
+        """As :meth:`FasterWhisperTranscriber.transcribe`; openai-whisper decodes the whole
+        file in one call, so ``on_segment`` runs once at the end."""
         result = self.model.transcribe(
             audio,
             language=language,
@@ -202,6 +227,8 @@ class OpenAIWhisperTranscriber:
             }
             for s in result["segments"]
         ]
+        if on_segment is not None and segments:
+            on_segment(float(str(segments[-1]["end"])))
         return Transcript(str(result.get("language", language or "")), 1.0, segments)
 
 
@@ -221,12 +248,33 @@ def _openai_checkpoint(name: str) -> Path:
 Transcriber = FasterWhisperTranscriber | OpenAIWhisperTranscriber
 
 
+def _openai_precision(device: str) -> str:
+    return "float16" if device == "cuda" else "float32"
+
+
+def _cached(
+    models: ModelCache, backend: str, name: str, device: str, compute: str
+) -> Transcriber | None:
+    """The cached transcriber, found without touching the disk (a hit skips resolving)."""
+    if backend == "faster-whisper":
+        key = ModelKey("whisper", name, device, compute_type_for(device, compute))
+    else:
+        key = ModelKey("whisper-openai", name, device, _openai_precision(device))
+    if key not in models:
+        return None
+    found: Transcriber = models.get(key, lambda: None)
+    return found
+
+
 def get_transcriber(
     models: ModelCache, settings: ProcessorSettings, device: str, name: str = ""
 ) -> Transcriber:
     """The transcriber for ``name`` (default ``settings.whisper_model``), cached per child."""
     name = name or settings.whisper_model
     backend = settings.asr_backend
+    cached = _cached(models, backend, name, device, settings.whisper_compute_type)
+    if cached is not None:
+        return cached
     if backend == "faster-whisper":
         path = resolve_ct2(name)
         compute = compute_type_for(device, settings.whisper_compute_type)
@@ -236,7 +284,7 @@ def get_transcriber(
             return FasterWhisperTranscriber(path, device, compute)
     elif backend == "openai-whisper":
         path = _openai_checkpoint(name)
-        key = ModelKey("whisper-openai", name, device, "float16" if device == "cuda" else "float32")
+        key = ModelKey("whisper-openai", name, device, _openai_precision(device))
 
         def loader() -> Transcriber:
             return OpenAIWhisperTranscriber(path, device)

