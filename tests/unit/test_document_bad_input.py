@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import os
 import shutil
+import threading
 import zipfile
 from pathlib import Path
 
@@ -127,3 +129,36 @@ def test_detection_without_a_helpful_name(tmp_path: Path, source: str, expected:
     path = tmp_path / "upload"
     shutil.copy(DOCS / source, path)
     assert detect_format(path, "upload", zip_limits=LIMITS) == expected
+
+
+def test_html_references_are_never_fetched(processor: DocumentProcessor, tmp_path: Path) -> None:
+    # A document must not make the worker reach out (SSRF): images, styles and frames
+    # in an uploaded page stay references.
+    hits: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    path = tmp_path / "page.html"
+    path.write_text(
+        f'<html><head><link rel="stylesheet" href="{base}/s.css"><script src="{base}/a.js">'
+        f'</script></head><body><h1>Refs</h1><img src="{base}/i.png" alt="chart">'
+        f'<iframe src="{base}/f.html"></iframe><p>body text stays</p></body></html>'
+    )
+    try:
+        result = run(processor, path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "body text stays" in result.content
+    assert hits == []
