@@ -22,7 +22,7 @@ from morag_worker.processors import diarize
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.chunking import chunk_transcript
 from morag_worker.processors.media import SAMPLE_RATE, decode_audio, probe
-from morag_worker.protocol import TaskResult
+from morag_worker.protocol import Chunk, TaskResult
 
 
 class Timings:
@@ -81,9 +81,8 @@ def transcribe_audio(
     with timings.stage("vad"):
         regions = diarize.speech_regions(audio)
     duration = len(audio) / SAMPLE_RATE
-    metadata.update(
-        duration_s=round(duration, 3), speech_s=round(sum(e - s for s, e in regions), 3)
-    )
+    speech = sum(e - s for s, e in regions)
+    metadata.update(duration_s=round(duration, 3), speech_s=round(speech, 3))
     if not regions:
         metadata.update(language=None, speakers=[], timings_s=timings.seconds)
         return TaskResult(content=f"# {source}\n\n_No speech detected._\n", metadata=metadata)
@@ -102,12 +101,7 @@ def transcribe_audio(
         turns = _turns(ctx, audio, regions, num_speakers)
         segments = diarize.assign_speakers(transcript.segments, turns)
     with timings.stage("chunk"):
-        chunks = chunk_transcript(
-            segments,
-            target_tokens=settings.chunk_tokens,
-            overlap_tokens=settings.chunk_overlap_tokens,
-            source=source,
-        )
+        chunks = transcript_chunks(ctx, segments, source)
     metadata.update(_speech_metadata(ctx, transcript, segments, bool(turns)))
     metadata.update(
         timings_s=timings.seconds,
@@ -118,6 +112,16 @@ def transcribe_audio(
         metadata=metadata,
         chunks=chunks,
         segments=segments,
+    )
+
+
+def transcript_chunks(ctx: TaskContext, segments: list[dict[str, Any]], source: str) -> list[Chunk]:
+    """Time-aware chunks of whole segments, sized by the task's chunk settings."""
+    return chunk_transcript(
+        segments,
+        target_tokens=ctx.settings.chunk_tokens,
+        overlap_tokens=ctx.settings.chunk_overlap_tokens,
+        source=source,
     )
 
 

@@ -16,6 +16,7 @@ paying → each window labels the 0.75 s around its centre → turns.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,11 @@ def _windows(regions: list[tuple[float, float]]) -> list[tuple[float, float, flo
 
 def _encoder(models: ModelCache, device: str) -> Any:
     def load() -> Any:
-        from resemblyzer import VoiceEncoder
+        with warnings.catch_warnings():
+            # webrtcvad (a resemblyzer dependency) imports the deprecated pkg_resources;
+            # the warning says nothing an operator can act on.
+            warnings.simplefilter("ignore", UserWarning)
+            from resemblyzer import VoiceEncoder
 
         return VoiceEncoder(device, verbose=False)
 

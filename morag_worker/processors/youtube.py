@@ -33,9 +33,9 @@ from morag_worker.processors.audio import (
     render_markdown,
     speech_options,
     transcribe_audio,
+    transcript_chunks,
 )
 from morag_worker.processors.base import TaskContext
-from morag_worker.processors.chunking import chunk_transcript
 from morag_worker.processors.media import decode_audio
 from morag_worker.protocol import TaskResult
 from morag_worker.urlguard import UrlGuard
@@ -215,7 +215,7 @@ def _caption_result(
     if not segments:
         return None
     title = str(meta.get("title") or meta.get("id") or "video")
-    chunks = chunk_transcript(segments, target_tokens=ctx.settings.chunk_tokens, source=title)
+    chunks = transcript_chunks(ctx, segments, title)
     meta.update(transcript_source=f"captions:{kind}", language=lang, timings_s=timings.seconds)
     return TaskResult(
         content=render_markdown(title, segments), metadata=meta, chunks=chunks, segments=segments
