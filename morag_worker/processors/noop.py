@@ -20,6 +20,7 @@ class NoopProcessor:
     task_type = "noop"
 
     def process(self, ctx: TaskContext) -> TaskResult:
+        started_at = time.time()  # wall clock, comparable with the submitter's (pickup latency)
         raw = ctx.parameters.get("sleep_s", 0)
         try:
             sleep_s = float(raw)
@@ -35,4 +36,5 @@ class NoopProcessor:
                 raise Cancelled()
             time.sleep(min(left, 0.05))
         echo = str(ctx.parameters.get("echo", "ok"))
-        return TaskResult(content=echo, metadata={"slept_s": sleep_s, "inputs": ctx.input_names})
+        metadata = {"slept_s": sleep_s, "inputs": ctx.input_names, "started_at": started_at}
+        return TaskResult(content=echo, metadata=metadata)

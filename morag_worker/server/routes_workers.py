@@ -94,9 +94,13 @@ async def _lease(
     st.db.execute("touch_worker", worker_id=worker_id, now=time.time())
     while True:
         seen = st.notifier.version
+        # A worker that went away while waiting (stopped, killed) must not be handed
+        # tasks nobody will run: they would sit leased until their lease expired.
+        if await request.is_disconnected():
+            return []
         tasks = st.queue.claim(who, worker_id, types, body.max_tasks)
         remaining = deadline - time.monotonic()
-        if tasks or remaining <= 0 or await request.is_disconnected():
+        if tasks or remaining <= 0:
             LEASE_WAIT.observe(time.monotonic() - started)
             return tasks
         due = st.queue.next_due()
