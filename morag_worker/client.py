@@ -22,6 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from morag_worker.protocol import (
     API_PREFIX,
+    BatchResultRequest,
+    BatchResultResponse,
     HeartbeatRequest,
     HeartbeatResponse,
     InputFile,
@@ -97,6 +99,10 @@ class WorkerClient:
         self.session.mount("https://", adapter)
         self.session.headers["Authorization"] = f"Bearer {api_key}"
         self.session.headers["User-Agent"] = "morag-worker"
+        # Proxy settings and .netrc are read once here instead of on every call (requests
+        # does that per request when trust_env is on, which costs more than the call).
+        self.session.proxies = requests.utils.get_environ_proxies(self.base)
+        self.session.trust_env = False
         self._on_request = on_request or (lambda _endpoint, _code: None)
         self._closed = threading.Event()
 
@@ -116,6 +122,7 @@ class WorkerClient:
         endpoint: str,
         *,
         json: Any = None,
+        body: BaseModel | None = None,
         read_timeout_s: float = READ_TIMEOUT_S,
         retry_for_s: float = 60.0,
         stream: bool = False,
@@ -124,6 +131,9 @@ class WorkerClient:
         """One call with retries on transient failures, for at most ``retry_for_s`` seconds."""
         give_up = time.monotonic() + retry_for_s
         attempt = 0
+        data = body.model_dump_json().encode() if body is not None else None
+        if data is not None:
+            headers = {**(headers or {}), "Content-Type": "application/json"}
         while True:
             wait: float | None = None
             try:
@@ -131,6 +141,7 @@ class WorkerClient:
                     method,
                     self._url(path),
                     json=json,
+                    data=data,
                     stream=stream,
                     headers=headers,
                     timeout=(CONNECT_TIMEOUT_S, read_timeout_s),
@@ -176,7 +187,7 @@ class WorkerClient:
             "POST",
             f"{API_PREFIX}/workers/register",
             "register",
-            json=body.model_dump(mode="json"),
+            body=body,
             retry_for_s=retry_for_s,
         )
         return self._model(RegisterResponse, response)
@@ -186,7 +197,7 @@ class WorkerClient:
             "POST",
             f"{API_PREFIX}/workers/{self.worker_id}/lease",
             "lease",
-            json=body.model_dump(mode="json"),
+            body=body,
             read_timeout_s=body.wait_seconds + READ_TIMEOUT_S,
             retry_for_s=retry_for_s,
         )
@@ -197,7 +208,7 @@ class WorkerClient:
             "POST",
             f"{API_PREFIX}/workers/{self.worker_id}/heartbeat",
             "heartbeat",
-            json=body.model_dump(mode="json"),
+            body=body,
             retry_for_s=retry_for_s,
         )
         return self._model(HeartbeatResponse, response)
@@ -207,10 +218,21 @@ class WorkerClient:
             "POST",
             f"{API_PREFIX}/workers/{self.worker_id}/tasks/{task_id}/result",
             "result",
-            json=body.model_dump(mode="json"),
+            body=body,
             retry_for_s=retry_for_s,
         )
         return str(response.json().get("state", ""))
+
+    def results(self, body: BatchResultRequest, retry_for_s: float) -> BatchResultResponse:
+        """Upload several results in one call; each item has its own outcome."""
+        response = self.call(
+            "POST",
+            f"{API_PREFIX}/workers/{self.worker_id}/results",
+            "results",
+            body=body,
+            retry_for_s=retry_for_s,
+        )
+        return self._model(BatchResultResponse, response)
 
     def release(self, task_id: str, lease_token: str, reason: str, retry_for_s: float) -> None:
         body = ReleaseRequest(lease_token=lease_token, reason=reason[:256])
@@ -218,7 +240,7 @@ class WorkerClient:
             "POST",
             f"{API_PREFIX}/workers/{self.worker_id}/tasks/{task_id}/release",
             "release",
-            json=body.model_dump(mode="json"),
+            body=body,
             retry_for_s=retry_for_s,
         )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 API_PREFIX = "/api/v1"
 
@@ -196,17 +196,33 @@ class ResultRequest(_Model):
     error: TaskError | None = None
     timings: dict[str, float] = Field(default_factory=dict)
 
-    @field_validator("error")
-    @classmethod
-    def _error_matches_status(cls, value: TaskError | None, info: Any) -> TaskError | None:
-        status = info.data.get("status")
-        if status == "failed" and value is None:
+    @model_validator(mode="after")
+    def _body_matches_status(self) -> ResultRequest:
+        if self.status == "failed" and self.error is None:
             raise ValueError("a failed result needs an error {type, message, retryable}")
-        return value
-
-    def model_post_init(self, _context: Any) -> None:
         if self.status == "completed" and self.result is None:
             raise ValueError("a completed result needs a result {content, metadata, chunks}")
+        return self
+
+
+class BatchResult(ResultRequest):
+    task_id: str
+
+
+class BatchResultRequest(_Model):
+    """Several results in one call: a busy worker's uploads coalesce into one round trip."""
+
+    results: list[BatchResult] = Field(min_length=1, max_length=100)
+
+
+class BatchResultOutcome(_Model):
+    task_id: str
+    state: str | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchResultResponse(_Model):
+    results: list[BatchResultOutcome]
 
 
 class ReleaseRequest(_Model):

@@ -8,6 +8,10 @@ import time
 from fastapi import APIRouter, Depends, Request, Response
 
 from morag_worker.protocol import (
+    BatchResultOutcome,
+    BatchResultRequest,
+    BatchResultResponse,
+    ErrorDetail,
     HeartbeatRequest,
     HeartbeatResponse,
     LeaseRequest,
@@ -24,7 +28,7 @@ from morag_worker.protocol import (
 from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
 from morag_worker.server.metrics import LEASE_WAIT
-from morag_worker.server.queue import Caller
+from morag_worker.server.queue import Caller, LeaseLost, NotFound
 from morag_worker.server.state import ServerState
 
 router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
@@ -91,7 +95,7 @@ async def _lease(
     started = time.monotonic()
     deadline = started + min(body.wait_seconds, st.config.max_wait_s)
     types = _task_types(st, worker_id, body.task_types)
-    st.db.execute("touch_worker", worker_id=worker_id, now=time.time())
+    st.touch_worker(worker_id)
     while True:
         seen = st.notifier.version
         # A worker that went away while waiting (stopped, killed) must not be handed
@@ -116,10 +120,12 @@ async def lease(
     request: Request,
     who: Caller = Depends(caller),
     st: ServerState = Depends(state),
-) -> LeaseResponse:
+) -> Response:
     """Lease up to ``max_tasks`` tasks, waiting up to ``wait_seconds`` for one to arrive."""
     _worker(who)
-    return LeaseResponse(tasks=await _lease(request, st, who, worker_id, body))
+    reply = LeaseResponse(tasks=await _lease(request, st, who, worker_id, body))
+    # Serialised once, here: the hot path skips FastAPI's second validation pass.
+    return Response(reply.model_dump_json(), media_type="application/json")
 
 
 @router.get(
@@ -151,7 +157,7 @@ def heartbeat(
     st: ServerState = Depends(state),
 ) -> HeartbeatResponse:
     _worker(who)
-    st.db.execute("touch_worker", worker_id=worker_id, now=time.time())
+    st.touch_worker(worker_id)
     return st.queue.heartbeat(who, body.leases)
 
 
@@ -168,6 +174,42 @@ async def result(
     if new_state == "queued":
         await st.notifier.notify()
     return {"task_id": task_id, "state": new_state}
+
+
+@router.post("/{worker_id}/results", response_model=BatchResultResponse)
+async def results(
+    worker_id: str,
+    body: BatchResultRequest,
+    who: Caller = Depends(caller),
+    st: ServerState = Depends(state),
+) -> Response:
+    """Several results at once; each is fenced on its own and gets its own outcome."""
+    _worker(who)
+    outcomes = []
+    requeued = False
+    for item in body.results:
+        try:
+            new_state = st.queue.finish(who, item.task_id, item)
+        except LeaseLost as exc:
+            outcomes.append(
+                BatchResultOutcome(
+                    task_id=item.task_id, error=ErrorDetail(code="lease_lost", message=str(exc))
+                )
+            )
+            continue
+        except NotFound as exc:
+            outcomes.append(
+                BatchResultOutcome(
+                    task_id=item.task_id, error=ErrorDetail(code="not_found", message=str(exc))
+                )
+            )
+            continue
+        requeued |= new_state == "queued"
+        outcomes.append(BatchResultOutcome(task_id=item.task_id, state=new_state))
+    if requeued:
+        await st.notifier.notify()
+    reply = BatchResultResponse(results=outcomes)
+    return Response(reply.model_dump_json(), media_type="application/json")
 
 
 @router.post("/{worker_id}/tasks/{task_id}/release")

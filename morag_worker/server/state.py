@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ DEFAULT_TIMEOUTS_S: dict[str, float] = {
     "web": 300.0,
     "noop": 3600.0,
 }
+
+
+#: "Last seen" precision for workers; far below the 90 s online window of the metrics.
+WORKER_TOUCH_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,15 @@ class ServerState:
     notifier: Notifier
     storage: Any = None
     storage_error: str = ""
+    _touched: dict[str, float] = field(default_factory=dict)
+
+    def touch_worker(self, worker_id: str) -> None:
+        """Record that a worker called; written at most every few seconds per worker so
+        that leasing stays off the database's write path."""
+        now = time.time()
+        if now - self._touched.get(worker_id, 0.0) >= WORKER_TOUCH_INTERVAL_S:
+            self._touched[worker_id] = now
+            self.db.execute("touch_worker", worker_id=worker_id, now=now)
 
 
 def build_state(config: ServerConfig) -> ServerState:

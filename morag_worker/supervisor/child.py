@@ -34,6 +34,9 @@ from morag_worker.supervisor.messages import (
     TaskStarted,
 )
 
+#: Results up to this size travel inline with the "finished" event; larger ones are
+#: written to the work dir, keeping big transcripts out of the pipe.
+INLINE_RESULT_BYTES = 256 * 1024
 #: Progress events are throttled to this interval; heartbeats carry only the latest.
 PROGRESS_INTERVAL_S = 0.5
 #: How long the idle loop blocks on the task queue between heartbeat stamps.
@@ -117,24 +120,30 @@ class ChildRuntime:
         started = time.monotonic()
         self.events.put(TaskStarted(self.spec.name, message.task_id, started))
         recycle = ""
+        result_json = result_path = ""
         try:
-            result_path = self._process(message)
+            result_json = self._process(message)
+            if len(result_json) > INLINE_RESULT_BYTES:
+                path = Path(message.work_dir) / "result.json"
+                path.write_text(result_json)
+                result_json, result_path = "", str(path)
             ok, error = True, {}
         except TaskFailure as failure:
-            ok, result_path = False, ""
+            ok = False
             error = {
                 "type": failure.error_type,
                 "message": failure.message,
                 "retryable": failure.retryable,
             }
         except Exception as exc:  # anything else: reported, the child keeps serving
-            ok, result_path = False, ""
+            ok = False
             error, recycle = self._unexpected(message, exc)
         stats = self.models.stats
         return TaskFinished(
             child=self.spec.name,
             task_id=message.task_id,
             ok=ok,
+            result_json=result_json,
             result_path=result_path,
             error=error,
             timings={"process_s": time.monotonic() - started},
@@ -181,6 +190,7 @@ class ChildRuntime:
                 )
 
         work_dir = Path(message.work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
         ctx = TaskContext(
             task_id=message.task_id,
             task_type=message.task_type,
@@ -199,9 +209,7 @@ class ChildRuntime:
             from morag_worker.processors.embedding import maybe_embed
 
             result = maybe_embed(ctx, result)
-        path = work_dir / "result.json"
-        path.write_text(result.model_dump_json())
-        return str(path)
+        return result.model_dump_json()
 
 
 def child_main(spec: ChildSpec, tasks: Any, events: Any, heartbeat: Any, cancel: Any) -> None:

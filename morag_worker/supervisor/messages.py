@@ -82,6 +82,8 @@ class TaskFinished:
     child: str
     task_id: str
     ok: bool
+    #: The result as JSON when small; larger ones are in ``result_path`` instead.
+    result_json: str = ""
     result_path: str = ""
     error: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)

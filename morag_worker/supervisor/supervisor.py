@@ -15,6 +15,7 @@ import queue
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -41,6 +42,8 @@ from morag_worker.supervisor.status import StatusViews
 from morag_worker.supervisor.tasks import TaskFlow
 from morag_worker.supervisor.transfers import Transfers
 
+#: GIL switch interval for the supervisor process (the default is 5 ms).
+GIL_SWITCH_S = 0.0005
 #: Longest the loop waits for the inbox; bounds how late a signal or deadline is seen.
 TICK_S = 0.2
 
@@ -158,15 +161,29 @@ class Supervisor:
         return Held(spec=spec, work_dir=work_dir)
 
     def wanted(self) -> int:
-        """How many more tasks to lease now: free children plus prefetch, less held."""
+        """How many tasks to lease now (0 = not yet).
+
+        The target is one task per healthy child plus ``--prefetch``. A refill is asked for
+        when a child would otherwise wait (nothing ready to start) or when at least half
+        the target is missing, so a busy host leases in batches instead of one by one.
+        """
         if self.draining:
             return 0
         healthy = sum(1 for s in self.pool.slots.values() if s.state in ("idle", "busy"))
-        return healthy + self.config.prefetch - len(self.book)
+        target = healthy + self.config.prefetch
+        deficit = target - len(self.book)
+        if deficit <= 0:
+            return 0
+        if not self.ready or deficit >= max(1, target // 2):
+            return deficit
+        return 0
 
     # ---- the loop ----------------------------------------------------------------------------
 
     def run(self) -> int:
+        # Several threads hand work to each other here (lease → main loop → upload); a
+        # short GIL switch interval keeps each hand-off from waiting out the 5 ms default.
+        sys.setswitchinterval(GIL_SWITCH_S)
         self.install_signal_handlers()
         self.views.start_http()
         try:

@@ -8,6 +8,7 @@ ready queue from the main loop only.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from typing import TYPE_CHECKING, Any
@@ -65,7 +66,6 @@ class TaskFlow:
         if self.sup.draining:
             self.release(held, "worker draining")
             return
-        held.work_dir.mkdir(parents=True, exist_ok=True)
         logger.debug(
             "leased (attempt {})", held.spec.attempt, task_id=task_id, task_type=held.spec.task_type
         )
@@ -131,13 +131,16 @@ class TaskFlow:
             event.timings.get("process_s", 0.0)
         )
         if event.ok:
-            self._upload_result(held, event.result_path)
+            self._upload_result(held, event.result_json, event.result_path)
         else:
             self.fail(held, TaskError.model_validate(event.error))
 
-    def _upload_result(self, held: Held, path: str) -> None:
+    def _upload_result(self, held: Held, inline: str, path: str) -> None:
         try:
-            result = TaskResult.model_validate(read_result(path))
+            if inline:
+                result = TaskResult.model_validate_json(inline)
+            else:
+                result = TaskResult.model_validate(read_result(path))
         except (OSError, ValueError, ValidationError) as exc:
             self.fail(
                 held,
@@ -386,7 +389,7 @@ class TaskFlow:
     # ---- small helpers --------------------------------------------------------------------------
 
     def _cleanup(self, task_id: str, held: Held | None) -> None:
-        if held is not None:
+        if held is not None and os.path.lexists(held.work_dir):
             shutil.rmtree(held.work_dir, ignore_errors=True)
 
     def _wake_leaser(self) -> None:

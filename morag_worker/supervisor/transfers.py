@@ -1,23 +1,30 @@
 """Transfer threads: download inputs and upload results while children compute.
 
-Results of each job come back to the main loop through the inbox as
-``("downloaded", task_id, error)`` and ``("uploaded", task_id, outcome)``.
+Downloads run on a small thread pool. Uploads go through one uploader thread that sends
+every result waiting at that moment in a single batched call, so a busy host makes one
+round trip for many results while a quiet one still uploads each result at once.
+Outcomes come back to the main loop through the inbox as ``("downloaded", task_id,
+error)`` and ``("uploaded", task_id, outcome)``.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from loguru import logger
 
-from morag_worker.client import LeaseLostError, ServerError, Unreachable, WorkerClient
-from morag_worker.protocol import ResultRequest
+from morag_worker.client import ServerError, Unreachable, WorkerClient
+from morag_worker.protocol import BatchResult, BatchResultRequest, ResultRequest
 from morag_worker.supervisor.leases import Held
 
-#: Parallel transfers: enough to overlap one download with one upload per busy child on
-#: a small host without flooding the server.
-TRANSFER_THREADS = 4
+#: Parallel downloads: enough to overlap inputs of the next tasks with running ones on a
+#: small host without flooding the server.
+DOWNLOAD_THREADS = 4
+#: Results per upload call; a batch stays well under the server's request limits.
+MAX_BATCH = 32
 
 
 class Transfers:
@@ -25,7 +32,10 @@ class Transfers:
         self.client = client
         self.inbox = inbox
         self.lease_ttl_s = lease_ttl_s
-        self.pool = ThreadPoolExecutor(TRANSFER_THREADS, thread_name_prefix="transfer")
+        self.pool = ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="download")
+        self.pending: queue.Queue[tuple[Held, ResultRequest] | None] = queue.Queue()
+        self.uploader = threading.Thread(target=self._upload_loop, name="upload", daemon=True)
+        self.uploader.start()
 
     def download(self, held: Held) -> None:
         self.pool.submit(self._download, held)
@@ -41,21 +51,48 @@ class Transfers:
             self.inbox.put(("downloaded", held.task_id, str(exc)))
 
     def upload(self, held: Held, body: ResultRequest) -> None:
-        self.pool.submit(self._upload, held, body)
+        self.pending.put((held, body))
 
-    def _upload(self, held: Held, body: ResultRequest) -> None:
-        """Upload until accepted, refused, or the lease can no longer be valid."""
+    def _upload_loop(self) -> None:
+        while True:
+            item = self.pending.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self.pending.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self.pending.put(None)  # finish this batch, then stop
+                    break
+                batch.append(more)
+            self._send(batch)
+
+    def _send(self, batch: list[tuple[Held, ResultRequest]]) -> None:
+        """Upload until accepted or refused, retrying while a lease could still be valid."""
+        body = BatchResultRequest(
+            results=[BatchResult(task_id=held.task_id, **req.model_dump()) for held, req in batch]
+        )
         try:
-            state = self.client.result(held.task_id, body, retry_for_s=self.lease_ttl_s * 2)
-            self.inbox.put(("uploaded", held.task_id, state))
-        except LeaseLostError as exc:
-            logger.warning("result dropped, lease lost: {}", exc.message, task_id=held.task_id)
-            self.inbox.put(("uploaded", held.task_id, "lease_lost"))
+            reply = self.client.results(body, retry_for_s=self.lease_ttl_s * 2)
         except (ServerError, Unreachable) as exc:
-            logger.error("result upload failed: {}", exc, task_id=held.task_id)
-            self.inbox.put(("uploaded", held.task_id, "upload_failed"))
+            logger.error("result upload failed: {}", exc)
+            for held, _ in batch:
+                self.inbox.put(("uploaded", held.task_id, "upload_failed"))
+            return
+        for outcome in reply.results:
+            if outcome.error is not None:
+                logger.warning("result refused: {}", outcome.error.message, task_id=outcome.task_id)
+                state = "lease_lost" if outcome.error.code == "lease_lost" else "refused"
+            else:
+                state = outcome.state or "unknown"
+            self.inbox.put(("uploaded", outcome.task_id, state))
 
     def shutdown(self) -> None:
+        self.pending.put(None)
+        self.uploader.join(timeout=self.lease_ttl_s * 2)
         self.pool.shutdown(wait=True, cancel_futures=False)
 
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import requests
-from conftest import Cluster, log_lines, status, submit_noop, wait_for
+from harness import Cluster, log_lines, status, submit_noop, wait_for
 
 from morag_worker.cli.api import TERMINAL, Api
 from morag_worker.cli.local import start_server

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import requests
-from conftest import Cluster
+from harness import Cluster
 
 from morag_worker.cli.api import Api
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Cluster
+from harness import Cluster
 
 pytest.importorskip("faster_whisper", reason="pip install morag-worker[audio]")
 pytest.importorskip("resemblyzer", reason="pip install morag-worker[audio]")

@@ -1,4 +1,4 @@
-"""Real processes on 127.0.0.1: a morag-server and morag-supervisors, on free ports.
+"""Test harness: real processes on 127.0.0.1: a morag-server and morag-supervisors, on free ports.
 
 Nothing here is a double: the server is the real ``morag-server`` (SQLite in a temp dir),
 supervisors are real ``morag-supervisor`` processes with spawned children, and every

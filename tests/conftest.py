@@ -1,0 +1,18 @@
+"""Test-suite wide setup: shared helpers importable from every test directory, and an
+offline environment (no model or telemetry downloads) for every process the tests start."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+from harness import cluster, cluster_factory  # noqa: E402,F401  (fixtures for all tests)
