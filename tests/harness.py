@@ -80,9 +80,11 @@ class Cluster:
 def cluster_factory(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     made: list[Cluster] = []
 
-    def make(*server_args: str) -> Cluster:
+    def make(*server_args: str, index: bool = False) -> Cluster:
+        """A server with short leases; ``index`` turns on embedding into embedded Qdrant."""
         port = free_port()
-        args = ("--lease-ttl", LEASE_TTL_S, "--retry-backoff", "0.2", "--no-index", *server_args)
+        no_index = () if index else ("--no-index",)
+        args = ("--lease-ttl", LEASE_TTL_S, "--retry-backoff", "0.2", *no_index, *server_args)
         server = start_server(tmp_path / "server", port, *args)
         admin = Api(
             f"http://127.0.0.1:{port}", (tmp_path / "server" / "admin.key").read_text().strip()
