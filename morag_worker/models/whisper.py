@@ -221,7 +221,12 @@ class OpenAIWhisperTranscriber:
                 "end": round(float(s["end"]), 3),
                 "text": str(s["text"]).strip(),
                 "words": [
-                    {k: w[k] for k in ("start", "end", "word", "probability")}
+                    {
+                        "start": round(float(w["start"]), 3),
+                        "end": round(float(w["end"]), 3),
+                        "word": str(w["word"]),
+                        "probability": round(float(w["probability"]), 4),
+                    }
                     for w in s.get("words", [])
                 ],
             }

@@ -219,3 +219,30 @@ def test_packaged_names_resolve_without_download(
     ]
     assert (base / "model.bin").stat().st_size == sum(h.stat().st_size for h in halves)
     assert resolve_ct2("base") == base, "joined once, then reused"
+
+
+def test_openai_whisper_backend_loads_a_local_checkpoint(tmp_path: Path) -> None:
+    """A randomly initialised tiny checkpoint (no weights can be installed offline) loads
+    through the cache, tensor for tensor. Transcribing with random weights is left out:
+    the decoder runs to its token limit at every fallback temperature (half a minute)."""
+    whisper = pytest.importorskip("whisper", reason="pip install openai-whisper")
+    import torch
+
+    torch.manual_seed(0)
+    dims = whisper.model.ModelDimensions(
+        n_mels=80, n_audio_ctx=1500, n_audio_state=32, n_audio_head=1, n_audio_layer=1,
+        n_vocab=51864, n_text_ctx=448, n_text_state=32, n_text_head=1, n_text_layer=1,
+    )  # fmt: skip
+    model = whisper.model.Whisper(dims)
+    # Whisper leaves the decoder's positional embedding as torch.empty (garbage, even NaN).
+    torch.nn.init.normal_(model.decoder.positional_embedding, std=0.02)
+    state = model.state_dict()
+    checkpoint = tmp_path / "tiny-random.pt"
+    torch.save({"dims": dataclasses.asdict(dims), "model_state_dict": state}, checkpoint)
+    cache = ModelCache()
+    chosen = ProcessorSettings(asr_backend="openai-whisper", whisper_model=str(checkpoint))
+    transcriber = get_transcriber(cache, chosen, "cpu")
+    loaded = transcriber.model.state_dict()
+    assert all(torch.equal(loaded[name], value) for name, value in state.items())
+    assert get_transcriber(cache, chosen, "cpu") is transcriber
+    assert cache.contents() == [f"whisper-openai:{checkpoint}:cpu:float32"]
