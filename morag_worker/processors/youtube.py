@@ -48,6 +48,8 @@ _METADATA_KEYS = (
 )  # fmt: skip
 _CUE_TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{3})")
 _TAG = re.compile(r"<[^>]*>")
+#: Protocols yt-dlp downloads itself (HLS natively with ``hls_prefer_native``).
+_NATIVE_PROTOCOLS = frozenset({"http", "https", "m3u8", "m3u8_native", "http_dash_segments"})
 
 
 class _GuardedYDL(yt_dlp.YoutubeDL):
@@ -77,7 +79,7 @@ class _GuardedYDL(yt_dlp.YoutubeDL):
             )
 
     def urlopen(self, req: Any) -> Any:
-        url = req if isinstance(req, str) else req.url
+        url = req if isinstance(req, str) else getattr(req, "url", None) or req.full_url
         self.check_limits()
         try:
             self.guard.check(url)
@@ -116,6 +118,10 @@ def _options(ctx: TaskContext) -> dict[str, Any]:
         # Audio alone is all the pipeline needs; "best" covers sites with muxed files only.
         "format": "bestaudio/best",
         "max_filesize": ctx.settings.max_download_bytes,
+        # Only yt-dlp's own downloaders, whose every request passes ``urlopen`` (and so
+        # the guard); no ffmpeg fix-ups, which would open the file or URL themselves.
+        "hls_prefer_native": True,
+        "fixup": "never",
         "outtmpl": str(ctx.work_dir / "media.%(ext)s"),
         "overwrites": True,
     }
@@ -139,6 +145,14 @@ def _run(ydl: _GuardedYDL, call: Any, *args: Any, **kwargs: Any) -> Any:
         if re.search(r"Unsupported URL|HTTP Error 4\d\d|not available|Private video", message):
             raise BadInput(message) from None
         raise TaskFailure("network", message, retryable=True) from None
+
+
+def _check_protocol(info: dict[str, Any]) -> None:
+    """Refuse formats only an external program (ffmpeg, rtmpdump) downloads: it would
+    open its URLs outside the guard."""
+    protocol = str(info.get("protocol") or "https")
+    if any(p not in _NATIVE_PROTOCOLS for p in protocol.split("+")):
+        raise BadInput(f"the media is served over {protocol!r}, which is not fetched here")
 
 
 def _single_entry(info: dict[str, Any]) -> dict[str, Any]:
@@ -262,6 +276,7 @@ class YoutubeProcessor:
                 result = _caption_result(ctx, ydl, choice, meta, timings)
                 if result is not None:
                     return result
+            _check_protocol(info)
             checkpoint(ctx, 0.05, "download")
             with timings.stage("download"):
                 path = _download(ydl, info, ctx)

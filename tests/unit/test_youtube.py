@@ -15,7 +15,7 @@ from speech_support import MEDIA, context, serve_media, true_turns
 
 from morag_worker.errors import BadInput
 from morag_worker.models.cache import ModelCache
-from morag_worker.processors.youtube import YoutubeProcessor, parse_captions
+from morag_worker.processors.youtube import YoutubeProcessor, _check_protocol, parse_captions
 from morag_worker.protocol import TaskResult
 
 
@@ -115,3 +115,11 @@ def test_rolling_automatic_captions_are_deduplicated() -> None:
     segments = parse_captions(vtt)
     assert [s["text"] for s in segments] == ["hello there", "how are you", "fine"]
     assert segments[1]["start"] == 2.5 and segments[2]["start"] == 3600.0
+
+
+@pytest.mark.parametrize("protocol", ["rtmp", "rtsp", "mms", "https+f4m"])
+def test_formats_only_an_external_program_fetches_are_refused(protocol: str) -> None:
+    with pytest.raises(BadInput, match="not fetched here"):
+        _check_protocol({"protocol": protocol})
+    for native in ("https", "http", "m3u8_native", "http_dash_segments+https"):
+        _check_protocol({"protocol": native})
