@@ -2,7 +2,7 @@
 
 Starts a server on the embedded defaults (SQLite, local files, embedded Qdrant) in a
 temporary data dir, creates a user key and a worker key, starts a supervisor with CPU
-children, submits every bundled sample (and a web page served locally), waits, prints a
+children, submits every bundled sample (and a web page and a video page served locally), waits, prints a
 table, runs a search, and shuts everything down with SIGTERM as an operator would.
 Exits 0 only if every sample completed.
 """
@@ -69,15 +69,19 @@ def _submit_all(api: Api, pages_url: str) -> list[tuple[str, str, str]]:
     for path in sample_files():
         task_type = SAMPLE_TYPES[path.suffix.lower()]
         submitted.append((path.name, task_type, api.submit_file(path, task_type, {})))
-    url = f"{pages_url}/lighthouse.html"
-    reply = api.post_json("/api/v1/tasks", {"task_type": "web", "parameters": {"url": url}})
-    submitted.append(("lighthouse.html (web)", "web", reply["task_id"]))
+    for name, task_type, path in (
+        ("lighthouse.html (web)", "web", "lighthouse.html"),
+        ("meeting page (youtube)", "youtube", "pages/meeting.html"),
+    ):
+        body = {"task_type": task_type, "parameters": {"url": f"{pages_url}/{path}"}}
+        submitted.append((name, task_type, api.post_json("/api/v1/tasks", body)["task_id"]))
     return submitted
 
 
 def _first_line(api: Api, task_id: str) -> str:
     content = api.get(f"/api/v1/tasks/{task_id}/result")["result"]["content"]
-    line = next((ln.strip() for ln in content.splitlines() if ln.strip()), "")
+    lines = (ln.strip() for ln in content.splitlines())
+    line = next((ln for ln in lines if ln and not ln.startswith("<!--")), "")
     return line[:60]
 
 
