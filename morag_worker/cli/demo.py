@@ -2,8 +2,9 @@
 
 Starts a server on the embedded defaults (SQLite, local files, embedded Qdrant) in a
 temporary data dir, creates a user key and a worker key, starts a supervisor with CPU
-children, submits every bundled sample (and a web page and a video page served locally), waits, prints a
-table, runs a search, and shuts everything down with SIGTERM as an operator would.
+children, submits every bundled sample (and a web page and a video page served locally),
+waits, prints a table, runs a search, and shuts everything down with SIGTERM as an
+operator would.
 Exits 0 only if every sample completed.
 """
 
