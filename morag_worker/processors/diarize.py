@@ -98,6 +98,14 @@ def _encoder(models: ModelCache, device: str) -> Any:
     return models.get(ModelKey("resemblyzer", "builtin", device, "float32"), load, 17_000_000)
 
 
+def preload(models: ModelCache, device: str) -> None:
+    """Load the speaker encoder and run it once, for ``--preload resemblyzer``: the first
+    run also imports librosa and compiles its numba kernels, seconds a child would
+    otherwise spend inside its first audio task."""
+    silence_and_tone = np.sin(np.arange(PARTIAL_SAMPLES, dtype=np.float32) * 0.05) * 0.1
+    _embed(_encoder(models, device), [silence_and_tone])
+
+
 def _embed(encoder: Any, clips: list[np.ndarray]) -> np.ndarray:
     """Unit speaker embeddings of ``clips``, one row each, in batches of ``BATCH``.
 

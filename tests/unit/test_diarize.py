@@ -103,3 +103,11 @@ def test_metrics_are_computed_right() -> None:
     swapped = [{"start": 0, "end": 2, "speaker": "x"}, {"start": 2, "end": 3, "speaker": "y"}]
     assert speaker_accuracy(truth, swapped) == pytest.approx(0.75)
     assert speaker_accuracy(truth, [{"start": 0, "end": 4, "speaker": "x"}]) == 0.5
+
+
+def test_preload_loads_the_encoder_for_the_first_task(conversation: np.ndarray) -> None:
+    own = ModelCache()
+    diarize.preload(own, "cpu")
+    assert own.contents() == ["resemblyzer:builtin:cpu:float32"]
+    diarize.resemblyzer_turns(conversation, diarize.speech_regions(conversation)[:2], own, "cpu", 2)
+    assert (own.stats.misses, own.stats.hits) == (1, 1)
