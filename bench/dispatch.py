@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,13 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from morag_worker.cli.api import Api  # noqa: E402
-from morag_worker.cli.local import free_port, start_server, start_supervisor  # noqa: E402
+from morag_worker.cli.api import Api
+from morag_worker.cli.local import free_port, start_server, start_supervisor
 
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def morag_run(n_latency: int, n_throughput: int) -> dict[str, float]:

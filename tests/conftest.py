@@ -15,4 +15,4 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
-from harness import cluster, cluster_factory  # noqa: E402,F401  (fixtures for all tests)
+from harness import cluster, cluster_factory  # noqa: F401  (fixtures for all tests)

@@ -70,11 +70,11 @@ def _submit_all(api: Api, pages_url: str) -> list[tuple[str, str, str]]:
     for path in sample_files():
         task_type = SAMPLE_TYPES[path.suffix.lower()]
         submitted.append((path.name, task_type, api.submit_file(path, task_type, {})))
-    for name, task_type, path in (
+    for name, task_type, page in (
         ("lighthouse.html (web)", "web", "lighthouse.html"),
         ("meeting page (youtube)", "youtube", "pages/meeting.html"),
     ):
-        body = {"task_type": task_type, "parameters": {"url": f"{pages_url}/{path}"}}
+        body = {"task_type": task_type, "parameters": {"url": f"{pages_url}/{page}"}}
         submitted.append((name, task_type, api.post_json("/api/v1/tasks", body)["task_id"]))
     return submitted
 

@@ -25,8 +25,12 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))
 from gen_documents import PHRASES  # noqa: E402
 
-BAD_INPUTS = {"documents/bomb.docx": "document", "documents/corrupt.pdf": "document",
-              "documents/encrypted.pdf": "document", "images/bomb.png": "image"}
+BAD_INPUTS = {
+    "documents/bomb.docx": "document",
+    "documents/corrupt.pdf": "document",
+    "documents/encrypted.pdf": "document",
+    "images/bomb.png": "image",
+}
 WEB_PAGES = ("night-trains", "river-sensors", "bakery-cooperative")
 
 
@@ -56,18 +60,23 @@ def test_content_types_end_to_end_then_search(cluster_factory, pages: str) -> No
     for name, phrase in PHRASES.items():
         queries[user.submit_file(FIXTURES / "documents" / name, "document", {})] = phrase
     image_text = (FIXTURES / "images" / "text.txt").read_text()
-    queries[user.submit_file(FIXTURES / "images" / "clean.png", "image", {})] = \
+    queries[user.submit_file(FIXTURES / "images" / "clean.png", "image", {})] = (
         "pumping station pressure test and backup generator"
+    )
     for page in WEB_PAGES:
         body = json.loads((FIXTURES / "web" / f"{page}.json").read_text())["body"]
-        task = user.post_json("/api/v1/tasks", {"task_type": "web",
-                                                "parameters": {"url": f"{pages}/{page}.html"}})
+        task = user.post_json(
+            "/api/v1/tasks", {"task_type": "web", "parameters": {"url": f"{pages}/{page}.html"}}
+        )
         queries[task["task_id"]] = _first_sentence(body)
     bad = {user.submit_file(FIXTURES / path, kind, {}): path for path, kind in BAD_INPUTS.items()}
 
     ids = [*queries, *bad]
-    wait_for(lambda: all(user.get(f"/api/v1/tasks/{i}")["state"] in TERMINAL for i in ids),
-             300, "all tasks")
+    wait_for(
+        lambda: all(user.get(f"/api/v1/tasks/{i}")["state"] in TERMINAL for i in ids),
+        300,
+        "all tasks",
+    )
     for task_id in queries:
         info = user.get(f"/api/v1/tasks/{task_id}")
         assert info["state"] == "completed", info
@@ -76,21 +85,39 @@ def test_content_types_end_to_end_then_search(cluster_factory, pages: str) -> No
         assert info["state"] == "failed" and info["attempt"] == 1, (path, info)
         assert info["last_error"]["type"] == "bad_input" and not info["last_error"]["retryable"]
 
-    image = user.get(f"/api/v1/tasks/{next(iter(list(queries)[len(PHRASES):]))}/result")
+    image = user.get(f"/api/v1/tasks/{next(iter(list(queries)[len(PHRASES) :]))}/result")
     assert "Elm Street" in image["result"]["content"] and "Elm Street" in image_text
 
-    wait_for(lambda: all(user.get(f"/api/v1/tasks/{i}")["indexed_at"] for i in queries),
-             180, "indexing")
+    wait_for(
+        lambda: all(user.get(f"/api/v1/tasks/{i}")["indexed_at"] for i in queries), 180, "indexing"
+    )
     for task_id, phrase in queries.items():
         hits = user.post_json("/api/v1/search", {"query": phrase, "limit": 3})["hits"]
         assert hits and hits[0]["task_id"] == task_id, (phrase, hits[:1])
 
     # Another user sees none of it.
-    assert Api(cluster.url, cluster.key("bob", "user")).post_json(
-        "/api/v1/search", {"query": PHRASES["sample.md"], "limit": 5})["hits"] == []
+    assert (
+        Api(cluster.url, cluster.key("bob", "user")).post_json(
+            "/api/v1/search", {"query": PHRASES["sample.md"], "limit": 5}
+        )["hits"]
+        == []
+    )
     cli = subprocess.run(
-        [sys.executable, "-m", "morag_worker.cli.morag", "--server-url", cluster.url,
-         "search", PHRASES["sample.txt"]],
-        env={"MORAG_API_KEY": user.session.headers["Authorization"].split()[1],
-             "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "morag_worker.cli.morag",
+            "--server-url",
+            cluster.url,
+            "search",
+            PHRASES["sample.txt"],
+        ],
+        env={
+            "MORAG_API_KEY": user.session.headers["Authorization"].split()[1],
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert cli.returncode == 0 and cli.stdout.startswith("1. ") and "sample.txt" in cli.stdout
