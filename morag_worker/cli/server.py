@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         port=config.port,
         log_level="warning",
         access_log=False,
+        log_config=None,  # keep our loguru routing; uvicorn's own config would replace it
         timeout_graceful_shutdown=5,
     )
     return 0
