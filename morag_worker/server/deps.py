@@ -9,18 +9,22 @@ from morag_worker.server.errors import ApiError
 from morag_worker.server.queue import Caller
 from morag_worker.server.state import ServerState
 
+# Both dependencies are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency
+# in a thread pool, and those hops cost more than the work (a dict lookup, a hash).
 
-def state(request: Request) -> ServerState:
+
+async def state(request: Request) -> ServerState:
     st: ServerState = request.app.state.morag
     return st
 
 
-def caller(request: Request) -> Caller:
+async def caller(request: Request) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
-    return state(request).keys.verify(key.strip())
+    st: ServerState = request.app.state.morag
+    return st.keys.verify(key.strip())
 
 
 def require(who: Caller, *roles: str) -> None:

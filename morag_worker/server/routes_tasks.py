@@ -134,7 +134,7 @@ async def submit(
 
 
 @router.get("/tasks", response_model=TaskList)
-def list_tasks(
+async def list_tasks(
     state_filter: TaskState | None = Query(default=None, alias="state"),
     limit: int = 100,
     who: Caller = Depends(caller),
@@ -146,14 +146,14 @@ def list_tasks(
 
 
 @router.get("/tasks/{task_id}", response_model=TaskInfo)
-def get_task(
+async def get_task(
     task_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> TaskInfo:
     return st.queue.get(task_id, who)
 
 
 @router.get("/tasks/{task_id}/result", response_model=TaskResultEnvelope)
-def get_result(
+async def get_result(
     task_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> TaskResultEnvelope:
     info, result = st.queue.result(task_id, who)
@@ -178,7 +178,7 @@ async def cancel_task(
 
 
 @router.get("/files/{file_id}")
-def get_file(
+async def get_file(
     file_id: str, request: Request, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> Response:
     """Stream an input file (``Range`` supported; ``ETag`` is its sha256).

@@ -40,13 +40,13 @@ def _worker(who: Caller) -> Caller:
 
 
 @router.get("/test", response_model=WhoAmI)
-def auth_test(who: Caller = Depends(caller)) -> WhoAmI:
+async def auth_test(who: Caller = Depends(caller)) -> WhoAmI:
     """The seed's troubleshooting call: 200 with the key's identity if the key works."""
     return WhoAmI(key_id=who.key_id, user_id=who.user_id, role=Role(who.role), pool=who.pool)
 
 
 @router.post("/register", response_model=RegisterResponse)
-def register(
+async def register(
     body: RegisterRequest, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> RegisterResponse:
     _worker(who)
@@ -71,6 +71,7 @@ def register(
         version=body.version,
         now=time.time(),
     )
+    st.worker_types[body.worker_id] = [canonical_task_type(t) for t in body.task_types]
     ttl = st.config.policy.lease_ttl_s
     return RegisterResponse(
         worker_id=body.worker_id,
@@ -81,12 +82,15 @@ def register(
 
 
 def _task_types(st: ServerState, worker_id: str, asked: list[str] | None) -> list[str]:
+    """The types a lease may return: as asked, else as registered, else every type."""
     if asked:
         return [canonical_task_type(t) for t in asked]
-    row = st.db.one("get_worker", worker_id=worker_id)
-    if row and json.loads(row["task_types"]):
-        return [canonical_task_type(t) for t in json.loads(row["task_types"])]
-    return list(st.config.task_types)
+    registered = st.worker_types.get(worker_id)
+    if registered is None:
+        row = st.db.one("get_worker", worker_id=worker_id)
+        registered = [canonical_task_type(t) for t in json.loads(row["task_types"])] if row else []
+        st.worker_types[worker_id] = registered
+    return registered or list(st.config.task_types)
 
 
 async def _lease(
@@ -150,7 +154,7 @@ async def next_task(
 
 
 @router.post("/{worker_id}/heartbeat", response_model=HeartbeatResponse)
-def heartbeat(
+async def heartbeat(
     worker_id: str,
     body: HeartbeatRequest,
     who: Caller = Depends(caller),

@@ -108,6 +108,8 @@ class ServerState:
     storage: Any = None
     storage_error: str = ""
     _touched: dict[str, float] = field(default_factory=dict)
+    #: Task types each worker registered, so that a lease does not read them back.
+    worker_types: dict[str, list[str]] = field(default_factory=dict)
 
     def touch_worker(self, worker_id: str) -> None:
         """Record that a worker called; written at most every few seconds per worker so
