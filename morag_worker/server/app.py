@@ -51,11 +51,13 @@ def create_app(config: ServerConfig) -> FastAPI:
         collector = QueueCollector(st.db, config.task_types)
         REGISTRY.register(collector)
         indexer.start()
+        st.notifier.start_listening(config.resolved_database_url())
         reaper = asyncio.create_task(_reap(st))
         try:
             yield
         finally:
             reaper.cancel()
+            st.notifier.stop_listening()
             indexer.stop()
             REGISTRY.unregister(collector)
             st.db.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +11,7 @@ from morag_worker.protocol import TASK_TYPES
 from morag_worker.server.auth import KeyStore
 from morag_worker.server.db import Database
 from morag_worker.server.files import FileStore
+from morag_worker.server.notify import Notifier
 from morag_worker.server.queue import QueuePolicy, TaskQueue
 
 #: Default deadline per task type, in seconds: long media may take a while on a busy GPU,
@@ -63,40 +62,6 @@ class ServerConfig:
         return self.database_url or f"sqlite:///{self.data_dir / 'morag.db'}"
 
 
-class Notifier:
-    """Wakes long-polling lease requests when work may have become available.
-
-    ``version`` increases on every notification; a waiter reads it before trying to
-    claim and sleeps only while it is unchanged, so a notification that lands between
-    a failed claim and the wait is never missed.
-    """
-
-    def __init__(self) -> None:
-        self.version = 0
-        self._cond: asyncio.Condition | None = None
-
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
-
-    async def notify(self) -> None:
-        cond = self._condition()
-        async with cond:
-            self.version += 1
-            cond.notify_all()
-
-    async def wait(self, seen_version: int, timeout_s: float) -> None:
-        if timeout_s <= 0:
-            return
-        cond = self._condition()
-        async with cond:
-            if self.version != seen_version:
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(cond.wait(), timeout_s)
-
-
 @dataclass
 class ServerState:
     config: ServerConfig
@@ -130,5 +95,5 @@ def build_state(config: ServerConfig) -> ServerState:
         queue=TaskQueue(db, config.policy),
         keys=KeyStore(db),
         files=FileStore(config.data_dir / "files"),
-        notifier=Notifier(),
+        notifier=Notifier(db),
     )

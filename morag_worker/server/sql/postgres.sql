@@ -246,3 +246,6 @@ WHERE state = 'completed' AND indexed_at IS NULL ORDER BY finished_at LIMIT :lim
 
 -- name: mark_indexed
 UPDATE tasks SET indexed_at = :now WHERE task_id = :task_id;
+
+-- name: notify
+SELECT pg_notify('morag_tasks', '');

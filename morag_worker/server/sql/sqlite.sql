@@ -245,3 +245,7 @@ WHERE state = 'completed' AND indexed_at IS NULL ORDER BY finished_at LIMIT :lim
 
 -- name: mark_indexed
 UPDATE tasks SET indexed_at = :now WHERE task_id = :task_id;
+
+-- name: notify
+-- Waking other replicas needs PostgreSQL's NOTIFY; one SQLite server has none to wake.
+SELECT 1;
