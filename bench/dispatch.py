@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from morag_worker.cli.api import Api
 from morag_worker.cli.local import free_port, start_server, start_supervisor
 
-
 #: Tasks held ahead of the children in the throughput run, as Celery's default reserves.
 PREFETCH = 8
 
@@ -43,35 +42,102 @@ def morag_run(n_latency: int, n_throughput: int) -> dict[str, float]:
     user = Api(url, admin.post_json("/api/v1/keys", {"user_id": "b", "role": "user"})["key"])
     key_file = root / "worker.key"
     key_file.write_text(admin.post_json("/api/v1/keys", {"user_id": "b", "role": "worker"})["key"])
-    sup = start_supervisor(url, key_file, root / "sup.log", free_port(), "--cpu-procs", "2",
-                           "--poll-interval", "30", "--log-level", "WARNING")
+    sup = start_supervisor(
+        url,
+        key_file,
+        root / "sup.log",
+        free_port(),
+        "--cpu-procs",
+        "2",
+        "--poll-interval",
+        "30",
+        "--log-level",
+        "WARNING",
+    )
     try:
         latencies = []
         for _ in range(n_latency):
             t0 = time.time()
             task_id = user.post_json("/api/v1/tasks", {"task_type": "noop", "parameters": {}})[
-                "task_id"]
+                "task_id"
+            ]
             _wait_done(user, [task_id])
             started = user.get(f"/api/v1/tasks/{task_id}/result")["result"]["metadata"][
-                "started_at"]
+                "started_at"
+            ]
             latencies.append(started - t0)
         sup.stop(30)
-        ids = [user.post_json("/api/v1/tasks", {"task_type": "noop", "parameters": {}})[
-            "task_id"] for _ in range(n_throughput)]
+        ids = [
+            user.post_json("/api/v1/tasks", {"task_type": "noop", "parameters": {}})["task_id"]
+            for _ in range(n_throughput)
+        ]
         t_start = time.time()
-        sup = start_supervisor(url, key_file, root / "sup2.log", free_port(), "--cpu-procs",
-                               "2", "--poll-interval", "30", "--log-level", "WARNING",
-                               "--prefetch", str(PREFETCH), wait_ready=False)
+        sup = start_supervisor(
+            url,
+            key_file,
+            root / "sup2.log",
+            free_port(),
+            "--cpu-procs",
+            "2",
+            "--poll-interval",
+            "30",
+            "--log-level",
+            "WARNING",
+            "--prefetch",
+            str(PREFETCH),
+            wait_ready=False,
+        )
         _wait_count(user, n_throughput + n_latency)
         _wait_done(user, ids[-1:])
         t_end = time.time()
-        first = min(user.get(f"/api/v1/tasks/{i}/result")["result"]["metadata"]["started_at"]
-                    for i in ids[:20])
+        first = min(
+            user.get(f"/api/v1/tasks/{i}/result")["result"]["metadata"]["started_at"]
+            for i in ids[:20]
+        )
         del t_start
-        return {"p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99),
-                "tps": n_throughput / (t_end - first)}
+        return {
+            "p50": pct(latencies, 0.5),
+            "p99": pct(latencies, 0.99),
+            "tps": n_throughput / (t_end - first),
+        }
     finally:
         sup.stop(30)
+        server.stop(30)
+
+
+def floor_run(n_latency: int) -> dict[str, float]:
+    """The protocol's own floor: submit → a bare long-poll lease returns, no supervisor."""
+    import threading
+
+    from morag_worker.client import WorkerClient
+    from morag_worker.protocol import LeaseRequest
+
+    root = Path(tempfile.mkdtemp(prefix="bench-floor-"))
+    port = free_port()
+    server = start_server(root / "server", port, "--no-index")
+    url = f"http://127.0.0.1:{port}"
+    admin = Api(url, (root / "server" / "admin.key").read_text().strip())
+    user = Api(url, admin.post_json("/api/v1/keys", {"user_id": "b", "role": "user"})["key"])
+    worker = WorkerClient(
+        url, admin.post_json("/api/v1/keys", {"user_id": "b", "role": "worker"})["key"], "f"
+    )
+    returned: list[float] = []
+    try:
+        for _ in range(n_latency):
+            thread = threading.Thread(
+                target=lambda: (
+                    worker.lease(LeaseRequest(max_tasks=1, wait_seconds=30), retry_for_s=0),
+                    returned.append(time.time()),
+                )
+            )
+            thread.start()
+            time.sleep(0.02)  # the lease call is waiting on the server
+            t0 = time.time()
+            user.post_json("/api/v1/tasks", {"task_type": "noop", "parameters": {}})
+            thread.join()
+            returned[-1] -= t0
+        return {"p50": pct(returned, 0.5), "p99": pct(returned, 0.99)}
+    finally:
         server.stop(30)
 
 
@@ -90,8 +156,13 @@ def _wait_count(api: Api, total: int) -> None:
 def _completed(api: Api) -> int:
     # the metrics endpoint counts by state at scrape time without listing every task
     text = api.session.get(api.base + "/metrics", timeout=10).text
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("morag_server_tasks{") and 'state="completed"' in line))
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("morag_server_tasks{") and 'state="completed"' in line
+        )
+    )
 
 
 def celery_run(n_latency: int, n_throughput: int) -> dict[str, float]:
@@ -101,10 +172,25 @@ def celery_run(n_latency: int, n_throughput: int) -> dict[str, float]:
     app.control.purge()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "celery_noop", "worker", "--pool=prefork",
-         "--concurrency=2", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
-         "--without-heartbeat"], env=env, cwd=Path(__file__).parent,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "celery_noop",
+            "worker",
+            "--pool=prefork",
+            "--concurrency=2",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env=env,
+        cwd=Path(__file__).parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         celery_noop.noop.delay().get(timeout=60)  # warm: the worker is up
         latencies = []
@@ -115,8 +201,11 @@ def celery_run(n_latency: int, n_throughput: int) -> dict[str, float]:
         results = [celery_noop.noop.delay() for _ in range(n_throughput)]
         starts = [r.get(timeout=300) for r in results]
         t_end = time.time()
-        return {"p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99),
-                "tps": n_throughput / (t_end - min(starts))}
+        return {
+            "p50": pct(latencies, 0.5),
+            "p99": pct(latencies, 0.99),
+            "tps": n_throughput / (t_end - min(starts)),
+        }
     finally:
         worker.terminate()
         worker.wait(timeout=30)
@@ -127,22 +216,32 @@ def main() -> int:
     parser.add_argument("--latency-tasks", type=int, default=200)
     parser.add_argument("--tasks", type=int, default=2000)
     args = parser.parse_args()
+    floor = floor_run(args.latency_tasks)
     ours = morag_run(args.latency_tasks, args.tasks)
     try:
         base = celery_run(args.latency_tasks, args.tasks)
     except Exception as exc:  # no Redis: print ours alone and say why
         print(f"Celery baseline unavailable: {exc}")
         base = None
-    print(f"\ndispatch: {args.tasks} no-op tasks, 2 children; pickup over {args.latency_tasks}"
-          " tasks with idle workers")
+    print(
+        f"\ndispatch: {args.tasks} no-op tasks, 2 children; pickup over {args.latency_tasks}"
+        " tasks with idle workers"
+    )
     print(f"{'metric':<24}{'morag-worker':>14}{'celery+redis':>14}{'ratio':>10}")
-    rows = [("pickup p50 (ms)", "p50", 1000.0), ("pickup p99 (ms)", "p99", 1000.0),
-            ("throughput (tasks/s)", "tps", 1.0)]
+    rows = [
+        ("pickup p50 (ms)", "p50", 1000.0),
+        ("pickup p99 (ms)", "p99", 1000.0),
+        ("throughput (tasks/s)", "tps", 1.0),
+    ]
     for label, key, scale in rows:
         theirs = f"{base[key] * scale:14.1f}" if base else f"{'-':>14}"
         ratio = f"{ours[key] / base[key]:10.2f}" if base else f"{'-':>10}"
         print(f"{label:<24}{ours[key] * scale:14.1f}{theirs}{ratio}")
     print("ratio = morag-worker / celery (latency: lower is better; throughput: higher)")
+    print(
+        f"protocol floor (submit -> bare long-poll returns): p50 {floor['p50'] * 1000:.1f} ms,"
+        f" p99 {floor['p99'] * 1000:.1f} ms"
+    )
     return 0
 
 
