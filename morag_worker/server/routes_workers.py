@@ -100,11 +100,12 @@ async def _lease(
     deadline = started + min(body.wait_seconds, st.config.max_wait_s)
     types = _task_types(st, worker_id, body.task_types)
     st.touch_worker(worker_id)
+    waited = False
     while True:
         seen = st.notifier.version
         # A worker that went away while waiting (stopped, killed) must not be handed
         # tasks nobody will run: they would sit leased until their lease expired.
-        if await request.is_disconnected():
+        if waited and await request.is_disconnected():
             return []
         tasks = st.queue.claim(who, worker_id, types, body.max_tasks)
         remaining = deadline - time.monotonic()
@@ -115,6 +116,7 @@ async def _lease(
         if due is not None:
             remaining = min(remaining, max(0.01, due - time.time()))
         await st.notifier.wait(seen, remaining)
+        waited = True
 
 
 @router.post("/{worker_id}/lease", response_model=LeaseResponse)
