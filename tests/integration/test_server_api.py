@@ -165,3 +165,52 @@ def test_long_poll_returns_when_a_task_arrives(cluster: Cluster) -> None:
     assert result["waited"] < 10  # woken by the submission, not by the 20 s timeout
     empty = requests.get(f"{cluster.url}/api/v1/workers/w/tasks/next", headers=worker, timeout=5)
     assert empty.status_code == 204
+
+
+def test_batched_results_are_fenced_one_by_one(cluster: Cluster) -> None:
+    user = cluster.user()
+    worker = _auth(cluster.key("alice", "worker"))
+    ids = [
+        user.post_json("/api/v1/tasks", {"task_type": "noop", "parameters": {}})["task_id"]
+        for _ in range(2)
+    ]
+    base = f"{cluster.url}/api/v1/workers/w"
+    specs = requests.post(
+        f"{base}/lease", headers=worker, json={"max_tasks": 2}, timeout=10
+    ).json()["tasks"]
+    tokens = {s["task_id"]: s["lease_token"] for s in specs}
+    body = {
+        "results": [
+            {
+                "task_id": ids[0],
+                "lease_token": tokens[ids[0]],
+                "status": "completed",
+                "result": {"content": "one"},
+            },
+            {
+                "task_id": ids[1],
+                "lease_token": "0" * 32,
+                "status": "completed",
+                "result": {"content": "forged"},
+            },
+            {
+                "task_id": "t_missing",
+                "lease_token": "0" * 32,
+                "status": "failed",
+                "error": {"type": "x", "message": "y", "retryable": True},
+            },
+        ]
+    }
+    reply = requests.post(f"{base}/results", headers=worker, json=body, timeout=10).json()
+    outcomes = {r["task_id"]: r for r in reply["results"]}
+    assert outcomes[ids[0]]["state"] == "completed"
+    assert outcomes[ids[1]]["error"]["code"] == "lease_lost"
+    assert outcomes["t_missing"]["error"]["code"] == "not_found"
+    assert user.get(f"/api/v1/tasks/{ids[1]}")["state"] == "leased"
+    bad = requests.post(
+        f"{base}/results",
+        headers=worker,
+        timeout=10,
+        json={"results": [{"task_id": ids[1], "lease_token": "x", "status": "failed"}]},
+    )
+    assert bad.status_code == 422 and "needs an error" in bad.json()["error"]["message"]
