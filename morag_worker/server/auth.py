@@ -30,6 +30,10 @@ AUTH_CACHE_TTL_S = 5.0
 TOUCH_INTERVAL_S = 60.0
 
 
+class LastAdminKey(Exception):
+    """Revoking this key would leave no usable admin key (409)."""
+
+
 class AuthError(Exception):
     """The key is missing, malformed, unknown, revoked or expired (401)."""
 
@@ -91,7 +95,15 @@ class KeyStore:
         return [_key_info(row) for row in self.db.query("list_keys")]
 
     def revoke(self, key_id: str) -> KeyInfo:
+        """Revoke a key. The last usable admin key cannot be revoked: nobody could manage
+        keys afterwards (``LastAdminKey``)."""
         info = self.info(key_id)
+        if info.role == Role.admin and info.revoked_at is None:
+            row = self.db.one("count_active_admins", now=time.time()) or {"n": 0}
+            if row["n"] <= 1:
+                raise LastAdminKey(
+                    "this is the last usable admin key; create another admin key before revoking it"
+                )
         self.db.execute("revoke_key", key_id=key_id, now=time.time())
         with self._lock:
             self._cache = {k: v for k, v in self._cache.items() if v.caller.key_id != key_id}

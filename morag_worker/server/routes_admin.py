@@ -17,6 +17,7 @@ from morag_worker.protocol import (
     SearchRequest,
     SearchResponse,
 )
+from morag_worker.server.auth import LastAdminKey
 from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
 from morag_worker.server.metrics import REGISTRY
@@ -76,6 +77,8 @@ async def revoke_key(
         return st.keys.revoke(key_id)
     except KeyError:
         raise ApiError(404, "not_found", f"key {key_id} not found") from None
+    except LastAdminKey as exc:
+        raise ApiError(409, "last_admin_key", str(exc)) from None
 
 
 @router.get("/api/v1/workers")

@@ -129,6 +129,17 @@ def test_keys_roles_expiry_and_revocation(cluster: Cluster) -> None:
     assert reply.status_code == 401 and "revoked" in reply.json()["error"]["message"]
     listed = cluster.admin.get("/api/v1/keys")["keys"]
     assert all("key_hash" not in k and "key" not in k for k in listed)
+    own = requests.get(
+        f"{cluster.url}/api/v1/workers/test",
+        timeout=5,
+        headers={"Authorization": cluster.admin.session.headers["Authorization"]},
+    )
+    last = requests.delete(
+        f"{cluster.url}/api/v1/keys/{own.json()['key_id']}",
+        timeout=5,
+        headers={"Authorization": cluster.admin.session.headers["Authorization"]},
+    )
+    assert last.status_code == 409 and last.json()["error"]["code"] == "last_admin_key"
     admin_key_file = cluster.root / "server" / "admin.key"
     assert admin_key_file.stat().st_mode & 0o777 == 0o600
     assert (

@@ -83,6 +83,10 @@ SELECT * FROM api_keys ORDER BY created_at;
 -- name: revoke_key
 UPDATE api_keys SET revoked_at = :now WHERE key_id = :key_id AND revoked_at IS NULL;
 
+-- name: count_active_admins
+SELECT count(*) AS n FROM api_keys
+WHERE role = 'admin' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now);
+
 -- name: touch_key
 UPDATE api_keys SET last_used_at = :now WHERE key_id = :key_id;
 
