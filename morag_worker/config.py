@@ -20,6 +20,8 @@ from dotenv import dotenv_values
 from morag_worker.errors import ConfigError
 from morag_worker.processors import settings as processor_settings
 from morag_worker.processors.settings import ProcessorSettings
+from morag_worker.supervisor.limits import MemoryLimit, parse_memory_limit
+from morag_worker.supervisor.routing import DEFAULT_POOL_TYPES, parse_pool_types
 
 #: (flag, environment variables in order of precedence, default, help)
 _OPTIONS: list[tuple[str, tuple[str, ...], str, str]] = [
@@ -57,6 +59,36 @@ _OPTIONS: list[tuple[str, tuple[str, ...], str, str]] = [
     ("--prefetch", ("MORAG_PREFETCH",), "1", "tasks leased ahead of free children"),
     ("--plugin", ("MORAG_PLUGINS",), "", "comma-separated modules that register processors"),
     ("--preload", ("MORAG_PRELOAD",), "", "models warmed at child start, e.g. whisper:base"),
+    (
+        "--max-memory-per-child",
+        ("MORAG_MAX_MEMORY_PER_CHILD",),
+        "",
+        "RSS per child with its subprocesses: SOFT[,HARD], sizes (6G, 512M) or %% of RAM",
+    ),
+    (
+        "--max-gpu-memory-per-child",
+        ("MORAG_MAX_GPU_MEMORY_PER_CHILD",),
+        "",
+        "GPU memory per child (NVML): SOFT[,HARD], sizes (20G) or %% of the GPU",
+    ),
+    (
+        "--max-tasks-per-child",
+        ("MORAG_MAX_TASKS_PER_CHILD",),
+        "0",
+        "replace a child after about this many tasks (10%% jitter); 0 = never",
+    ),
+    (
+        "--child-unresponsive-timeout",
+        ("MORAG_CHILD_UNRESPONSIVE_TIMEOUT",),
+        "60",
+        "seconds an idle child may go without a heartbeat before it is restarted",
+    ),
+    (
+        "--pool-types",
+        ("MORAG_POOL_TYPES",),
+        DEFAULT_POOL_TYPES,
+        "which pool runs which task types: gpu=TYPE,…;cpu=TYPE,…",
+    ),
     ("--log-level", ("LOG_LEVEL",), "INFO", "DEBUG, INFO, WARNING, ERROR"),
     ("--log-format", ("MORAG_LOG_FORMAT",), "auto", "auto, json or text"),
 ]
@@ -86,6 +118,13 @@ class SupervisorConfig:
     log_level: str
     log_format: str
     processing: ProcessorSettings = field(default_factory=ProcessorSettings)
+    max_memory: MemoryLimit = field(default_factory=MemoryLimit)
+    max_gpu_memory: MemoryLimit = field(default_factory=MemoryLimit)
+    max_tasks_per_child: int = 0
+    unresponsive_s: float = 60.0
+    pool_types: dict[str, frozenset[str]] = field(
+        default_factory=lambda: parse_pool_types(DEFAULT_POOL_TYPES)
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,4 +252,15 @@ def load_config(
         log_level=get("--log-level").upper(),
         log_format=log_format,
         processing=processing,
+        max_memory=parse_memory_limit("--max-memory-per-child", get("--max-memory-per-child")),
+        max_gpu_memory=parse_memory_limit(
+            "--max-gpu-memory-per-child", get("--max-gpu-memory-per-child")
+        ),
+        max_tasks_per_child=int(
+            _number("--max-tasks-per-child", get("--max-tasks-per-child"), int, 0)
+        ),
+        unresponsive_s=_number(
+            "--child-unresponsive-timeout", get("--child-unresponsive-timeout"), float, 1
+        ),
+        pool_types=parse_pool_types(get("--pool-types")),
     )

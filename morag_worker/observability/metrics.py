@@ -16,6 +16,21 @@ from prometheus_client.registry import Collector
 
 from morag_worker import __version__
 
+#: The fixed label set of ``morag_worker_child_restarts_total{reason}``; planned:
+#: max_tasks, reload, exit. (The supervisor's lifecycle module assigns them.)
+RESTART_REASONS = (
+    "crash",
+    "memory",
+    "timeout",
+    "max_tasks",
+    "reload",
+    "unresponsive",
+    "cuda_oom",
+    "cuda_fatal",
+    "boot",
+    "exit",
+)
+
 _DURATION_BUCKETS = (0.005, 0.025, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600)
 
 
@@ -38,6 +53,8 @@ class SupervisorMetrics:
         self.restarts = Counter(
             "morag_worker_child_restarts", "Child restarts, by reason.", ["reason"], registry=r
         )
+        for reason in RESTART_REASONS:  # every reason is exported from the start, at 0
+            self.restarts.labels(reason)
         self.requests = Counter(
             "morag_worker_server_requests",
             "Calls to the server, by endpoint and HTTP status.",

@@ -23,6 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from morag_worker.observability.sdnotify import NOTIFY_VARIABLES
 from morag_worker.supervisor.exitcodes import EXIT_BOOT_FAILED, EXIT_OK, EXIT_RECYCLE
 from morag_worker.supervisor.messages import (
     ChildFailed,
@@ -55,6 +56,10 @@ def _die_with_parent() -> None:
 
 
 def _pin(spec: ChildSpec) -> None:
+    # systemd's notify socket and watchdog are the supervisor's alone; a child (or its
+    # ffmpeg) that inherited them could send READY=1 or keep a hung unit "alive".
+    for name in NOTIFY_VARIABLES:
+        os.environ.pop(name, None)
     os.environ.update(spec.env)
     if spec.cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, spec.cpus)
@@ -119,7 +124,7 @@ class ChildRuntime:
 
         started = time.monotonic()
         self.events.put(TaskStarted(self.spec.name, message.task_id, started))
-        recycle = ""
+        recycle, device_fault = "", False
         result_json = result_path = ""
         try:
             result_json = self._process(message)
@@ -137,7 +142,7 @@ class ChildRuntime:
             }
         except Exception as exc:  # anything else: reported, the child keeps serving
             ok = False
-            error, recycle = self._unexpected(message, exc)
+            error, recycle, device_fault = self._unexpected(message, exc)
         stats = self.models.stats
         return TaskFinished(
             child=self.spec.name,
@@ -151,13 +156,16 @@ class ChildRuntime:
             cache_hits=stats.hits,
             cache_misses=stats.misses,
             cache_load_s=stats.load_seconds,
+            cache_bytes=self.models.used_bytes(),
             recycle=recycle,
+            device_fault=device_fault,
         )
 
-    def _unexpected(self, message: TaskMessage, exc: Exception) -> tuple[dict[str, Any], str]:
+    def _unexpected(self, message: TaskMessage, exc: Exception) -> tuple[dict[str, Any], str, bool]:
+        """(error, recycle reason, device fault) for an exception a processor raised."""
         from loguru import logger
 
-        from morag_worker.supervisor.cuda_errors import classify_cuda_error
+        from morag_worker.supervisor.cuda_errors import classify_cuda_error, is_device_fault
 
         kind = classify_cuda_error(exc)
         logger.opt(exception=exc).error(
@@ -165,11 +173,12 @@ class ChildRuntime:
         )
         text = f"{type(exc).__name__}: {exc}"[:4000]
         if kind == "oom":
-            return {"type": "cuda_oom", "message": text, "retryable": True}, "cuda_oom"
+            return {"type": "cuda_oom", "message": text, "retryable": True}, "cuda_oom", False
         if kind == "fatal":
-            return {"type": "cuda_fatal", "message": text, "retryable": True}, "cuda_fatal"
+            error = {"type": "cuda_fatal", "message": text, "retryable": True}
+            return error, "cuda_fatal", is_device_fault(exc)
         detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return {"type": "internal", "message": detail[:4000], "retryable": True}, ""
+        return {"type": "internal", "message": detail[:4000], "retryable": True}, "", False
 
     def _process(self, message: TaskMessage) -> str:
         from morag_worker.processors.base import TaskContext, load_processor
@@ -225,8 +234,9 @@ def child_main(spec: ChildSpec, tasks: Any, events: Any, heartbeat: Any, cancel:
     except Exception as exc:
         events.put(ChildFailed(spec.name, spec.generation, f"{type(exc).__name__}: {exc}"))
         sys.exit(EXIT_BOOT_FAILED)
+    models = tuple(runtime.models.contents())
     events.put(
-        ChildReady(spec.name, spec.generation, os.getpid(), tuple(runtime.models.contents()))
+        ChildReady(spec.name, spec.generation, os.getpid(), models, runtime.models.used_bytes())
     )
     code = runtime.serve(tasks)
     runtime.models.close()

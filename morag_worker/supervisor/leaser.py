@@ -29,6 +29,7 @@ class Leaser(threading.Thread):
         task_types: Callable[[], list[str]],
         make_held: Callable[[Any], Held],
         wait_s: float,
+        on_success: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(name="leaser", daemon=True)
         self.client = client
@@ -38,6 +39,8 @@ class Leaser(threading.Thread):
         self.task_types = task_types
         self.make_held = make_held
         self.wait_s = wait_s
+        #: Called after every lease call the server answered (tasks or not).
+        self.on_success = on_success
         self.stop_event = threading.Event()
         #: Set by the main loop whenever capacity may have grown.
         self.wake = threading.Event()
@@ -68,6 +71,7 @@ class Leaser(threading.Thread):
             retry_for_s=0,
         )
         self.last_success = time.time()
+        self.on_success()
         self.auth_failed = False
         for spec in reply.tasks:
             held = self.make_held(spec)

@@ -51,6 +51,8 @@ class ChildReady:
     generation: int
     pid: int
     models: tuple[str, ...] = ()
+    #: Bytes the child's model cache accounts for (the models' estimated footprints).
+    cache_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,5 +93,9 @@ class TaskFinished:
     cache_hits: int = 0
     cache_misses: int = 0
     cache_load_s: float = 0.0
-    #: The child should be replaced after this task (CUDA out-of-memory, device fault).
+    cache_bytes: int = 0
+    #: The child should be replaced after this task: "cuda_oom" or "cuda_fatal".
     recycle: str = ""
+    #: With "cuda_fatal": the error points at the GPU itself (ECC, lost device), so the
+    #: supervisor quarantines the GPU instead of counting a crash.
+    device_fault: bool = False

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from morag_worker.supervisor.child import child_main
+from morag_worker.supervisor.limits import task_limit
 from morag_worker.supervisor.messages import ChildSpec, TaskMessage
 
 #: Restart backoff per slot: base * 2^(recent crashes - 1), capped. A crash-looping slot
@@ -54,6 +55,17 @@ class Slot:
     restarts: int = 0
     #: Cumulative model-cache counters last reported by this process (hits, misses, load s).
     cache_seen: tuple[int, int, float] = (0, 0, 0.0)
+    #: Bytes of models the child's cache holds, as it last reported.
+    cache_bytes: int = 0
+    #: Latest watchdog readings: RSS of the child and its subprocesses, its GPU memory.
+    rss_bytes: int = 0
+    gpu_bytes: int = 0
+    #: Tasks this process may run before it is replaced (0 = no limit); jittered per start.
+    task_limit: int = 0
+    #: When the supervisor last saw the child become idle (its heartbeat may predate it).
+    idle_since: float = 0.0
+    #: Why the supervisor stopped or killed the process itself ("" = it did not).
+    down_reason: str = ""
 
     @property
     def name(self) -> str:
@@ -65,9 +77,14 @@ class Slot:
 
 
 class ChildPool:
-    def __init__(self, specs: list[tuple[ChildSpec, str, int | None]]) -> None:
+    def __init__(
+        self, specs: list[tuple[ChildSpec, str, int | None]], max_tasks_per_child: int = 0
+    ) -> None:
         self.events: Any = _CTX.Queue()
         self.slots = {spec.name: Slot(spec=spec, pool=pool, gpu=gpu) for spec, pool, gpu in specs}
+        self.max_tasks_per_child = max_tasks_per_child
+        #: Quarantined GPUs and why; no slot on them is started again.
+        self.bad_gpus: dict[int, str] = {}
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -85,7 +102,9 @@ class ChildPool:
         slot.process.start()
         slot.state, slot.task_id, slot.recycle = "starting", None, ""
         slot.started_at, slot.tasks_done, slot.models = time.monotonic(), 0, ()
-        slot.cache_seen = (0, 0, 0.0)
+        slot.cache_seen, slot.cache_bytes, slot.down_reason = (0, 0, 0.0), 0, ""
+        slot.rss_bytes = slot.gpu_bytes = 0
+        slot.task_limit = task_limit(self.max_tasks_per_child)
 
     def due_to_start(self, now: float) -> list[Slot]:
         return [s for s in self.slots.values() if s.state == "down" and s.restart_at <= now]
@@ -104,6 +123,9 @@ class ChildPool:
     def mark_down(self, slot: Slot, now: float, crashed: bool) -> bool:
         """Schedule the slot's restart; returns True if it was quarantined instead."""
         slot.task_id = None
+        if slot.gpu is not None and slot.gpu in self.bad_gpus:
+            slot.state = "quarantined"
+            return True
         if not crashed:
             slot.state, slot.restart_at = "down", now
             return False
@@ -117,8 +139,19 @@ class ChildPool:
         slot.state, slot.restart_at = "down", now + delay
         return False
 
-    def quarantine(self, slot: Slot) -> None:
-        slot.state = "quarantined"
+    def quarantine_gpu(self, gpu: int, reason: str) -> list[Slot]:
+        """Stop using ``gpu``: idle children on it are asked to exit and busy ones finish
+        their task first; none is started again. Returns the slots on the GPU."""
+        self.bad_gpus.setdefault(gpu, reason)
+        on_gpu = [s for s in self.slots.values() if s.gpu == gpu]
+        for slot in on_gpu:
+            if slot.state == "down":
+                slot.state = "quarantined"
+            elif slot.state == "idle":
+                self.ask_to_exit(slot)
+            elif slot.state in ("busy", "starting"):
+                slot.recycle = slot.recycle or "quarantine"
+        return on_gpu
 
     # ---- work ----------------------------------------------------------------------------------
 
@@ -164,6 +197,9 @@ class ChildPool:
 
     def capacity(self) -> int:
         return sum(1 for s in self.slots.values() if s.state != "quarantined")
+
+    def healthy(self) -> list[Slot]:
+        return [s for s in self.slots.values() if s.state in ("idle", "busy")]
 
     def idle(self) -> list[Slot]:
         return [s for s in self.slots.values() if s.state == "idle"]

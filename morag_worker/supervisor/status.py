@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-import psutil
 from loguru import logger
 
 from morag_worker.observability import sdnotify
 from morag_worker.observability.health import HealthServer
+from morag_worker.supervisor.devices import DeviceError
+from morag_worker.supervisor.watchdog import process_tree
 
 if TYPE_CHECKING:
     from morag_worker.supervisor.supervisor import Supervisor
@@ -30,6 +31,7 @@ class StatusViews:
         self.http: HealthServer | None = None
         self.ready_sent = False
         self.last_status = ""
+        self.last_watchdog = float("-inf")
         sup.metrics.watch(self.metrics_snapshot)
 
     def start_http(self) -> None:
@@ -74,7 +76,7 @@ class StatusViews:
 
     def ready(self) -> tuple[int, dict[str, Any]]:
         sup = self.sup
-        healthy = [s.name for s in sup.pool.slots.values() if s.state in ("idle", "busy")]
+        healthy = [s.name for s in sup.pool.healthy()]
         reasons = []
         if not sup.registered:
             reasons.append("not registered with the server")
@@ -88,6 +90,7 @@ class StatusViews:
             "ready": not reasons,
             "reasons": reasons,
             "healthy_children": healthy,
+            "quarantined_gpus": {str(g): why for g, why in sup.pool.bad_gpus.items()},
         }
 
     def status(self) -> dict[str, Any]:
@@ -102,10 +105,17 @@ class StatusViews:
                 "task_id": s.task_id,
                 "tasks_done": s.tasks_done,
                 "models": s.models,
+                "cache_bytes": s.cache_bytes,
                 "restarts": s.restarts,
+                "crashes": len(s.crashes),
                 "recycle": s.recycle,
+                "rss_bytes": s.rss_bytes,
+                "gpu_memory_bytes": s.gpu_bytes,
+                "tasks_until_recycle": max(0, s.task_limit - s.tasks_done)
+                if s.task_limit
+                else None,
             }
-            for s in sup.pool.slots.values()
+            for s in list(sup.pool.slots.values())
         ]
         tasks = [
             {
@@ -124,10 +134,33 @@ class StatusViews:
             "draining": sup.draining,
             "done": sup.done,
             "children": children,
+            "devices": self.devices(),
             "tasks": tasks,
             "task_types": sup.task_types(),
             "recent_errors": list(sup.recent_errors),
         }
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Each GPU in use, read from NVML now, with whether it is quarantined."""
+        sup = self.sup
+        found = []
+        for gpu in sup.watchdog.gpus:
+            entry: dict[str, Any] = {
+                "gpu": gpu,
+                "quarantined": gpu in sup.pool.bad_gpus,
+                "reason": sup.pool.bad_gpus.get(gpu),
+            }
+            try:
+                memory = sup.nvml.memory(gpu)
+                entry.update(
+                    memory_total_bytes=memory.total_bytes,
+                    memory_used_bytes=memory.used_bytes,
+                    utilization_ratio=sup.nvml.utilization_ratio(gpu),
+                )
+            except DeviceError as exc:
+                entry["error"] = str(exc)
+            found.append(entry)
+        return found
 
     def metrics_snapshot(self) -> dict[str, Any]:
         sup = self.sup
@@ -135,41 +168,44 @@ class StatusViews:
         for slot in list(sup.pool.slots.values()):
             process = slot.process
             if process is not None and process.pid:
-                rss[slot.name] = _tree_rss(process.pid)
-        return {"in_flight": len(sup.book), "capacity": sup.pool.capacity(), "child_rss": rss}
+                rss[slot.name] = process_tree(process.pid)[0]
+        gpus = {str(d["gpu"]): d for d in self.devices()}
+        return {
+            "in_flight": len(sup.book),
+            "capacity": sup.pool.capacity(),
+            "child_rss": rss,
+            "gpus": gpus,
+        }
+
+    def healthy(self) -> bool:
+        """Ticking and the server answered recently: what WATCHDOG=1 vouches for."""
+        sup = self.sup
+        if sup.heartbeater is None or sup.leaser is None:
+            return False
+        last_ok = max(
+            sup.heartbeater.last_ok, time.monotonic() - (time.time() - sup.leaser.last_success)
+        )
+        return time.monotonic() - last_ok < SERVER_SILENCE_S
 
     def notify_systemd(self) -> None:
         sup = self.sup
-        if not self.ready_sent and any(
-            s.state in ("idle", "busy") for s in sup.pool.slots.values()
-        ):
+        if not self.ready_sent and sup.pool.healthy():
             sdnotify.ready("children warm")
             self.ready_sent = True
-        if sup.heartbeater is not None and sup.leaser is not None:
-            last_ok = max(
-                sup.heartbeater.last_ok, time.monotonic() - (time.time() - sup.leaser.last_success)
-            )
-            if time.monotonic() - last_ok < SERVER_SILENCE_S:
-                sdnotify.watchdog()
+        interval = sdnotify.watchdog_interval_s()
+        now = time.monotonic()
+        if (
+            self.ready_sent
+            and interval is not None
+            and now - self.last_watchdog >= interval
+            and self.healthy()
+        ):
+            sdnotify.watchdog()
+            self.last_watchdog = now
         text = f"busy {self.active_tasks()}/{sup.pool.capacity()}, done {sup.done}"
         if text != self.last_status:
             sdnotify.status(text)
             self.last_status = text
-
-
-def _tree_rss(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in bytes."""
-    try:
-        proc = psutil.Process(pid)
-        total = proc.memory_info().rss
-        for child in proc.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                continue
-        return int(total)
-    except psutil.Error:
-        return 0
 
 
 def _version() -> str:

@@ -3,8 +3,9 @@
 One synchronous loop owns all state; threads only feed its inbox (leased tasks, child
 events, finished transfers, lost leases). Each pass reads like a to-do list::
 
-    handle signals → reap children → enforce deadlines → keep the pool full
-    → dispatch ready tasks → wait for the inbox and handle what arrived
+    handle signals → reap children → enforce deadlines → enforce memory and liveness
+    limits → recycle one child → keep the pool full → dispatch ready tasks
+    → wait for the inbox and handle what arrived → tell systemd
 
 Signal handlers only record the signal number; ``handle_signals`` acts on it.
 """
@@ -32,15 +33,18 @@ from morag_worker.observability import sdnotify
 from morag_worker.observability.metrics import SupervisorMetrics
 from morag_worker.processors.base import load_plugins, registered_types
 from morag_worker.protocol import RegisterRequest, TaskSpec
-from morag_worker.supervisor import routing
+from morag_worker.supervisor.admission import admitted
 from morag_worker.supervisor.devices import Nvml
 from morag_worker.supervisor.layout import describe_devices, plan_children
 from morag_worker.supervisor.leaser import Leaser
 from morag_worker.supervisor.leases import Heartbeater, Held, LeaseBook
+from morag_worker.supervisor.lifecycle import ChildLifecycle
 from morag_worker.supervisor.pool import ChildPool
+from morag_worker.supervisor.routing import Router
 from morag_worker.supervisor.status import StatusViews
 from morag_worker.supervisor.tasks import TaskFlow
 from morag_worker.supervisor.transfers import Transfers
+from morag_worker.supervisor.watchdog import Watchdog
 
 #: GIL switch interval for the supervisor process (the default is 5 ms).
 GIL_SWITCH_S = 0.0005
@@ -61,8 +65,9 @@ class Supervisor:
         self.client = WorkerClient(
             config.server_url, config.api_key, config.worker_id, on_request=self.metrics.request
         )
-        self.pool = ChildPool(plan_children(config, nvml))
-        self.pools_present = {slot.pool for slot in self.pool.slots.values()}
+        self.pool = ChildPool(plan_children(config, nvml), config.max_tasks_per_child)
+        self.router = Router(config.pool_types, {s.pool for s in self.pool.slots.values()})
+        self.watchdog = Watchdog(self.pool, nvml, config)
         self.inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self.book = LeaseBook()
         self.ready: deque[str] = deque()
@@ -78,6 +83,7 @@ class Supervisor:
         self.done = 0
         self.recent_errors: deque[dict[str, Any]] = deque(maxlen=20)
         self.flow = TaskFlow(self)
+        self.lifecycle = ChildLifecycle(self)
         self.views = StatusViews(self)
         self.leaser: Leaser | None = None
         self.heartbeater: Heartbeater | None = None
@@ -86,7 +92,20 @@ class Supervisor:
     # ---- start -------------------------------------------------------------------------------
 
     def task_types(self) -> list[str]:
-        return routing.served_types(registered_types(), self.pools_present)
+        """Every type this worker's children can run (what it registers)."""
+        return self.router.served_types(registered_types())
+
+    def lease_types(self) -> list[str]:
+        """The types to lease now: GPU types only while a GPU child has room (admission)."""
+        return admitted(
+            self.task_types(), self.router, list(self.pool.slots.values()), self.watchdog
+        )
+
+    def note_error(self, kind: str, message: str, **where: str) -> None:
+        """Remember an error for ``/status`` (the last 20)."""
+        self.recent_errors.append(
+            {"at": time.time(), "type": kind, "message": message[:500], **where}
+        )
 
     def register(self) -> None:
         """Register, retrying with backoff while the server is unreachable."""
@@ -140,9 +159,10 @@ class Supervisor:
             self.book,
             self.inbox,
             wanted=self.wanted,
-            task_types=self.task_types,
+            task_types=self.lease_types,
             make_held=self.make_held,
             wait_s=self.config.poll_interval_s,
+            on_success=self.metrics.last_lease.set_to_current_time,
         )
         threading.Thread(target=self._drain_child_events, name="child-events", daemon=True).start()
         self.heartbeater.start()
@@ -169,8 +189,7 @@ class Supervisor:
         """
         if self.draining:
             return 0
-        healthy = sum(1 for s in self.pool.slots.values() if s.state in ("idle", "busy"))
-        target = healthy + self.config.prefetch
+        target = len(self.pool.healthy()) + self.config.prefetch
         deficit = target - len(self.book)
         if deficit <= 0:
             return 0
@@ -206,9 +225,10 @@ class Supervisor:
     def tick(self) -> None:
         self.last_tick = time.monotonic()
         self.handle_signals()
-        self.flow.reap_children()
+        self.lifecycle.reap_children()
         self.flow.enforce_deadlines()
-        self.flow.recycle_step()
+        self.lifecycle.enforce_limits()
+        self.lifecycle.recycle_step()
         self.keep_pool_full()
         self.flow.dispatch()
         self.wait_for_inbox(TICK_S)
@@ -256,7 +276,7 @@ class Supervisor:
 
     def handle_sighup(self) -> None:
         logger.info("SIGHUP: recycling children one at a time")
-        self.flow.rolling_recycle()
+        self.lifecycle.rolling_recycle()
 
     # ---- shutdown ----------------------------------------------------------------------------
 
@@ -276,13 +296,15 @@ class Supervisor:
         while self.flow.running() and time.monotonic() < deadline and not self.fast_stop:
             self.last_tick = time.monotonic()
             self.handle_signals()
-            self.flow.reap_children()
+            self.lifecycle.reap_children()
             self.flow.enforce_deadlines()
+            self.lifecycle.enforce_limits()
             self.wait_for_inbox(TICK_S)
             self.flow.release_unstarted("worker draining")
+            self.views.notify_systemd()
             sdnotify.extend_timeout(int((TICK_S * 10) * 1_000_000))
         self.pool.stop_all()
-        self.flow.reap_children()
+        self.lifecycle.reap_children()
         self.wait_for_inbox(0.05)
         self.flow.finish_uploads(timeout_s=10.0)
         self.flow.release_all("worker stopped before the task finished")

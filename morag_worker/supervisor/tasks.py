@@ -1,6 +1,6 @@
 """A task's way through the supervisor: leased → inputs downloaded → dispatched to a
 child → finished → result uploaded → work dir removed. Also lost and cancelled leases,
-child crashes, deadlines, and giving tasks back on shutdown.
+deadlines, and giving tasks back on shutdown (children's own lives: ``lifecycle``).
 
 :class:`TaskFlow` holds no state of its own; it acts on the supervisor's book, pool and
 ready queue from the main loop only.
@@ -18,9 +18,7 @@ from pydantic import ValidationError
 
 from morag_worker.client import ServerError, Unreachable
 from morag_worker.protocol import ResultRequest, TaskError, TaskResult
-from morag_worker.supervisor import routing
 from morag_worker.supervisor.child import read_result
-from morag_worker.supervisor.exitcodes import EXIT_OK, EXIT_RECYCLE, describe_exit
 from morag_worker.supervisor.leases import Held
 from morag_worker.supervisor.messages import (
     ChildFailed,
@@ -93,9 +91,11 @@ class TaskFlow:
         if isinstance(event, ChildReady):
             if event.generation == slot.spec.generation and slot.state == "starting":
                 slot.state, slot.models = "idle", event.models
+                slot.cache_bytes = event.cache_bytes
+                self.sup.lifecycle.became_idle(slot)
         elif isinstance(event, ChildFailed):
             logger.error("child {} failed to boot: {}", event.child, event.message)
-            self._note_error("boot", event.message, child=event.child)
+            self.sup.note_error("boot", event.message, child=event.child)
         elif isinstance(event, TaskStarted):
             held = self.sup.book.get(event.task_id)
             if held is not None:
@@ -116,10 +116,10 @@ class TaskFlow:
         slot.cache_seen = (event.cache_hits, event.cache_misses, event.cache_load_s)
         slot.models, slot.task_id = event.models, None
         slot.tasks_done += 1
-        if event.recycle:
-            slot.recycle = event.recycle
+        self.sup.lifecycle.finished(slot, event)
         if slot.state == "busy":
             slot.state = "idle"
+            self.sup.lifecycle.became_idle(slot)
         held = self.sup.book.get(event.task_id)
         if held is None or held.stage == "dropped":
             self._cleanup(event.task_id, held)
@@ -171,7 +171,7 @@ class TaskFlow:
             task_id=held.task_id,
             task_type=held.spec.task_type,
         )
-        self._note_error(error.type, error.message, task_id=held.task_id)
+        self.sup.note_error(error.type, error.message, task_id=held.task_id)
         held.stage = "uploading"
         assert self.sup.transfers is not None
         self.sup.transfers.upload(
@@ -229,7 +229,7 @@ class TaskFlow:
             held = self.sup.book.get(task_id)
             if held is None or held.stage != "ready":
                 continue
-            slot = routing.choose(self._idle(), held.spec.task_type, self.sup.pools_present)
+            slot = self.sup.router.choose(self._idle(), held.spec.task_type)
             if slot is None:
                 self.sup.ready.append(task_id)
                 continue
@@ -263,67 +263,6 @@ class TaskFlow:
 
     # ---- children ----------------------------------------------------------------------------
 
-    def reap_children(self) -> None:
-        now = time.monotonic()
-        for slot, code in self.sup.pool.exited():
-            if slot.task_id is not None and code in (EXIT_OK, EXIT_RECYCLE):
-                self._await_finish(slot)
-            crashed = (
-                code not in (EXIT_OK, EXIT_RECYCLE) and slot.state != "stopping"
-            ) or slot.task_id is not None
-            held = self.sup.book.get(slot.task_id) if slot.task_id else None
-            if held is not None and held.stage != "dropped":
-                self._child_died_with(held, slot, code)
-            reason = (
-                held.stop_reason
-                if held and held.stop_reason
-                else ("crash" if crashed else slot.recycle or "exit")
-            )
-            self.sup.metrics.restarts.labels(reason).inc()
-            slot.restarts += 1
-            if self.sup.pool.mark_down(slot, now, crashed and reason == "crash"):
-                logger.error("child {} keeps crashing; quarantined", slot.name)
-                self._note_error("quarantine", f"child {slot.name} quarantined", child=slot.name)
-            else:
-                logger.warning("child {} {}", slot.name, describe_exit(code))
-            if self.sup.draining:
-                slot.state = "down" if slot.state != "quarantined" else slot.state
-                slot.restart_at = float("inf")
-
-    def _await_finish(self, slot: Slot) -> None:
-        """A child that exits on its own sends its last task's result first; let that
-        event arrive (through the event thread) before judging the exit."""
-        end = time.monotonic() + 1.0
-        while slot.task_id is not None and time.monotonic() < end:
-            self.sup.wait_for_inbox(0.05)
-
-    def recycle_step(self) -> None:
-        """Replace children marked for recycling, one at a time, each once it is idle."""
-        slots = self.sup.pool.slots.values()
-        if any(s.state in ("stopping", "starting") for s in slots):
-            return
-        for slot in slots:
-            if slot.recycle and slot.state == "idle":
-                logger.info("recycling child {} ({})", slot.name, slot.recycle)
-                self.sup.pool.ask_to_exit(slot)
-                return
-
-    def _child_died_with(self, held: Held, slot: Slot, code: int | None) -> None:
-        if held.stop_reason == "timeout":
-            error = TaskError(
-                type="timeout",
-                retryable=False,
-                message=f"the task ran past its deadline of "
-                f"{held.spec.timeout_seconds} s and was killed",
-            )
-        else:
-            error = TaskError(
-                type="crash",
-                retryable=True,
-                message=f"child {slot.name} {describe_exit(code)} while running the task",
-            )
-        self.fail(held, error)
-
     def enforce_deadlines(self) -> None:
         now = time.monotonic()
         for held in self.sup.book.all():
@@ -349,12 +288,6 @@ class TaskFlow:
         held.stop_reason = reason
         held.kill_at = time.monotonic() + STOP_GRACE_S
         self.sup.pool.cancel_current(slot)
-
-    def rolling_recycle(self) -> None:
-        """Mark every child for replacement after its current task (SIGHUP)."""
-        for slot in self.sup.pool.slots.values():
-            if slot.state in ("idle", "busy", "starting"):
-                slot.recycle = "reload"
 
     # ---- shutdown helpers ---------------------------------------------------------------------
 
@@ -395,8 +328,3 @@ class TaskFlow:
     def _wake_leaser(self) -> None:
         if self.sup.leaser is not None:
             self.sup.leaser.wake.set()
-
-    def _note_error(self, kind: str, message: str, **where: str) -> None:
-        self.sup.recent_errors.append(
-            {"at": time.time(), "type": kind, "message": message[:500], **where}
-        )
