@@ -225,3 +225,20 @@ def test_batched_results_are_fenced_one_by_one(cluster: Cluster) -> None:
         json={"results": [{"task_id": ids[1], "lease_token": "x", "status": "failed"}]},
     )
     assert bad.status_code == 422 and "needs an error" in bad.json()["error"]["message"]
+
+
+def test_server_metrics_count_tasks_by_type_and_state(cluster: Cluster) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    user = cluster.user()
+    for _ in range(3):
+        user.post_json("/api/v1/tasks", {"task_type": "noop", "parameters": {}})
+    text = requests.get(f"{cluster.url}/metrics", timeout=5).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = {
+        (s.labels["task_type"], s.labels["state"]): s.value
+        for s in families["morag_server_tasks"].samples
+    }
+    assert samples[("noop", "queued")] == 3 and samples[("audio", "queued")] == 0
+    assert "morag_server_workers_online" in families
+    assert "morag_server_lease_wait_seconds" in families
