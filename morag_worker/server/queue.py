@@ -17,16 +17,15 @@ from typing import Any
 
 from morag_worker.protocol import (
     HeartbeatResponse,
-    InputFile,
     LeaseRenewal,
     RenewedLease,
     ResultRequest,
     TaskError,
     TaskInfo,
     TaskSpec,
-    TaskState,
 )
 from morag_worker.server.db import Database
+from morag_worker.server.rows import files_by_task, task_info, task_spec
 
 
 class LeaseLost(Exception):
@@ -130,7 +129,8 @@ class TaskQueue:
             state=state,
             limit=limit,
         )
-        return [self._info(row) for row in rows]
+        files = files_by_task(self.db, [row["task_id"] for row in rows])
+        return [task_info(row, files.get(row["task_id"], [])) for row in rows]
 
     def result(self, task_id: str, caller: Caller) -> tuple[TaskInfo, dict[str, Any] | None]:
         row = self.db.one("get_task", task_id=task_id)
@@ -177,7 +177,8 @@ class TaskQueue:
                 user_id=caller.user_id,
                 limit=limit,
             )
-            specs = [self._spec(row) for row in rows]
+            files = files_by_task(self.db, [row["task_id"] for row in rows])
+            specs = [task_spec(row, files.get(row["task_id"], [])) for row in rows]
         specs.sort(key=lambda spec: (-spec.priority, spec.task_id))
         return specs
 
@@ -279,55 +280,5 @@ class TaskQueue:
         )
         return [row["task_id"] for row in rows]
 
-    # ---- rows -> models ------------------------------------------------------------------
-
-    def _files(self, task_id: str) -> list[InputFile]:
-        return [
-            InputFile(
-                file_id=row["file_id"],
-                name=row["name"],
-                size=row["size"],
-                sha256=row["file_id"],
-                url=f"/api/v1/files/{row['file_id']}",
-            )
-            for row in self.db.query("task_files", task_id=task_id)
-        ]
-
-    def _spec(self, row: dict[str, Any]) -> TaskSpec:
-        return TaskSpec(
-            task_id=row["task_id"],
-            task_type=row["task_type"],
-            parameters=json.loads(row["parameters"]),
-            input_files=self._files(row["task_id"]),
-            lease_token=row["lease_token"],
-            lease_expires_at=row["lease_expires_at"],
-            attempt=row["attempt"],
-            max_attempts=row["max_attempts"],
-            timeout_seconds=row["timeout_seconds"],
-            priority=row["priority"],
-            user_id=row["user_id"],
-        )
-
     def _info(self, row: dict[str, Any]) -> TaskInfo:
-        return TaskInfo(
-            task_id=row["task_id"],
-            task_type=row["task_type"],
-            state=TaskState(row["state"]),
-            user_id=row["user_id"],
-            priority=row["priority"],
-            attempt=row["attempt"],
-            max_attempts=row["max_attempts"],
-            parameters=json.loads(row["parameters"]),
-            input_files=self._files(row["task_id"]),
-            created_at=row["created_at"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            progress=row["progress"],
-            stage=row["stage"],
-            worker_id=row["worker_id"],
-            last_error=TaskError.model_validate_json(row["last_error"])
-            if row["last_error"]
-            else None,
-            timings=json.loads(row["timings"]) if row["timings"] else {},
-            indexed_at=row["indexed_at"],
-        )
+        return task_info(row, files_by_task(self.db, [row["task_id"]]).get(row["task_id"], []))

@@ -8,6 +8,7 @@ import time
 from fastapi import APIRouter, Depends, Request, Response
 
 from morag_worker.protocol import (
+    BatchResult,
     BatchResultOutcome,
     BatchResultRequest,
     BatchResultResponse,
@@ -182,6 +183,18 @@ async def result(
     return {"task_id": task_id, "state": new_state}
 
 
+def _finish_one(st: ServerState, who: Caller, item: BatchResult) -> BatchResultOutcome:
+    try:
+        return BatchResultOutcome(
+            task_id=item.task_id, state=st.queue.finish(who, item.task_id, item)
+        )
+    except LeaseLost as exc:
+        error = ErrorDetail(code="lease_lost", message=str(exc))
+    except NotFound as exc:
+        error = ErrorDetail(code="not_found", message=str(exc))
+    return BatchResultOutcome(task_id=item.task_id, error=error)
+
+
 @router.post("/{worker_id}/results", response_model=BatchResultResponse)
 async def results(
     worker_id: str,
@@ -193,25 +206,11 @@ async def results(
     _worker(who)
     outcomes = []
     requeued = False
-    for item in body.results:
-        try:
-            new_state = st.queue.finish(who, item.task_id, item)
-        except LeaseLost as exc:
-            outcomes.append(
-                BatchResultOutcome(
-                    task_id=item.task_id, error=ErrorDetail(code="lease_lost", message=str(exc))
-                )
-            )
-            continue
-        except NotFound as exc:
-            outcomes.append(
-                BatchResultOutcome(
-                    task_id=item.task_id, error=ErrorDetail(code="not_found", message=str(exc))
-                )
-            )
-            continue
-        requeued |= new_state == "queued"
-        outcomes.append(BatchResultOutcome(task_id=item.task_id, state=new_state))
+    with st.db.transaction():  # one commit for the whole batch
+        for item in body.results:
+            outcome = _finish_one(st, who, item)
+            requeued |= outcome.state == "queued"
+            outcomes.append(outcome)
     if requeued:
         await st.notifier.notify()
     reply = BatchResultResponse(results=outcomes)

@@ -103,8 +103,9 @@ VALUES (:task_id, :position, :file_id, :name, :size);
 -- name: get_task
 SELECT * FROM tasks WHERE task_id = :task_id;
 
--- name: task_files
-SELECT * FROM task_files WHERE task_id = :task_id ORDER BY position;
+-- name: files_of_tasks
+SELECT * FROM task_files WHERE task_id IN (SELECT json_array_elements_text(CAST(:task_ids AS json)))
+ORDER BY task_id, position;
 
 -- name: list_tasks
 SELECT * FROM tasks WHERE (CAST(:all_users AS boolean) OR user_id = :user_id)
