@@ -55,6 +55,7 @@ bench: system-deps install
 	$(PY) bench/dispatch.py
 	$(PY) bench/asr.py
 	$(PY) bench/embed.py
+	$(PY) bench/supervisor_overhead.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -33,9 +33,8 @@ class Held:
     leased_at: float = field(default_factory=time.monotonic)
     started_at: float | None = None
     deadline: float | None = None
-    #: Set when the supervisor asked the child to stop this task: why, and when to kill.
+    #: Why the supervisor asked the child to stop this task (timeout, cancel, lost, memory).
     stop_reason: str = ""
-    kill_at: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -87,7 +87,10 @@ class ChildLifecycle:
                 self._child_died_with(held, slot, code, reason)
             self.sup.metrics.restarts.labels(reason).inc()
             slot.restarts += 1
-            if self.sup.pool.mark_down(slot, now, reason in CRASH_REASONS):
+            # A child over its hard limit before any task (its preload alone is too big)
+            # would be killed again at once: count it like a crash, so it backs off.
+            too_big = reason == "memory" and slot.tasks_done == 0 and held is None
+            if self.sup.pool.mark_down(slot, now, reason in CRASH_REASONS or too_big):
                 gpu = -1 if slot.gpu is None else slot.gpu
                 why = self.sup.pool.bad_gpus.get(gpu, "it keeps crashing")
                 logger.error("child {} quarantined: {}", slot.name, why, child=slot.name)
@@ -95,7 +98,9 @@ class ChildLifecycle:
                 if slot.gpu is not None:
                     self.quarantine_gpu(slot.gpu, f"child {slot.name} kept crashing")
             else:
-                logger.warning("child {} {} ({})", slot.name, describe_exit(code), reason)
+                logger.warning(
+                    "child {} {} ({})", slot.name, describe_exit(code), reason, child=slot.name
+                )
             if self.sup.draining:
                 slot.state = "down" if slot.state != "quarantined" else slot.state
                 slot.restart_at = float("inf")
@@ -138,18 +143,37 @@ class ChildLifecycle:
             slot = verdict.slot
             if verdict.action == "kill":
                 logger.warning(
-                    "killing child {} ({}): {}", slot.name, verdict.reason, verdict.detail
+                    "killing child {} ({}): {}",
+                    slot.name,
+                    verdict.reason,
+                    verdict.detail,
+                    child=slot.name,
+                    task_id=slot.task_id,
                 )
                 self.kill(slot, verdict.reason)
-            elif not slot.recycle:
+            elif slot.recycle or slot.above_soft_at_start:
+                continue
+            elif slot.tasks_done == 0 and slot.task_id is None:
+                # A fresh child already over the soft limit: replacing it cannot help
+                # (its preloaded models alone exceed it). Say so once and keep it.
+                logger.warning(
+                    "child {} starts above its soft limit: {}",
+                    slot.name,
+                    verdict.detail,
+                    child=slot.name,
+                )
+                slot.above_soft_at_start = True
+            else:
                 logger.info("child {} will be recycled: {}", slot.name, verdict.detail)
                 slot.recycle = verdict.reason
 
     def kill(self, slot: Slot, reason: str) -> None:
-        slot.down_reason = reason
+        """Kill the child now; ``reason`` (a restart reason, or why its task was
+        stopped) labels the restart and decides how its task is reported."""
+        slot.down_reason = _STOP_REASONS.get(reason, reason)
         held = self.sup.book.get(slot.task_id) if slot.task_id else None
         if held is not None and not held.stop_reason:
-            held.stop_reason, held.kill_at = reason, None
+            held.stop_reason = reason
         self.sup.pool.kill(slot)
 
     def quarantine_gpu(self, gpu: int, reason: str) -> None:

@@ -66,6 +66,11 @@ class Slot:
     idle_since: float = 0.0
     #: Why the supervisor stopped or killed the process itself ("" = it did not).
     down_reason: str = ""
+    #: The process was over its soft memory limit before its first task (not recycled).
+    above_soft_at_start: bool = False
+    #: When to kill the process if it is still on the task it was asked to stop, and why.
+    kill_at: float | None = None
+    kill_reason: str = ""
 
     @property
     def name(self) -> str:
@@ -104,6 +109,7 @@ class ChildPool:
         slot.started_at, slot.tasks_done, slot.models = time.monotonic(), 0, ()
         slot.cache_seen, slot.cache_bytes, slot.down_reason = (0, 0, 0.0), 0, ""
         slot.rss_bytes = slot.gpu_bytes = 0
+        slot.above_soft_at_start, slot.kill_at = False, None
         slot.task_limit = task_limit(self.max_tasks_per_child)
 
     def due_to_start(self, now: float) -> list[Slot]:

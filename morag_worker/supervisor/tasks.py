@@ -114,7 +114,7 @@ class TaskFlow:
         m.cache_misses.inc(max(0, event.cache_misses - misses))
         m.model_load.inc(max(0.0, event.cache_load_s - load_s))
         slot.cache_seen = (event.cache_hits, event.cache_misses, event.cache_load_s)
-        slot.models, slot.task_id = event.models, None
+        slot.models, slot.task_id, slot.kill_at = event.models, None, None
         slot.tasks_done += 1
         self.sup.lifecycle.finished(slot, event)
         if slot.state == "busy":
@@ -264,29 +264,34 @@ class TaskFlow:
     # ---- children ----------------------------------------------------------------------------
 
     def enforce_deadlines(self) -> None:
+        """Ask children to stop tasks past their deadline; kill a child still on a task
+        it was asked to stop (deadline, cancel, lost lease) once the grace is over. The
+        kill is tracked on the slot: a cancelled task has already left the book."""
         now = time.monotonic()
         for held in self.sup.book.all():
             slot = self.sup.pool.slots.get(held.slot or "")
             if slot is None or slot.task_id != held.task_id:
                 continue
-            if held.kill_at is not None and now >= held.kill_at:
+            if held.deadline is not None and now > held.deadline and not held.stop_reason:
+                self._stop_in_child(held, "timeout")
+        for slot in self.sup.pool.slots.values():
+            if slot.kill_at is not None and now >= slot.kill_at and slot.task_id is not None:
                 logger.warning(
                     "killing child {}: task did not stop ({})",
                     slot.name,
-                    held.stop_reason,
-                    task_id=held.task_id,
+                    slot.kill_reason,
+                    task_id=slot.task_id,
+                    child=slot.name,
                 )
-                self.sup.pool.kill(slot)
-                held.kill_at = None
-            elif held.deadline is not None and now > held.deadline and not held.stop_reason:
-                self._stop_in_child(held, "timeout")
+                slot.kill_at = None
+                self.sup.lifecycle.kill(slot, slot.kill_reason)
 
     def _stop_in_child(self, held: Held, reason: str) -> None:
         slot = self.sup.pool.slots.get(held.slot or "")
         if slot is None or slot.task_id != held.task_id:
             return
         held.stop_reason = reason
-        held.kill_at = time.monotonic() + STOP_GRACE_S
+        slot.kill_at, slot.kill_reason = time.monotonic() + STOP_GRACE_S, reason
         self.sup.pool.cancel_current(slot)
 
     # ---- shutdown helpers ---------------------------------------------------------------------

@@ -8,7 +8,8 @@ C call, so the supervisor watches:
   GPU memory NVML attributes to those PIDs. Over the soft limit the child is replaced
   after its current task; over the hard limit it is killed at once (:class:`Verdict`);
 - liveness: an idle child stamps a shared heartbeat value every half second; an idle
-  child silent for ``--child-unresponsive-timeout`` is killed and restarted.
+  child silent for ``--child-unresponsive-timeout`` is killed and restarted; a child
+  that never finishes booting is killed after ``BOOT_TIMEOUT_S``.
 
 :class:`Watchdog` only judges; the main loop acts on its verdicts. Per-task deadlines
 are enforced with the task flow (``TaskFlow.enforce_deadlines``).
@@ -31,13 +32,17 @@ if TYPE_CHECKING:
 #: NVML costs milliseconds, and a second is well inside the time a leak takes to grow
 #: from the soft to the hard limit.
 SAMPLE_INTERVAL_S = 1.0
+#: A child still starting after this long (stuck importing, or loading a preload model
+#: from a hung file system) is killed; it counts as a boot failure. As long as the
+#: unit's TimeoutStartSec=, the longest preload operators are told to expect.
+BOOT_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
 class Verdict:
     slot: Slot
     action: str  #: "recycle" (after the current task) or "kill" (now)
-    reason: str  #: "memory" or "unresponsive"
+    reason: str  #: "memory", "unresponsive" or "boot"
     detail: str
 
 
@@ -114,6 +119,11 @@ class Watchdog:
             Verdict(slot, "kill", "unresponsive", "no heartbeat while idle")
             for slot in self.pool.slots.values()
             if is_unresponsive(slot, now, self.config.unresponsive_s)
+        ]
+        verdicts += [
+            Verdict(slot, "kill", "boot", f"still starting after {BOOT_TIMEOUT_S:.0f} s")
+            for slot in self.pool.slots.values()
+            if slot.state == "starting" and now - slot.started_at > BOOT_TIMEOUT_S
         ]
         if now >= self.next_sample:
             self.next_sample = now + SAMPLE_INTERVAL_S

@@ -24,7 +24,12 @@ from morag_worker.supervisor.limits import Amount, MemoryLimit, parse_memory_lim
 from morag_worker.supervisor.messages import ChildSpec
 from morag_worker.supervisor.pool import Slot
 from morag_worker.supervisor.routing import Router, parse_pool_types
-from morag_worker.supervisor.watchdog import Watchdog, is_unresponsive, judge_memory
+from morag_worker.supervisor.watchdog import (
+    BOOT_TIMEOUT_S,
+    Watchdog,
+    is_unresponsive,
+    judge_memory,
+)
 
 GIB = 2**30
 
@@ -206,3 +211,14 @@ def test_gpu_children_are_pinned_to_their_numa_cpus(monkeypatch: pytest.MonkeyPa
     assert by_name["gpu1b"][0].cpus == {4, 5, 6, 7}  # NUMA-local and allowed
     assert by_name["gpu1a"][0].env["CUDA_VISIBLE_DEVICES"] == "1"
     assert by_name["gpu1a"][2] == 1
+
+
+def test_a_child_stuck_starting_is_killed_as_a_boot_failure(
+    sleeper: subprocess.Popen[bytes],
+) -> None:
+    slot = _slot("cpu0", gpu=None)
+    slot.process, slot.state, slot.started_at = sleeper, "starting", 0.0
+    dog = Watchdog(_Pool(slot), FakeNvml(), load_config(["--api-key", "k"], {}))  # type: ignore[arg-type]
+    assert dog.check(now=BOOT_TIMEOUT_S - 1) == []
+    verdicts = dog.check(now=BOOT_TIMEOUT_S + 1)
+    assert [(v.action, v.reason) for v in verdicts] == [("kill", "boot")]
