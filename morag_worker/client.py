@@ -9,6 +9,7 @@ raised as :class:`LeaseLostError` so the caller can drop the task without retryi
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import threading
 import time
@@ -122,7 +123,7 @@ class WorkerClient:
         endpoint: str,
         *,
         json: Any = None,
-        body: BaseModel | None = None,
+        body: BaseModel | bytes | None = None,
         read_timeout_s: float = READ_TIMEOUT_S,
         retry_for_s: float = 60.0,
         stream: bool = False,
@@ -131,7 +132,7 @@ class WorkerClient:
         """One call with retries on transient failures, for at most ``retry_for_s`` seconds."""
         give_up = time.monotonic() + retry_for_s
         attempt = 0
-        data = body.model_dump_json().encode() if body is not None else None
+        data = body.model_dump_json().encode() if isinstance(body, BaseModel) else body
         if data is not None:
             headers = {**(headers or {}), "Content-Type": "application/json"}
         while True:
@@ -223,8 +224,9 @@ class WorkerClient:
         )
         return str(response.json().get("state", ""))
 
-    def results(self, body: BatchResultRequest, retry_for_s: float) -> BatchResultResponse:
-        """Upload several results in one call; each item has its own outcome."""
+    def results(self, body: BatchResultRequest | bytes, retry_for_s: float) -> BatchResultResponse:
+        """Upload several results in one call; each item has its own outcome. ``body``
+        may be the request already serialised (see :func:`batch_body`)."""
         response = self.call(
             "POST",
             f"{API_PREFIX}/workers/{self.worker_id}/results",
@@ -282,6 +284,16 @@ class WorkerClient:
                 time.sleep(backoff_s(attempt))
                 attempt += 1
         _verify(dest, file)
+
+
+def batch_body(items: list[tuple[str, ResultRequest]]) -> bytes:
+    """A :class:`BatchResultRequest` as JSON, built from results serialised one by one:
+    each result is dumped once and never validated again on its way out."""
+    parts = [
+        f'{{"task_id":{json.dumps(task_id)},'.encode() + req.model_dump_json().encode()[1:]
+        for task_id, req in items
+    ]
+    return b'{"results":[' + b",".join(parts) + b"]}"
 
 
 def _verify(path: Path, file: InputFile) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 from loguru import logger
 
-from morag_worker.client import ServerError, Unreachable, WorkerClient
-from morag_worker.protocol import BatchResult, BatchResultRequest, ResultRequest
+from morag_worker.client import ServerError, Unreachable, WorkerClient, batch_body
+from morag_worker.protocol import ResultRequest
 from morag_worker.supervisor.leases import Held
 
 #: Parallel downloads: enough to overlap inputs of the next tasks with running ones on a
@@ -72,9 +72,7 @@ class Transfers:
 
     def _send(self, batch: list[tuple[Held, ResultRequest]]) -> None:
         """Upload until accepted or refused, retrying while a lease could still be valid."""
-        body = BatchResultRequest(
-            results=[BatchResult(task_id=held.task_id, **req.model_dump()) for held, req in batch]
-        )
+        body = batch_body([(held.task_id, req) for held, req in batch])
         try:
             reply = self.client.results(body, retry_for_s=self.lease_ttl_s * 2)
         except (ServerError, Unreachable) as exc:
