@@ -5,7 +5,8 @@ A child has room when it already holds a model of the type's family (its cache r
 or when the GPU's free memory (NVML, from the watchdog's last sample) covers the
 type's model estimate, and the child's own soft GPU limit, if set, leaves that much.
 A GPU NVML could not read is assumed to have room: admission only ever holds back work
-it can show would not fit, it never blocks on missing data.
+it can show would not fit, it never blocks on missing data. GPU types are not leased at
+all once every GPU child is quarantined.
 """
 
 from __future__ import annotations
@@ -42,13 +43,12 @@ def has_room(slot: Slot, task_type: str, watchdog: Watchdog) -> bool:
 
 
 def admitted(types: list[str], router: Router, slots: list[Slot], watchdog: Watchdog) -> list[str]:
-    """The subset of ``types`` to lease now. Types that run on CPU children, and every
-    type when no GPU child is healthy (nothing to measure), pass unchanged."""
-    gpu_slots = [s for s in slots if s.pool == "gpu" and s.state in ("idle", "busy")]
-    if not gpu_slots:
-        return types
+    """The subset of ``types`` to lease now. A type some CPU child can run passes; a type
+    only GPU children run passes while a GPU child that is not quarantined has room for
+    it (none left: nothing could run it, so it is not leased)."""
+    gpu_slots = [s for s in slots if s.pool == "gpu" and s.state != "quarantined"]
     return [
         t
         for t in types
-        if "gpu" not in router.pools_for(t) or any(has_room(s, t, watchdog) for s in gpu_slots)
+        if router.pools_for(t) != {"gpu"} or any(has_room(s, t, watchdog) for s in gpu_slots)
     ]

@@ -216,6 +216,7 @@ class Supervisor:
             return 0
         for slot in self.pool.slots.values():
             self.pool.start(slot)
+        self.watchdog.sample()  # GPU readings for admission before the first lease call
         self.start_threads()
         while not self.draining:
             self.tick()

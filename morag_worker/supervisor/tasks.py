@@ -222,7 +222,8 @@ class TaskFlow:
 
     def dispatch(self) -> None:
         """Give ready tasks to idle children of the right pool; a task no idle child can
-        take waits without blocking the tasks behind it."""
+        take waits without blocking the tasks behind it, and one no child here can ever
+        take (its pool quarantined) goes back to the server for another worker."""
         waiting = len(self.sup.ready)
         for _ in range(waiting):
             task_id = self.sup.ready.popleft()
@@ -230,10 +231,18 @@ class TaskFlow:
             if held is None or held.stage != "ready":
                 continue
             slot = self.sup.router.choose(self._idle(), held.spec.task_type)
-            if slot is None:
+            if slot is not None:
+                self._send(slot, held)
+            elif self._runnable_here(held.spec.task_type):
                 self.sup.ready.append(task_id)
-                continue
-            self._send(slot, held)
+            else:
+                self.release(held, "no child on this worker can run it (quarantined)")
+
+    def _runnable_here(self, task_type: str) -> bool:
+        pools = self.sup.router.pools_for(task_type)
+        return any(
+            s.pool in pools and s.state != "quarantined" for s in self.sup.pool.slots.values()
+        )
 
     def _idle(self) -> list[Slot]:
         return [s for s in self.sup.pool.idle() if not s.recycle]

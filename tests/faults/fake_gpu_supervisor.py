@@ -3,6 +3,8 @@
 The test machines have no NVIDIA GPU, so this runs the real supervisor (real children,
 real signals, real HTTP) with :class:`~morag_worker.supervisor.devices.FakeNvml` — a
 test double — in place of NVML. ``FAKE_GPUS`` says how many GPUs it reports (default 2).
+``FAKE_GPU_USED_FILE`` names a file holding the bytes in use on every fake GPU (16 GiB
+each), read on every query, so a test can fill and empty the GPUs while it runs.
 The children get ``CUDA_VISIBLE_DEVICES`` as on a GPU host; the fault task types never
 touch CUDA.
 """
@@ -11,14 +13,23 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from morag_worker.cli import supervisor as cli
 from morag_worker.supervisor import devices
 
 
+class _FileFedNvml(devices.FakeNvml):
+    def memory(self, index: int) -> devices.GpuMemory:
+        used_file = os.environ.get("FAKE_GPU_USED_FILE")
+        if used_file:
+            self._gpu(index).memory_used_bytes = int(Path(used_file).read_text().strip() or 0)
+        return super().memory(index)
+
+
 def _fake_nvml() -> devices.FakeNvml:
     count = int(os.environ.get("FAKE_GPUS", "2"))
-    return devices.FakeNvml([devices.FakeGpu(name="Fake GPU (test double)") for _ in range(count)])
+    return _FileFedNvml([devices.FakeGpu(name="Fake GPU (test double)") for _ in range(count)])
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from faultkit import SERVER_ARGS, metrics, ready, restarts, start, submit, task
-from harness import Cluster, status, submit_noop, wait_for
+from harness import Cluster, log_lines, status, submit_noop, wait_for
 
 
 def _quarantined(health: int, gpu: str) -> float:
@@ -103,4 +103,71 @@ def test_crash_cuda_oom_and_device_fault(
     assert ready(health)[0] == 200
     assert user.wait(submit_noop(user), 30)["state"] == "completed"
     assert task(user, ecc)["worker_id"]
+    assert proc.proc.poll() is None
+
+
+def test_vram_admission_holds_gpu_types_back_until_a_gpu_has_room(
+    cluster_factory: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    cluster = cluster_factory(*SERVER_ARGS)
+    user = cluster.user()
+    used = tmp_path / "gpu-used"
+    used.write_text(str(15 * 2**30 + 2**29))  # 0.5 GiB free of 16: no room for Whisper
+    proc, health = start(
+        cluster,
+        cluster.key_file("alice"),
+        "--gpus",
+        "0",
+        "--poll-interval",
+        "1",
+        fake_gpus=1,
+        env={"FAKE_GPU_USED_FILE": str(used)},
+    )
+    audio = user.submit_file(used, "audio", {})
+    assert user.wait(submit_noop(user), 30)["state"] == "completed"  # other types flow
+    assert task(user, audio)["state"] == "queued"
+    assert status(health)["devices"][0]["memory_used_bytes"] > 15 * 2**30
+    used.write_text(str(2**30))  # the GPU empties: audio is leased (and runs)
+    wait_for(lambda: task(user, audio)["state"] != "queued", 30, "audio leased")
+    assert proc.proc.poll() is None
+
+
+def test_tasks_only_a_quarantined_gpu_could_run_go_back_to_the_server(
+    cluster_factory: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    cluster = cluster_factory(*SERVER_ARGS)
+    user = cluster.user()
+    proc, health = start(
+        cluster,
+        cluster.key_file("alice"),
+        "--gpus",
+        "0",
+        "--cpu-procs",
+        "1",
+        "--poll-interval",
+        "1",
+        fake_gpus=1,
+        env={"FAULT_BOOT_FAIL": "morag-gpu0"},
+    )
+    sample = tmp_path / "sample.wav"
+    sample.write_bytes(b"RIFF")
+    audio = user.submit_file(sample, "audio", {})
+    wait_for(lambda: ready(health)[1]["quarantined_gpus"], 90, "GPU 0 quarantined")
+    # Held while GPU 0 might still boot, released once it cannot: no attempt is used.
+    # (A lease call already waiting at the server may take it once more; it comes back.)
+    wait_for(
+        lambda: not status(health)["tasks"] and task(user, audio)["state"] == "queued",
+        30,
+        "audio task released",
+    )
+    assert task(user, audio)["attempt"] <= 1
+    released = {
+        line["task_id"]
+        for line in log_lines(proc)
+        if line["message"].startswith("released: no child on this worker can run it")
+    }
+    assert released == {audio}
+    assert user.wait(submit_noop(user), 30)["state"] == "completed"  # the CPU child works
+    wait_for(lambda: task(user, audio)["state"] == "queued", 30, "audio left queued")
+    assert ready(health)[0] == 200
     assert proc.proc.poll() is None

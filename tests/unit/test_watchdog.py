@@ -196,8 +196,12 @@ def test_vram_admission(sleeper: subprocess.Popen[bytes]) -> None:
     nvml.gpus[0].memory_used_bytes = 2 * GIB
     dog.check(now=2.0)
     assert admitted(types, router, [slot], dog) == types
-    slot.state = "quarantined"  # no healthy GPU child: nothing to measure, nothing held back
+    slot.state = "starting"  # a child still booting counts: its GPU is measured
     assert admitted(types, router, [slot], dog) == types
+    slot.state = "quarantined"  # no GPU child left: nothing here could run these types
+    assert admitted(types, router, [slot], dog) == []
+    both = Router(config.pool_types, {"gpu", "cpu"})
+    assert admitted(types, both, [slot], dog) == ["document", "noop"]
 
 
 def test_gpu_children_are_pinned_to_their_numa_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
