@@ -17,6 +17,7 @@ from morag_worker.supervisor.devices import DeviceError
 from morag_worker.supervisor.watchdog import process_tree
 
 if TYPE_CHECKING:
+    from morag_worker.supervisor.pool import Slot
     from morag_worker.supervisor.supervisor import Supervisor
 
 #: /health fails when the main loop has not ticked for this long (it ticks every 0.2 s).
@@ -95,28 +96,6 @@ class StatusViews:
 
     def status(self) -> dict[str, Any]:
         sup = self.sup
-        children = [
-            {
-                "name": s.name,
-                "pool": s.pool,
-                "gpu": s.gpu,
-                "state": s.state,
-                "pid": s.process.pid if s.process is not None else None,
-                "task_id": s.task_id,
-                "tasks_done": s.tasks_done,
-                "models": s.models,
-                "cache_bytes": s.cache_bytes,
-                "restarts": s.restarts,
-                "crashes": len(s.crashes),
-                "recycle": s.recycle,
-                "rss_bytes": s.rss_bytes,
-                "gpu_memory_bytes": s.gpu_bytes,
-                "tasks_until_recycle": max(0, s.task_limit - s.tasks_done)
-                if s.task_limit
-                else None,
-            }
-            for s in list(sup.pool.slots.values())
-        ]
         tasks = [
             {
                 "task_id": h.task_id,
@@ -133,10 +112,11 @@ class StatusViews:
             "registered": sup.registered,
             "draining": sup.draining,
             "done": sup.done,
-            "children": children,
+            "children": [_child_view(s) for s in list(sup.pool.slots.values())],
             "devices": self.devices(),
             "tasks": tasks,
             "task_types": sup.task_types(),
+            "lease_types": sup.lease_types(),
             "recent_errors": list(sup.recent_errors),
         }
 
@@ -206,6 +186,27 @@ class StatusViews:
         if text != self.last_status:
             sdnotify.status(text)
             self.last_status = text
+
+
+def _child_view(s: Slot) -> dict[str, Any]:
+    """One child in ``/status``: its state, task, memory, models and recycling."""
+    return {
+        "name": s.name,
+        "pool": s.pool,
+        "gpu": s.gpu,
+        "state": s.state,
+        "pid": s.process.pid if s.process is not None else None,
+        "task_id": s.task_id,
+        "tasks_done": s.tasks_done,
+        "models": s.models,
+        "cache_bytes": s.cache_bytes,
+        "restarts": s.restarts,
+        "crashes": len(s.crashes),
+        "recycle": s.recycle,
+        "rss_bytes": s.rss_bytes,
+        "gpu_memory_bytes": s.gpu_bytes,
+        "tasks_until_recycle": max(0, s.task_limit - s.tasks_done) if s.task_limit else None,
+    }
 
 
 def _version() -> str:

@@ -74,3 +74,41 @@ def test_hung_task_is_killed_at_its_deadline(cluster_factory: Callable[..., Clus
     assert user.wait(submit_noop(user), 30)["state"] == "completed"
     assert status(health)["children"][0]["crashes"] == 0
     assert proc.proc.poll() is None
+
+
+def test_gpu_memory_limits_per_child(
+    cluster_factory: Callable[..., Cluster], tmp_path: Path
+) -> None:
+    """GPU memory per child as NVML reports it per PID; here NVML is FakeNvml (a test
+    double, no GPU here) fed by the task itself through a file."""
+    cluster = cluster_factory(*SERVER_ARGS)
+    user = cluster.user()
+    vram = tmp_path / "vram.json"
+    proc, health = start(
+        cluster,
+        cluster.key_file("alice"),
+        "--gpus",
+        "0",
+        "--max-gpu-memory-per-child",
+        "25%,50%",  # of the fake GPU's 16 GiB: 4 GiB and 8 GiB
+        fake_gpus=1,
+        env={"FAKE_GPU_PROCS_FILE": str(vram)},
+    )
+    soft = submit(user, "hog", mib=0, vram_mib=6 * 1024, vram_file=str(vram), hold_s=2.5)
+    assert user.wait(soft, 60)["state"] == "completed"
+    wait_for(lambda: restarts(health, "memory") == 1, 30, "recycled over the soft GPU limit")
+    hard = submit(
+        user,
+        "hog",
+        mib=0,
+        vram_mib=10 * 1024,
+        vram_file=str(vram),
+        hold_s=5,
+        once=str(tmp_path / "vram-once"),
+    )
+    info = user.wait(hard, 60)
+    assert info["state"] == "completed" and info["attempt"] == 2
+    assert restarts(health, "memory") == 2
+    killed = [line["message"] for line in log_lines(proc) if line["message"].startswith("killing")]
+    assert any("GPU memory" in message and "hard limit" in message for message in killed)
+    assert proc.proc.poll() is None
