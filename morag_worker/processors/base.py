@@ -30,9 +30,11 @@ class TaskContext:
 
     ``inputs`` are the task's downloaded files (verified against their sha256), in the
     order they were uploaded. ``work_dir`` is private to the task and removed after
-    the result is uploaded. ``report(progress, stage)`` sends progress (0..1) to the
-    supervisor; ``cancelled()`` turns true when the task was cancelled or its lease
-    lost, and a long processor should check it between stages.
+    the result is uploaded; it may not exist yet (most tasks write nothing, and not
+    making it saves file-system work), so create it before writing into it.
+    ``report(progress, stage)`` sends progress (0..1) to the supervisor;
+    ``cancelled()`` turns true when the task was cancelled or its lease was lost, and a
+    long processor should check it between stages.
     """
 
     task_id: str

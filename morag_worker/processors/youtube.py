@@ -106,6 +106,7 @@ class _GuardedYDL(yt_dlp.YoutubeDL):
 
 
 def _options(ctx: TaskContext) -> dict[str, Any]:
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)  # downloads land here
     return {
         "quiet": True,
         "no_warnings": True,

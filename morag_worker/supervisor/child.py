@@ -4,10 +4,10 @@ Started with the ``spawn`` context. Order matters and is the reason this module 
 nothing heavy at the top: the environment (``CUDA_VISIBLE_DEVICES``, thread counts) and
 CPU affinity are fixed first, and only then do processors import torch or numpy.
 
-The child never talks to the server. It reads :class:`TaskMessage` items from its own
-queue, writes each result to ``result.json`` in the task's work directory, and reports
-events on the shared queue. It stamps ``heartbeat`` whenever it is idle, so the
-supervisor can tell a silent idle child from a busy one.
+The child never talks to the server. It reads :class:`TaskMessage` items from its pipe
+and sends events back on the same pipe; a result too large to travel there is written
+to ``result.json`` in the task's work directory. It stamps ``heartbeat`` whenever it is
+idle, so the supervisor can tell a silent idle child from a busy one.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import queue
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -68,11 +68,13 @@ def _pin(spec: ChildSpec) -> None:
 
 
 class ChildRuntime:
-    def __init__(self, spec: ChildSpec, events: Any, heartbeat: Any, cancel: Any) -> None:
+    def __init__(self, spec: ChildSpec, conn: Any, heartbeat: Any, cancel: Any) -> None:
         from morag_worker.models.cache import ModelCache
 
         self.spec = spec
-        self.events = events
+        self.conn = conn
+        # Progress may be reported from a processor's own threads: one send at a time.
+        self._send_lock = threading.Lock()
         self.heartbeat = heartbeat
         self.cancel = cancel
         self.models = ModelCache(budget_bytes=spec.model_budget_bytes)
@@ -103,19 +105,26 @@ class ChildRuntime:
                 "use whisper:<name> or embedding:<name>"
             )
 
-    def serve(self, tasks: Any) -> int:
+    def send(self, event: Any) -> None:
+        """Send an event to the supervisor (synchronously, so it is out before an exit)."""
+        with self._send_lock:
+            self.conn.send(event)
+
+    def serve(self) -> int:
         while True:
             self.heartbeat.value = time.monotonic()
             if os.getppid() != self.parent:
                 return EXIT_OK
             try:
-                message = tasks.get(timeout=IDLE_STAMP_S)
-            except queue.Empty:
-                continue
+                if not self.conn.poll(IDLE_STAMP_S):
+                    continue
+                message = self.conn.recv()
+            except (EOFError, OSError):
+                return EXIT_OK  # the supervisor is gone
             if message is None:
                 return EXIT_OK
             finished = self.run(message)
-            self.events.put(finished)
+            self.send(finished)
             if finished.recycle:
                 return EXIT_RECYCLE
 
@@ -123,13 +132,14 @@ class ChildRuntime:
         from morag_worker.errors import TaskFailure
 
         started = time.monotonic()
-        self.events.put(TaskStarted(self.spec.name, message.task_id, started))
+        self.send(TaskStarted(self.spec.name, message.task_id, started))
         recycle, device_fault = "", False
         result_json = result_path = ""
         try:
             result_json = self._process(message)
             if len(result_json) > INLINE_RESULT_BYTES:
                 path = Path(message.work_dir) / "result.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(result_json)
                 result_json, result_path = "", str(path)
             ok, error = True, {}
@@ -192,14 +202,13 @@ class ChildRuntime:
             now = time.monotonic()
             if now - last[0] >= PROGRESS_INTERVAL_S:
                 last[0] = now
-                self.events.put(
+                self.send(
                     TaskProgress(
                         self.spec.name, message.task_id, max(0.0, min(1.0, progress)), stage[:64]
                     )
                 )
 
         work_dir = Path(message.work_dir)
-        work_dir.mkdir(parents=True, exist_ok=True)
         ctx = TaskContext(
             task_id=message.task_id,
             task_type=message.task_type,
@@ -221,24 +230,24 @@ class ChildRuntime:
         return result.model_dump_json()
 
 
-def child_main(spec: ChildSpec, tasks: Any, events: Any, heartbeat: Any, cancel: Any) -> None:
+def child_main(spec: ChildSpec, conn: Any, heartbeat: Any, cancel: Any) -> None:
     """Entry point of a spawned child (the target of ``multiprocessing.Process``)."""
     _die_with_parent()
     _pin(spec)
     from morag_worker.observability.logging import setup_logging
 
     setup_logging(spec.log_level, spec.log_format, worker_id=spec.worker_id, child=spec.name)
-    runtime = ChildRuntime(spec, events, heartbeat, cancel)
+    runtime = ChildRuntime(spec, conn, heartbeat, cancel)
     try:
         runtime.boot()
     except Exception as exc:
-        events.put(ChildFailed(spec.name, spec.generation, f"{type(exc).__name__}: {exc}"))
+        runtime.send(ChildFailed(spec.name, spec.generation, f"{type(exc).__name__}: {exc}"))
         sys.exit(EXIT_BOOT_FAILED)
     models = tuple(runtime.models.contents())
-    events.put(
+    runtime.send(
         ChildReady(spec.name, spec.generation, os.getpid(), models, runtime.models.used_bytes())
     )
-    code = runtime.serve(tasks)
+    code = runtime.serve()
     runtime.models.close()
     sys.exit(code)
 

@@ -8,6 +8,7 @@ The pool never talks to the server; the supervisor turns what it reports into ca
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import time
 from collections import deque
@@ -39,7 +40,7 @@ class Slot:
     pool: str  #: "gpu" or "cpu": which task types it serves
     gpu: int | None = None
     process: Any = None
-    tasks: Any = None
+    conn: Any = None  #: the supervisor's end of the child's pipe
     heartbeat: Any = None
     cancel: Any = None
     state: str = "down"  #: down, starting, idle, busy, stopping, quarantined
@@ -85,7 +86,6 @@ class ChildPool:
     def __init__(
         self, specs: list[tuple[ChildSpec, str, int | None]], max_tasks_per_child: int = 0
     ) -> None:
-        self.events: Any = _CTX.Queue()
         self.slots = {spec.name: Slot(spec=spec, pool=pool, gpu=gpu) for spec, pool, gpu in specs}
         self.max_tasks_per_child = max_tasks_per_child
         #: Quarantined GPUs and why; no slot on them is started again.
@@ -95,16 +95,19 @@ class ChildPool:
 
     def start(self, slot: Slot) -> None:
         slot.spec = replace(slot.spec, generation=slot.spec.generation + 1)
-        slot.tasks = _CTX.Queue()
+        # One duplex pipe per child: tasks go down, events come up. Sends are synchronous
+        # (no feeder thread), and the main loop waits on every pipe directly.
+        slot.conn, child_end = _CTX.Pipe(duplex=True)
         slot.heartbeat = _CTX.Value("d", time.monotonic(), lock=False)
         slot.cancel = _CTX.Value("q", 0, lock=False)
         slot.process = _CTX.Process(
             target=child_main,
             name=f"morag-{slot.name}",
-            args=(slot.spec, slot.tasks, self.events, slot.heartbeat, slot.cancel),
+            args=(slot.spec, child_end, slot.heartbeat, slot.cancel),
             daemon=True,
         )
         slot.process.start()
+        child_end.close()  # only the child holds its end: EOF here means it is gone
         slot.state, slot.task_id, slot.recycle = "starting", None, ""
         slot.started_at, slot.tasks_done, slot.models = time.monotonic(), 0, ()
         slot.cache_seen, slot.cache_bytes, slot.down_reason = (0, 0, 0.0), 0, ""
@@ -124,7 +127,17 @@ class ChildPool:
                 gone.append((slot, slot.process.exitcode))
                 slot.process.close()
                 slot.process = None
+                self.close_conn(slot)
         return gone
+
+    def close_conn(self, slot: Slot) -> None:
+        if slot.conn is not None:
+            slot.conn.close()
+            slot.conn = None
+
+    def connections(self) -> dict[Any, Slot]:
+        """Each live child's pipe, for the main loop to wait on."""
+        return {slot.conn: slot for slot in self.slots.values() if slot.conn is not None}
 
     def mark_down(self, slot: Slot, now: float, crashed: bool) -> bool:
         """Schedule the slot's restart; returns True if it was quarantined instead."""
@@ -162,8 +175,13 @@ class ChildPool:
     # ---- work ----------------------------------------------------------------------------------
 
     def dispatch(self, slot: Slot, message: TaskMessage) -> None:
-        slot.tasks.put(message)
         slot.state, slot.task_id = "busy", message.task_id
+        self._send(slot, message)
+
+    def _send(self, slot: Slot, message: TaskMessage | None) -> None:
+        # A child that is gone (or going) cannot take it: the reaper reports its task.
+        with contextlib.suppress(OSError, AttributeError):
+            slot.conn.send(message)
 
     def next_seq(self, slot: Slot) -> int:
         slot.seq += 1
@@ -179,8 +197,8 @@ class ChildPool:
             slot.process.kill()
 
     def ask_to_exit(self, slot: Slot) -> None:
-        if slot.tasks is not None and slot.process is not None:
-            slot.tasks.put(None)
+        if slot.conn is not None and slot.process is not None:
+            self._send(slot, None)
             slot.state = "stopping"
 
     def stop_all(self, grace_s: float = STOP_GRACE_S) -> None:
@@ -199,7 +217,6 @@ class ChildPool:
         for slot in self.slots.values():
             if slot.process is not None:
                 slot.process.join(timeout=2.0)
-        self.events.close()
 
     def capacity(self) -> int:
         return sum(1 for s in self.slots.values() if s.state != "quarantined")

@@ -12,15 +12,14 @@ Signal handlers only record the signal number; ``handle_signals`` acts on it.
 
 from __future__ import annotations
 
-import queue
 import shutil
 import signal
 import socket
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
+from multiprocessing import connection as mp_connection
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from morag_worker.processors.base import load_plugins, registered_types
 from morag_worker.protocol import RegisterRequest, TaskSpec
 from morag_worker.supervisor.admission import admitted
 from morag_worker.supervisor.devices import Nvml
+from morag_worker.supervisor.inbox import Inbox
 from morag_worker.supervisor.layout import describe_devices, plan_children
 from morag_worker.supervisor.leaser import Leaser
 from morag_worker.supervisor.leases import Heartbeater, Held, LeaseBook
@@ -68,7 +68,7 @@ class Supervisor:
         self.pool = ChildPool(plan_children(config, nvml), config.max_tasks_per_child)
         self.router = Router(config.pool_types, {s.pool for s in self.pool.slots.values()})
         self.watchdog = Watchdog(self.pool, nvml, config)
-        self.inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self.inbox = Inbox()
         self.book = LeaseBook()
         self.ready: deque[str] = deque()
         self.signals: deque[int] = deque()
@@ -164,17 +164,8 @@ class Supervisor:
             wait_s=self.config.poll_interval_s,
             on_success=self.metrics.last_lease.set_to_current_time,
         )
-        threading.Thread(target=self._drain_child_events, name="child-events", daemon=True).start()
         self.heartbeater.start()
         self.leaser.start()
-
-    def _drain_child_events(self) -> None:
-        while True:
-            try:
-                event = self.pool.events.get()
-            except (EOFError, OSError, ValueError):
-                return
-            self.inbox.put(("child", event))
 
     def make_held(self, spec: TaskSpec) -> Held:
         work_dir = self.work_root / f"{spec.task_id}-{spec.attempt}"
@@ -243,16 +234,23 @@ class Supervisor:
                 logger.info("restarted child {} (restart {})", slot.name, slot.restarts)
 
     def wait_for_inbox(self, timeout_s: float) -> None:
-        try:
-            item = self.inbox.get(timeout=timeout_s)
-        except queue.Empty:
-            return
-        while True:
+        """Wait until a child or a thread has something (or the timeout), then handle
+        everything that arrived: child events first, then the inbox's items."""
+        conns = self.pool.connections()
+        ready = mp_connection.wait([*conns, self.inbox.waitable], timeout_s)
+        for source in ready:
+            slot = conns.get(source)
+            if slot is not None:
+                self._read_child(source, slot)
+        for item in self.inbox.drain():
             self.flow.handle(item)
-            try:
-                item = self.inbox.get_nowait()
-            except queue.Empty:
-                return
+
+    def _read_child(self, conn: Any, slot: Any) -> None:
+        try:
+            while conn.poll():
+                self.flow.handle(("child", conn.recv()))
+        except (EOFError, OSError):
+            self.pool.close_conn(slot)  # gone; the reaper decides what it means
 
     # ---- signals -----------------------------------------------------------------------------
 

@@ -336,7 +336,13 @@ class TaskFlow:
     # ---- small helpers --------------------------------------------------------------------------
 
     def _cleanup(self, task_id: str, held: Held | None) -> None:
-        if held is not None and os.path.lexists(held.work_dir):
+        if held is None:
+            return
+        try:
+            os.rmdir(held.work_dir)  # most work dirs are empty: one system call
+        except FileNotFoundError:
+            pass
+        except OSError:
             shutil.rmtree(held.work_dir, ignore_errors=True)
 
     def _wake_leaser(self) -> None:
