@@ -1,9 +1,9 @@
 """The small frozen messages that cross the supervisor/child process boundary.
 
 Supervisor → child: a :class:`ChildSpec` at start, then :class:`TaskMessage` items on the
-child's own queue (``None`` asks it to exit). Child → supervisor: events on one shared
-queue. Large results never travel here: the child writes ``result.json`` into the task's
-work directory and the event carries only its path.
+child's pipe (``None`` asks it to exit). Child → supervisor: events on the same pipe.
+Small results travel inline with :class:`TaskFinished`; large ones never do: the child
+writes ``result.json`` into the task's work directory and the event carries its path.
 """
 
 from __future__ import annotations
