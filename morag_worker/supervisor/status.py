@@ -183,6 +183,8 @@ class StatusViews:
             sdnotify.watchdog()
             self.last_watchdog = now
         text = f"busy {self.active_tasks()}/{sup.pool.capacity()}, done {sup.done}"
+        if sup.draining:
+            text = f"draining: {text}"
         if text != self.last_status:
             sdnotify.status(text)
             self.last_status = text

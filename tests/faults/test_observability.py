@@ -140,5 +140,6 @@ def test_sd_notify_metrics_status_and_children_environment(
     assert proc.proc.wait(timeout=60) == 0
     lines = notify_socket.lines()
     assert "STOPPING=1" in lines
+    assert any(line.startswith("STATUS=draining: busy 1/1") for line in lines)
     assert any(line.startswith("EXTEND_TIMEOUT_USEC=") for line in lines)
     assert user.get(f"/api/v1/tasks/{running}")["state"] == "completed"
