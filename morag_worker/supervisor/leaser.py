@@ -77,6 +77,8 @@ class Leaser(threading.Thread):
             held = self.make_held(spec)
             self.book.add(held)
             self.inbox.put(("leased", spec.task_id))
+        if reply.tasks:
+            time.sleep(0)  # hand the GIL to the main loop, which dispatches them now
 
     def _failed(self, exc: Exception) -> None:
         self.last_error = str(exc)

@@ -242,8 +242,11 @@ class Supervisor:
             slot = conns.get(source)
             if slot is not None:
                 self._read_child(source, slot)
-        for item in self.inbox.drain():
+        items = self.inbox.drain()
+        for item in items:
             self.flow.handle(item)
+        if ready:
+            self.flow.dispatch()  # a leased task or a freed child: start work now
 
     def _read_child(self, conn: Any, slot: Any) -> None:
         try:
