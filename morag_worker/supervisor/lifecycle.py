@@ -83,7 +83,8 @@ class ChildLifecycle:
                 self._await_finish(slot)
             held = self.sup.book.get(slot.task_id) if slot.task_id else None
             reason = restart_reason(slot, held, code)
-            if held is not None and held.stage != "dropped":
+            # Children stopped by the shutdown itself: their tasks are released, not failed.
+            if held is not None and held.stage != "dropped" and not self.sup.children_stopped:
                 self._child_died_with(held, slot, code, reason)
             self.sup.metrics.restarts.labels(reason).inc()
             slot.restarts += 1

@@ -79,6 +79,8 @@ class Supervisor:
         self.registered = False
         self.draining = False
         self.fast_stop = False
+        #: Set once shutdown stops the children: their unfinished tasks are given back.
+        self.children_stopped = False
         self.lease_ttl_s = 30.0
         self.done = 0
         self.recent_errors: deque[dict[str, Any]] = deque(maxlen=20)
@@ -305,6 +307,7 @@ class Supervisor:
             self.flow.release_unstarted("worker draining")
             self.views.notify_systemd()
             sdnotify.extend_timeout(int((TICK_S * 10) * 1_000_000))
+        self.children_stopped = True
         self.pool.stop_all()
         self.lifecycle.reap_children()
         self.wait_for_inbox(0.05)

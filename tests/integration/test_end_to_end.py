@@ -51,8 +51,34 @@ def test_child_killed_mid_task_is_retried(cluster: Cluster) -> None:
     os.kill(running[0]["pid"], signal.SIGKILL)
     info = user.wait(task_id, 60)
     assert info["state"] == "completed" and info["attempt"] == 2
+    # the failed first attempt is kept, with the exit status decoded
+    assert info["last_error"]["type"] == "crash" and info["last_error"]["retryable"]
+    assert "killed by SIGKILL" in info["last_error"]["message"]
     restarted = status(health)["children"][0]
     assert restarted["pid"] != running[0]["pid"] and restarted["restarts"] >= 1
+    seed_health = requests.get(f"http://127.0.0.1:{health}/health", timeout=5).json()
+    assert seed_health["status"] == "healthy" and seed_health["worker_type"] == "cpu"
+    assert seed_health["active_tasks"] == 0 and seed_health["uptime"] > 0
+    assert seed_health["worker_id"]
+
+
+def test_second_signal_stops_at_once_and_gives_the_task_back(cluster: Cluster) -> None:
+    user = cluster.user()
+    proc, health = cluster.supervisor(
+        cluster.key_file("alice"), "--cpu-procs", "1", "--drain-timeout", "600"
+    )
+    task_id = submit_noop(user, sleep_s=600)
+    wait_for(lambda: status(health)["children"][0]["task_id"] == task_id, 30, "running")
+    proc.signal(signal.SIGTERM)  # drain: would wait up to 600 s for the task
+    wait_for(
+        lambda: requests.get(f"http://127.0.0.1:{health}/ready", timeout=5).status_code == 503,
+        10,
+        "not ready while draining",
+    )
+    proc.signal(signal.SIGTERM)  # fast stop
+    assert proc.proc.wait(timeout=60) == 0
+    info = user.get(f"/api/v1/tasks/{task_id}")
+    assert info["state"] == "queued" and info["attempt"] == 0  # released, no attempt used
 
 
 def test_supervisor_killed_mid_task_second_supervisor_finishes(cluster: Cluster) -> None:
