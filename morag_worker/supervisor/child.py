@@ -99,10 +99,14 @@ class ChildRuntime:
 
             name = name or self.spec.settings.embedding_model
             cached_embedder(self.models, name, self.spec.device)
+        elif kind == "resemblyzer":
+            from morag_worker.processors.diarize import preload as preload_encoder
+
+            preload_encoder(self.models, self.spec.device)
         else:
             raise ValueError(
                 f"--preload {item!r}: unknown model kind {kind!r}; "
-                "use whisper:<name> or embedding:<name>"
+                "use whisper:<name>, embedding:<name> or resemblyzer"
             )
 
     def send(self, event: Any) -> None:
