@@ -66,10 +66,10 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def result_hash(body: ResultRequest) -> str:
-    """The identity of a result, for recognising a repeated upload."""
-    payload = body.model_dump(mode="json", exclude={"lease_token", "timings"})
-    return hashlib.sha256(_json(payload).encode()).hexdigest()
+def result_hash(status: str, stored_json: str) -> str:
+    """The identity of a result, for recognising a repeated upload: its status and the
+    JSON stored for it (pydantic's output is deterministic for equal values)."""
+    return hashlib.sha256(f"{status}\n{stored_json}".encode()).hexdigest()
 
 
 class TaskQueue:
@@ -218,14 +218,16 @@ class TaskQueue:
 
     def finish(self, caller: Caller, task_id: str, body: ResultRequest) -> str:
         """Store a result or a failure; returns the task's new state."""
-        digest = result_hash(body)
+        payload = body.result if body.status == "completed" else body.error
+        assert payload is not None  # the model's validator guarantees it
+        stored = payload.model_dump_json()
+        digest = result_hash(body.status, stored)
         now = time.time()
         timings = _json(body.timings)
         if body.status == "completed":
-            assert body.result is not None
             changed = self.db.one(
                 "complete",
-                result=body.result.model_dump_json(),
+                result=stored,
                 result_hash=digest,
                 timings=timings,
                 now=now,
@@ -243,7 +245,7 @@ class TaskQueue:
                 now=now,
                 backoff_base_s=self.policy.backoff_base_s,
                 backoff_cap_s=self.policy.backoff_cap_s,
-                error=body.error.model_dump_json(),
+                error=stored,
                 result_hash=digest,
                 timings=timings,
                 task_id=task_id,
