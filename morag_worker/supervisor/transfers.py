@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +24,8 @@ from morag_worker.supervisor.leases import Held
 #: Parallel downloads: enough to overlap inputs of the next tasks with running ones on a
 #: small host without flooding the server.
 DOWNLOAD_THREADS = 4
+#: How long the uploader waits for more results before sending a lone one.
+UPLOAD_LINGER_S = 0.003
 #: Results per upload call; a batch stays well under the server's request limits.
 MAX_BATCH = 32
 
@@ -59,6 +62,10 @@ class Transfers:
             if item is None:
                 return
             batch = [item]
+            if self.pending.empty():
+                # Let results finishing right now join this call (a busy host sends a
+                # few per round trip instead of one); a quiet one waits a millisecond.
+                time.sleep(UPLOAD_LINGER_S)
             while len(batch) < MAX_BATCH:
                 try:
                     more = self.pending.get_nowait()
