@@ -32,6 +32,7 @@ from morag_worker.observability import sdnotify
 from morag_worker.observability.metrics import SupervisorMetrics
 from morag_worker.processors.base import load_plugins, registered_types
 from morag_worker.protocol import RegisterRequest, TaskSpec
+from morag_worker.supervisor import handback
 from morag_worker.supervisor.admission import admitted
 from morag_worker.supervisor.devices import Nvml
 from morag_worker.supervisor.inbox import Inbox
@@ -295,24 +296,24 @@ class Supervisor:
         sdnotify.stopping("draining")
         assert self.leaser is not None and self.heartbeater is not None
         self.leaser.stop_event.set()
-        self.flow.release_unstarted("worker draining")
+        handback.release_unstarted(self, "worker draining")
         deadline = time.monotonic() + self.config.drain_timeout_s
-        while self.flow.running() and time.monotonic() < deadline and not self.fast_stop:
+        while handback.running(self) and time.monotonic() < deadline and not self.fast_stop:
             self.last_tick = time.monotonic()
             self.handle_signals()
             self.lifecycle.reap_children()
             self.flow.enforce_deadlines()
             self.lifecycle.enforce_limits()
             self.wait_for_inbox(TICK_S)
-            self.flow.release_unstarted("worker draining")
+            handback.release_unstarted(self, "worker draining")
             self.views.notify_systemd()
             sdnotify.extend_timeout(int((TICK_S * 10) * 1_000_000))
         self.children_stopped = True
         self.pool.stop_all()
         self.lifecycle.reap_children()
         self.wait_for_inbox(0.05)
-        self.flow.finish_uploads(timeout_s=10.0)
-        self.flow.release_all("worker stopped before the task finished")
+        handback.finish_uploads(self, timeout_s=10.0)
+        handback.release_all(self, "worker stopped before the task finished")
         self.heartbeater.stop_event.set()
         try:
             self.client.unregister(retry_for_s=2.0)

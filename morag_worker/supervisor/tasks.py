@@ -8,16 +8,14 @@ ready queue from the main loop only.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from pydantic import ValidationError
 
-from morag_worker.client import ServerError, Unreachable
 from morag_worker.protocol import ResultRequest, TaskError, TaskResult
+from morag_worker.supervisor import handback
 from morag_worker.supervisor.child import read_result
 from morag_worker.supervisor.leases import Held
 from morag_worker.supervisor.messages import (
@@ -122,7 +120,7 @@ class TaskFlow:
             self.sup.lifecycle.became_idle(slot)
         held = self.sup.book.get(event.task_id)
         if held is None or held.stage == "dropped":
-            self._cleanup(event.task_id, held)
+            self._cleanup(held)
             return
         if held.stage not in ("dispatched", "running"):
             return  # already reported (the child's exit was seen first)
@@ -196,7 +194,7 @@ class TaskFlow:
         if outcome == "lease_lost":
             self.sup.metrics.lease_lost.inc()
         logger.info("task {}", outcome, task_id=task_id, task_type=held.spec.task_type)
-        self._cleanup(task_id, held)
+        self._cleanup(held)
         self._wake_leaser()
 
     def on_lost(self, task_id: str, why: str) -> None:
@@ -215,7 +213,7 @@ class TaskFlow:
             self._stop_in_child(held, why)
         self.sup.book.pop(task_id)
         if previous != "running":
-            self._cleanup(task_id, held)
+            self._cleanup(held)
         self._wake_leaser()
 
     # ---- dispatch --------------------------------------------------------------------------
@@ -303,47 +301,14 @@ class TaskFlow:
         slot.kill_at, slot.kill_reason = time.monotonic() + STOP_GRACE_S, reason
         self.sup.pool.cancel_current(slot)
 
-    # ---- shutdown helpers ---------------------------------------------------------------------
-
-    def running(self) -> bool:
-        return any(h.stage in ("dispatched", "running", "uploading") for h in self.sup.book.all())
-
-    def release_unstarted(self, reason: str) -> None:
-        for held in self.sup.book.all():
-            if held.stage in ("downloading", "ready"):
-                self.release(held, reason)
-
-    def release_all(self, reason: str) -> None:
-        for held in self.sup.book.all():
-            if held.stage != "dropped":
-                self.release(held, reason)
-
-    def release(self, held: Held, reason: str) -> None:
-        held.stage = "dropped"
-        try:
-            self.sup.client.release(held.task_id, held.spec.lease_token, reason, retry_for_s=5.0)
-            logger.info("released: {}", reason, task_id=held.task_id)
-        except (ServerError, Unreachable) as exc:
-            logger.warning("release failed (the lease will expire): {}", exc, task_id=held.task_id)
-        self.sup.book.pop(held.task_id)
-        self._cleanup(held.task_id, held)
-
-    def finish_uploads(self, timeout_s: float) -> None:
-        end = time.monotonic() + timeout_s
-        while any(h.stage == "uploading" for h in self.sup.book.all()) and time.monotonic() < end:
-            self.sup.wait_for_inbox(0.1)
-
     # ---- small helpers --------------------------------------------------------------------------
 
-    def _cleanup(self, task_id: str, held: Held | None) -> None:
-        if held is None:
-            return
-        try:
-            os.rmdir(held.work_dir)  # most work dirs are empty: one system call
-        except FileNotFoundError:
-            pass
-        except OSError:
-            shutil.rmtree(held.work_dir, ignore_errors=True)
+    def release(self, held: Held, reason: str) -> None:
+        handback.release(self.sup, held, reason)
+
+    def _cleanup(self, held: Held | None) -> None:
+        if held is not None:
+            handback.remove_work_dir(held)
 
     def _wake_leaser(self) -> None:
         if self.sup.leaser is not None:
