@@ -14,6 +14,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 API_PREFIX = "/api/v1"
+#: The worker protocol's version, sent at registration. It changes only with an
+#: incompatible change to the worker calls; additive fields do not bump it. Servers accept
+#: a range of versions (docs/protocol.md, Compatibility), so workers and replicas can be
+#: upgraded one at a time.
+PROTOCOL_VERSION = 1
 
 #: Built-in task types. Aliases from the seed (``process_audio`` …) map onto them.
 TASK_TYPES: tuple[str, ...] = ("audio", "video", "document", "image", "web", "youtube", "noop")
@@ -123,7 +128,14 @@ class RegisterRequest(_Model):
     task_types: list[str] = Field(default_factory=list)
     capacity: int = Field(default=1, ge=1, le=1024)
     devices: list[DeviceInfo] = Field(default_factory=list)
-    version: str = ""
+    version: str = Field(default="", max_length=64, description="the worker's release")
+    protocol_version: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="the worker protocol version it speaks; workers of release 0.1.0 send "
+        "none, which means 1",
+    )
 
 
 class RegisterResponse(_Model):
@@ -131,6 +143,9 @@ class RegisterResponse(_Model):
     lease_ttl_s: float
     heartbeat_interval_s: float
     max_wait_s: float
+    #: Absent from servers of release 0.1.0 (which spoke version 1 only).
+    protocol_version: int = 1
+    server_version: str = ""
 
 
 class InputFile(_Model):

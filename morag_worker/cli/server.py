@@ -22,11 +22,19 @@ def _env_float(name: str, default: float) -> float:
         raise SystemExit(f"morag-server: {name}: expected a number, got {raw!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"morag-server: {name}: expected true or false, got {raw!r}")
+
+
+def _add_storage_flags(p: argparse.ArgumentParser) -> None:
     env = os.environ.get
-    p = argparse.ArgumentParser(prog="morag-server", description=__doc__)
-    p.add_argument("--host", default=env("MORAG_SERVER_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(env("MORAG_SERVER_PORT", "8000")))
     p.add_argument(
         "--data-dir",
         default=env("MORAG_DATA_DIR", "./morag-data"),
@@ -35,7 +43,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--database-url",
         default=env("MORAG_DATABASE_URL", ""),
-        help="postgresql://… for PostgreSQL; default SQLite in the data dir",
+        help="postgresql://… for PostgreSQL; default SQLite in the data dir [MORAG_DATABASE_URL]",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = argparse.ArgumentParser(
+        prog="morag-server",
+        description=__doc__,
+        epilog="`morag-server migrate [--check]` applies or reports schema migrations "
+        "without serving.",
+    )
+    p.add_argument("--host", default=env("MORAG_SERVER_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env("MORAG_SERVER_PORT", "8000")))
+    _add_storage_flags(p)
+    p.add_argument(
+        "--no-auto-migrate",
+        dest="auto_migrate",
+        action="store_false",
+        default=_env_bool("MORAG_AUTO_MIGRATE", True),
+        help="do not migrate the schema and data dir at start; refuse to start unless they "
+        "are current (run `morag-server migrate` first) [MORAG_AUTO_MIGRATE=false]",
     )
     p.add_argument(
         "--max-upload-bytes", type=int, default=int(env("MORAG_MAX_UPLOAD_BYTES", str(2 << 30)))
@@ -106,10 +135,30 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         qdrant_api_key=args.qdrant_api_key,
         embedding_model=args.embedding_model,
         index_results=not args.no_index,
+        auto_migrate=args.auto_migrate,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["migrate"]:
+        from morag_worker.cli.server_migrate import run_migrate
+
+        parser = build_parser()
+        parser.prog = "morag-server migrate"
+        parser.description = "Apply (or with --check, report) schema and data-dir migrations."
+        parser.epilog = None
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="only report: exit 0 when current, 1 when migrations are pending",
+        )
+        args = parser.parse_args(argv[1:])
+        config = config_from_args(args)
+        from morag_worker.observability.logging import setup_logging
+
+        setup_logging(args.log_level, "text", component="server")
+        return run_migrate(config, check=args.check)
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
     from morag_worker.observability.logging import setup_logging
@@ -118,8 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from morag_worker.server.app import create_app
+    from morag_worker.server.datadir import LayoutError
+    from morag_worker.server.db import DatabaseUnavailable
+    from morag_worker.server.migrate import SchemaError
 
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except (SchemaError, LayoutError, DatabaseUnavailable) as exc:
+        print(f"morag-server: {exc}", file=sys.stderr)
+        return 2
     # uvicorn re-raises the stop signal after its graceful shutdown; with this handler in
     # place that re-raise is a no-op and a SIGTERM'd server exits 0, as systemd expects.
     for sig in (signal.SIGTERM, signal.SIGINT):

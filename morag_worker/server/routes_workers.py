@@ -7,6 +7,7 @@ import time
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from morag_worker import __version__
 from morag_worker.protocol import (
     BatchResult,
     BatchResultOutcome,
@@ -34,6 +35,11 @@ from morag_worker.server.state import ServerState
 
 router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
 
+#: Worker protocol versions this server serves. A server keeps serving the previous
+#: version for at least one release after a bump, so workers can be upgraded after the
+#: servers, one host at a time (docs/protocol.md, Compatibility).
+SUPPORTED_PROTOCOL_VERSIONS: tuple[int, ...] = (1,)
+
 
 def _worker(who: Caller) -> Caller:
     require(who, "worker", "admin")
@@ -51,6 +57,20 @@ async def register(
     body: RegisterRequest, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> RegisterResponse:
     _worker(who)
+    if body.protocol_version not in SUPPORTED_PROTOCOL_VERSIONS:
+        raise ApiError(
+            400,
+            "unsupported_protocol_version",
+            f"this worker speaks protocol version {body.protocol_version} (release "
+            f"{body.version or 'unknown'}); this server ({__version__}) supports "
+            f"{_versions()}: upgrade the "
+            + (
+                "server first"
+                if body.protocol_version > max(SUPPORTED_PROTOCOL_VERSIONS)
+                else "worker"
+            ),
+            "protocol_version",
+        )
     unknown = [t for t in body.task_types if canonical_task_type(t) not in st.config.task_types]
     if unknown:
         raise ApiError(
@@ -70,6 +90,7 @@ async def register(
         capacity=body.capacity,
         devices=json.dumps([d.model_dump() for d in body.devices]),
         version=body.version,
+        protocol_version=body.protocol_version,
         now=time.time(),
     )
     st.worker_types[body.worker_id] = [canonical_task_type(t) for t in body.task_types]
@@ -79,7 +100,13 @@ async def register(
         lease_ttl_s=ttl,
         heartbeat_interval_s=ttl / 3,
         max_wait_s=st.config.max_wait_s,
+        protocol_version=body.protocol_version,
+        server_version=__version__,
     )
+
+
+def _versions() -> str:
+    return ", ".join(str(v) for v in SUPPORTED_PROTOCOL_VERSIONS)
 
 
 def _task_types(st: ServerState, worker_id: str, asked: list[str] | None) -> list[str]:

@@ -7,10 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
 from morag_worker.protocol import TASK_TYPES
 from morag_worker.server.auth import KeyStore
+from morag_worker.server.datadir import LayoutError, migrate_data_dir, pending_steps
 from morag_worker.server.db import Database
 from morag_worker.server.files import FileStore
+from morag_worker.server.migrate import Migrator
 from morag_worker.server.notify import Notifier
 from morag_worker.server.queue import QueuePolicy, TaskQueue
 
@@ -53,6 +57,10 @@ class ServerConfig:
     embedding_model: str = "all-MiniLM-L6-v2"
     #: Turn indexing into Qdrant off (results are still stored and served).
     index_results: bool = True
+    #: Apply pending schema and data-dir migrations at start. Operators who migrate
+    #: explicitly (``morag-server migrate``) turn it off; the server then refuses to
+    #: start on a schema that is not current.
+    auto_migrate: bool = True
 
     @property
     def task_types(self) -> tuple[str, ...]:
@@ -86,14 +94,34 @@ class ServerState:
 
 
 def build_state(config: ServerConfig) -> ServerState:
+    """Open the database and the data dir, migrated (or checked) to this code's versions.
+
+    Raises :class:`SchemaError` or :class:`LayoutError` when they cannot be used.
+    """
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(config.resolved_database_url())
-    db.create_schema()
-    return ServerState(
-        config=config,
-        db=db,
-        queue=TaskQueue(db, config.policy),
-        keys=KeyStore(db),
-        files=FileStore(config.data_dir / "files"),
-        notifier=Notifier(db),
-    )
+    try:
+        migrator = Migrator(db)
+        if config.auto_migrate:
+            migrator.migrate(progress=logger.info)
+        else:
+            migrator.require_current()
+        st = ServerState(
+            config=config,
+            db=db,
+            queue=TaskQueue(db, config.policy),
+            keys=KeyStore(db),
+            files=FileStore(config.data_dir / "files"),
+            notifier=Notifier(db),
+        )
+        if config.auto_migrate:
+            migrate_data_dir(config.data_dir, st, progress=logger.info)
+        elif pending := pending_steps(config.data_dir):
+            raise LayoutError(
+                f"the data dir {config.data_dir} has {len(pending)} pending layout steps; "
+                "run `morag-server migrate` first (or start without --no-auto-migrate)"
+            )
+    except BaseException:
+        db.close()
+        raise
+    return st

@@ -31,7 +31,7 @@ from morag_worker.config import SupervisorConfig
 from morag_worker.observability import sdnotify
 from morag_worker.observability.metrics import SupervisorMetrics
 from morag_worker.processors.base import load_plugins, registered_types
-from morag_worker.protocol import RegisterRequest, TaskSpec
+from morag_worker.protocol import PROTOCOL_VERSION, RegisterRequest, TaskSpec
 from morag_worker.supervisor import handback
 from morag_worker.supervisor.admission import admitted
 from morag_worker.supervisor.devices import Nvml
@@ -122,6 +122,7 @@ class Supervisor:
                 self.nvml, sorted({s.gpu for s in self.pool.slots.values() if s.gpu is not None})
             ),
             version=__version__,
+            protocol_version=PROTOCOL_VERSION,
         )
         attempt = 0
         while not self.draining:
@@ -142,7 +143,11 @@ class Supervisor:
                 self.lease_ttl_s = reply.lease_ttl_s
                 self.registered = True
                 logger.info(
-                    "registered with {} (lease {} s)", self.config.server_url, reply.lease_ttl_s
+                    "registered with {} (server {}, protocol {}, lease {} s)",
+                    self.config.server_url,
+                    reply.server_version or "0.1.0",
+                    reply.protocol_version,
+                    reply.lease_ttl_s,
                 )
                 return
             self._sleep_handling_signals(backoff_s(attempt, base_s=0.5, cap_s=30.0))

@@ -1,71 +1,38 @@
 -- Named queries for PostgreSQL: the same names as sqlite.sql, PostgreSQL syntax.
 -- Parameters use the :name style; the loader rewrites them to psycopg's %(name)s.
 
--- name: schema
-CREATE TABLE IF NOT EXISTS api_keys (
-    key_id TEXT PRIMARY KEY,
-    prefix TEXT NOT NULL,
-    key_hash TEXT NOT NULL UNIQUE,
-    user_id TEXT NOT NULL,
-    role TEXT NOT NULL,
-    pool BOOLEAN NOT NULL DEFAULT FALSE,
-    name TEXT NOT NULL DEFAULT '',
-    created_at DOUBLE PRECISION NOT NULL,
-    expires_at DOUBLE PRECISION,
-    revoked_at DOUBLE PRECISION,
-    last_used_at DOUBLE PRECISION
-);
-CREATE TABLE IF NOT EXISTS tasks (
-    task_id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    task_type TEXT NOT NULL,
-    state TEXT NOT NULL,
-    priority INTEGER NOT NULL DEFAULT 0,
-    parameters TEXT NOT NULL DEFAULT '{}',
-    attempt INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL,
-    timeout_seconds DOUBLE PRECISION,
-    created_at DOUBLE PRECISION NOT NULL,
-    available_at DOUBLE PRECISION NOT NULL,
-    started_at DOUBLE PRECISION,
-    finished_at DOUBLE PRECISION,
-    lease_token TEXT,
-    lease_expires_at DOUBLE PRECISION,
-    lease_key_id TEXT,
-    worker_id TEXT,
-    progress DOUBLE PRECISION,
-    stage TEXT,
-    last_error TEXT,
-    result TEXT,
-    result_hash TEXT,
-    timings TEXT,
-    indexed_at DOUBLE PRECISION
-);
-CREATE INDEX IF NOT EXISTS tasks_claim ON tasks (state, priority DESC, available_at);
-CREATE INDEX IF NOT EXISTS tasks_user ON tasks (user_id, created_at);
-CREATE INDEX IF NOT EXISTS tasks_lease ON tasks (state, lease_expires_at);
-CREATE TABLE IF NOT EXISTS task_files (
-    task_id TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    file_id TEXT NOT NULL,
+-- ---- schema versions (server/migrate.py) ------------------------------------------------
+
+-- name: schema_table_exists
+SELECT 1 AS ok WHERE to_regclass('schema_migrations') IS NOT NULL;
+
+-- name: release_tables_exist
+SELECT 1 AS ok WHERE to_regclass('tasks') IS NOT NULL;
+
+-- name: migration_lock
+-- One migrator per schema at a time; replicas starting together wait here.
+SELECT pg_advisory_lock(hashtext(current_schema() || '.morag_worker.migrate'));
+
+-- name: migration_unlock
+SELECT pg_advisory_unlock(hashtext(current_schema() || '.morag_worker.migrate'));
+
+-- name: create_schema_table
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
     name TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    PRIMARY KEY (task_id, position)
+    applied_at DOUBLE PRECISION NOT NULL,
+    server_version TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS task_files_file ON task_files (file_id);
-CREATE TABLE IF NOT EXISTS workers (
-    worker_id TEXT PRIMARY KEY,
-    key_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    worker_type TEXT NOT NULL,
-    task_types TEXT NOT NULL,
-    capacity INTEGER NOT NULL,
-    devices TEXT NOT NULL,
-    version TEXT NOT NULL,
-    registered_at DOUBLE PRECISION NOT NULL,
-    last_seen_at DOUBLE PRECISION NOT NULL
-);
+
+-- name: schema_versions
+SELECT version, name, applied_at, server_version FROM schema_migrations ORDER BY version;
+
+-- name: schema_version_applied
+SELECT 1 AS ok FROM schema_migrations WHERE version = :version;
+
+-- name: record_migration
+INSERT INTO schema_migrations (version, name, applied_at, server_version)
+VALUES (:version, :name, :applied_at, :server_version);
 
 -- name: count_keys
 SELECT count(*) AS n FROM api_keys;
@@ -218,13 +185,14 @@ WHERE f.file_id = :file_id AND t.user_id = :user_id LIMIT 1;
 
 -- name: upsert_worker
 INSERT INTO workers (worker_id, key_id, user_id, host, worker_type, task_types, capacity,
-                     devices, version, registered_at, last_seen_at)
+                     devices, version, protocol_version, registered_at, last_seen_at)
 VALUES (:worker_id, :key_id, :user_id, :host, :worker_type, :task_types, :capacity,
-        :devices, :version, :now, :now)
+        :devices, :version, :protocol_version, :now, :now)
 ON CONFLICT (worker_id) DO UPDATE SET key_id = excluded.key_id, user_id = excluded.user_id,
     host = excluded.host, worker_type = excluded.worker_type,
     task_types = excluded.task_types, capacity = excluded.capacity,
     devices = excluded.devices, version = excluded.version,
+    protocol_version = excluded.protocol_version,
     registered_at = excluded.registered_at, last_seen_at = excluded.last_seen_at;
 
 -- name: get_worker
