@@ -72,18 +72,38 @@ class ErrorDetail(_Model):
     code: str = Field(description="machine-readable word: not_found, lease_lost, invalid …")
     message: str = Field(description="what was wrong and what to do")
     field: str | None = Field(default=None, description="the request field at fault, if any")
+    details: dict[str, Any] | None = Field(
+        default=None, description="structured facts about the error, where a program needs them"
+    )
 
 
 class ErrorBody(_Model):
     error: ErrorDetail
 
 
+#: Longest error message a worker sends; longer ones are cut (``TaskError.of``).
+MAX_ERROR_MESSAGE_CHARS = 8192
+
+
 class TaskError(_Model):
     """Why a task attempt failed. ``retryable`` decides whether the server tries again."""
 
     type: str = Field(min_length=1, max_length=64)
-    message: str = Field(max_length=8192)
+    message: str = Field(max_length=MAX_ERROR_MESSAGE_CHARS)
     retryable: bool = True
+
+    @classmethod
+    def of(cls, type: str, message: str, retryable: bool) -> TaskError:
+        """An error built from text of any length or shape: the type is reduced to a
+        short word and a long message is cut, saying how much was left out. What a task
+        carries (a URL, a file name, a processor's exception) must never make the error
+        itself invalid."""
+        word = "".join(c if c.isalnum() or c in "_-." else "_" for c in str(type))[:64]
+        text = str(message)
+        if len(text) > MAX_ERROR_MESSAGE_CHARS:
+            cut = len(text) - (MAX_ERROR_MESSAGE_CHARS - 40)
+            text = f"{text[: MAX_ERROR_MESSAGE_CHARS - 40]}… ({cut} characters cut)"
+        return cls(type=word or "error", message=text, retryable=bool(retryable))
 
 
 # ---- results ------------------------------------------------------------------------------
@@ -136,6 +156,13 @@ class RegisterRequest(_Model):
         description="the worker protocol version it speaks; workers of release 0.1.0 send "
         "none, which means 1",
     )
+    pid: int = Field(default=0, ge=0, le=2**31, description="the supervisor's process id")
+    replaces_instance: str = Field(
+        default="",
+        max_length=64,
+        description="an earlier instance of this worker id that the caller found dead "
+        "(same host, its pid gone): its leases expire at once",
+    )
 
 
 class RegisterResponse(_Model):
@@ -146,6 +173,9 @@ class RegisterResponse(_Model):
     #: Absent from servers of release 0.1.0 (which spoke version 1 only).
     protocol_version: int = 1
     server_version: str = ""
+    #: Sent back as ``X-Morag-Worker-Instance`` on every later call; absent from
+    #: servers of release 0.1.0.
+    instance_id: str = ""
 
 
 class InputFile(_Model):

@@ -24,6 +24,7 @@ from morag_worker.protocol import (
     TaskInfo,
     TaskSpec,
 )
+from morag_worker.server.auth import Caller
 from morag_worker.server.db import Database
 from morag_worker.server.rows import files_by_task, task_info, task_spec
 
@@ -46,16 +47,6 @@ class QueuePolicy:
     #: Retry backoff: base * 2^attempt, capped, times a jitter in [0.5, 1.5).
     backoff_base_s: float = 2.0
     backoff_cap_s: float = 300.0
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is asking: the authenticated key's identity."""
-
-    key_id: str
-    user_id: str
-    role: str
-    pool: bool
 
 
 def new_task_id() -> str:
@@ -163,14 +154,22 @@ class TaskQueue:
         )
 
     def claim(
-        self, caller: Caller, worker_id: str, task_types: list[str], limit: int
+        self,
+        caller: Caller,
+        worker_id: str,
+        task_types: list[str],
+        limit: int,
+        instance_id: str | None = None,
     ) -> list[TaskSpec]:
+        """Lease up to ``limit`` tasks to ``worker_id`` (the supervisor instance
+        ``instance_id``, which alone may release them all by unregistering)."""
         with self.db.transaction():
             rows = self.db.query(
                 "claim",
                 now=time.time(),
                 lease_ttl_s=self.policy.lease_ttl_s,
                 key_id=caller.key_id,
+                instance_id=instance_id,
                 worker_id=worker_id,
                 task_types=_json(task_types),
                 pool=caller.pool,
@@ -276,9 +275,15 @@ class TaskQueue:
         ):
             self._repeat_or_lost(task_id, token, digest="")
 
-    def release_worker(self, caller: Caller, worker_id: str) -> list[str]:
+    def release_worker(self, caller: Caller, worker_id: str, instance_id: str = "") -> list[str]:
+        """Give back the worker's leases: the instance's only, or (without one, as the
+        seed's clients call it) every lease this key holds under the worker id."""
         rows = self.db.query(
-            "release_worker", now=time.time(), worker_id=worker_id, key_id=caller.key_id
+            "release_worker",
+            now=time.time(),
+            worker_id=worker_id,
+            key_id=caller.key_id,
+            instance_id=instance_id,
         )
         return [row["task_id"] for row in rows]
 

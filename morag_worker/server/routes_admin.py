@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -17,11 +15,10 @@ from morag_worker.protocol import (
     SearchRequest,
     SearchResponse,
 )
-from morag_worker.server.auth import LastAdminKey
+from morag_worker.server.auth import Caller, LastAdminKey
 from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
 from morag_worker.server.metrics import REGISTRY
-from morag_worker.server.queue import Caller
 from morag_worker.server.state import ServerState
 
 router = APIRouter(tags=["admin"])
@@ -86,11 +83,7 @@ async def list_workers(
     who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> dict[str, object]:
     require(who, "admin")
-    rows = st.db.query("list_workers")
-    for row in rows:
-        row["task_types"] = json.loads(row["task_types"])
-        row["devices"] = json.loads(row["devices"])
-    return {"workers": rows}
+    return {"workers": st.workers.list()}
 
 
 @router.post("/api/v1/search", response_model=SearchResponse)

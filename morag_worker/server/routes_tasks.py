@@ -20,10 +20,10 @@ from morag_worker.protocol import (
     TaskSubmitJSON,
     canonical_task_type,
 )
+from morag_worker.server.auth import Caller
 from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
 from morag_worker.server.files import MultipartUpload, StoredFile
-from morag_worker.server.queue import Caller
 from morag_worker.server.state import DEFAULT_TIMEOUTS_S, ServerState
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])

@@ -144,12 +144,14 @@ class Watchdog:
         for slot in self.pool.slots.values():
             process = slot.process
             if process is None or not process.pid:
-                slot.rss_bytes = slot.gpu_bytes = 0
+                self.pool.note_memory(slot, 0, 0)
                 continue
-            slot.rss_bytes, pids = process_tree(process.pid)
+            rss, pids = process_tree(process.pid)
             reading = self.readings.get(slot.gpu) if slot.gpu is not None else None
+            gpu_bytes = slot.gpu_bytes
             if reading is not None:
-                slot.gpu_bytes = sum(reading.processes.get(pid, 0) for pid in pids)
+                gpu_bytes = sum(reading.processes.get(pid, 0) for pid in pids)
+            self.pool.note_memory(slot, rss, gpu_bytes)
 
     def memory_verdicts(self) -> list[Verdict]:
         verdicts = []

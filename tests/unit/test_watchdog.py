@@ -22,7 +22,7 @@ from morag_worker.supervisor.layout import plan_children
 from morag_worker.supervisor.lifecycle import restart_reason
 from morag_worker.supervisor.limits import Amount, MemoryLimit, parse_memory_limit, task_limit
 from morag_worker.supervisor.messages import ChildSpec
-from morag_worker.supervisor.pool import Slot
+from morag_worker.supervisor.pool import ChildPool, Slot
 from morag_worker.supervisor.routing import Router, parse_pool_types
 from morag_worker.supervisor.watchdog import (
     BOOT_TIMEOUT_S,
@@ -39,8 +39,11 @@ def _slot(name: str = "gpu0", gpu: int | None = 0) -> Slot:
     return Slot(spec=spec, pool="gpu" if gpu is not None else "cpu", gpu=gpu)
 
 
-class _Pool:
+class _Pool(ChildPool):
+    """A real pool holding hand-made slots (no processes are started)."""
+
     def __init__(self, *slots: Slot) -> None:
+        super().__init__([])
         self.slots = {s.name: s for s in slots}
 
 

@@ -81,7 +81,7 @@ UPDATE tasks SET
     available_at = :now + min(:backoff_cap_s, :backoff_base_s * (1 << min(attempt, 30)))
                    * (0.5 + (abs(random()) % 1000) / 1000.0),
     last_error = :lease_error,
-    lease_expires_at = NULL, worker_id = NULL, lease_key_id = NULL,
+    lease_expires_at = NULL, worker_id = NULL, lease_key_id = NULL, lease_instance_id = NULL,
     progress = NULL, stage = NULL
 WHERE state = 'leased' AND lease_expires_at < :now
 RETURNING task_id, state;
@@ -94,6 +94,7 @@ UPDATE tasks SET
     lease_token = lower(hex(randomblob(16))),
     lease_expires_at = :now + :lease_ttl_s,
     lease_key_id = :key_id,
+    lease_instance_id = :instance_id,
     worker_id = :worker_id,
     attempt = attempt + 1,
     started_at = :now,
@@ -141,7 +142,7 @@ UPDATE tasks SET
     available_at = :now + min(:backoff_cap_s, :backoff_base_s * (1 << min(attempt, 30)))
                    * (0.5 + (abs(random()) % 1000) / 1000.0),
     last_error = :error, result_hash = :result_hash, timings = :timings,
-    lease_expires_at = NULL, worker_id = NULL, lease_key_id = NULL,
+    lease_expires_at = NULL, worker_id = NULL, lease_key_id = NULL, lease_instance_id = NULL,
     progress = NULL, stage = NULL
 WHERE task_id = :task_id AND lease_token = :lease_token AND state = 'leased'
   AND lease_key_id = :key_id
@@ -150,7 +151,7 @@ RETURNING task_id, state;
 -- name: release
 UPDATE tasks SET state = 'queued', attempt = attempt - 1, available_at = :now,
                  lease_token = NULL, lease_expires_at = NULL, lease_key_id = NULL,
-                 worker_id = NULL, progress = NULL, stage = NULL
+                 lease_instance_id = NULL, worker_id = NULL, progress = NULL, stage = NULL
 WHERE task_id = :task_id AND lease_token = :lease_token AND state = 'leased'
   AND lease_key_id = :key_id
 RETURNING task_id;
@@ -158,8 +159,9 @@ RETURNING task_id;
 -- name: release_worker
 UPDATE tasks SET state = 'queued', attempt = attempt - 1, available_at = :now,
                  lease_token = NULL, lease_expires_at = NULL, lease_key_id = NULL,
-                 worker_id = NULL, progress = NULL, stage = NULL
+                 lease_instance_id = NULL, worker_id = NULL, progress = NULL, stage = NULL
 WHERE worker_id = :worker_id AND lease_key_id = :key_id AND state = 'leased'
+  AND (:instance_id = '' OR lease_instance_id = :instance_id)
 RETURNING task_id;
 
 -- name: cancel
@@ -177,14 +179,16 @@ WHERE f.file_id = :file_id AND t.user_id = :user_id LIMIT 1;
 
 -- name: upsert_worker
 INSERT INTO workers (worker_id, key_id, user_id, host, worker_type, task_types, capacity,
-                     devices, version, protocol_version, registered_at, last_seen_at)
+                     devices, version, protocol_version, instance_id, pid, registered_at,
+                     last_seen_at)
 VALUES (:worker_id, :key_id, :user_id, :host, :worker_type, :task_types, :capacity,
-        :devices, :version, :protocol_version, :now, :now)
+        :devices, :version, :protocol_version, :instance_id, :pid, :now, :now)
 ON CONFLICT (worker_id) DO UPDATE SET key_id = excluded.key_id, user_id = excluded.user_id,
     host = excluded.host, worker_type = excluded.worker_type,
     task_types = excluded.task_types, capacity = excluded.capacity,
     devices = excluded.devices, version = excluded.version,
-    protocol_version = excluded.protocol_version,
+    protocol_version = excluded.protocol_version, instance_id = excluded.instance_id,
+    pid = excluded.pid,
     registered_at = excluded.registered_at, last_seen_at = excluded.last_seen_at;
 
 -- name: get_worker
@@ -194,7 +198,15 @@ SELECT * FROM workers WHERE worker_id = :worker_id;
 UPDATE workers SET last_seen_at = :now WHERE worker_id = :worker_id;
 
 -- name: delete_worker
-DELETE FROM workers WHERE worker_id = :worker_id AND key_id = :key_id;
+-- Only the instance that registered the row removes it; without an instance (the seed's
+-- clients, release 0.1.0), the key that owns it.
+DELETE FROM workers WHERE worker_id = :worker_id AND key_id = :key_id
+  AND (:instance_id = '' OR instance_id = :instance_id);
+
+-- name: expire_instance_leases
+-- A dead predecessor's leases: expired now, so the reaper returns them to the queue.
+UPDATE tasks SET lease_expires_at = :now
+WHERE state = 'leased' AND lease_instance_id = :instance_id;
 
 -- name: list_workers
 SELECT * FROM workers ORDER BY worker_id;
