@@ -47,7 +47,7 @@ test: system-deps install
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: install
-	$(VENV)/bin/ruff check morag_worker tests bench
+	$(VENV)/bin/ruff check morag_worker tests bench scripts
 	$(VENV)/bin/ruff format --check morag_worker
 	$(VENV)/bin/mypy morag_worker
 
