@@ -37,30 +37,26 @@ from pathlib import Path
 PROG = "start_http_remote_worker.py"
 REPO = Path(__file__).resolve().parent.parent
 
-#: The seed's flags → what the supervisor gets: a flag of its own, or (for the key) a
-#: variable, which keeps the key off the supervisor's command line.
+#: The seed's flags → (what the supervisor gets, metavar, help). The supervisor gets a
+#: flag of its own, or for the key a variable, which keeps it off its command line.
 SEED_FLAGS = {
-    "--server-url": ("--server-url", "the server's base URL [MORAG_SERVER_URL]"),
+    "--server-url": ("--server-url", "URL", "the server's base URL [MORAG_SERVER_URL]"),
     "--api-key": (
         "MORAG_API_KEY",
+        "KEY",
         "worker API key [MORAG_API_KEY]; --api-key-file after -- keeps it out of ps",
     ),
-    "--worker-type": ("--worker-type", "gpu or cpu [WORKER_TYPE]"),
+    "--worker-type": ("--worker-type", "gpu|cpu", "gpu or cpu [WORKER_TYPE]"),
     "--poll-interval": (
         "--poll-interval",
-        "longest a lease long-poll waits, seconds [POLL_INTERVAL]",
+        "SECONDS",
+        "longest a lease long-poll waits [POLL_INTERVAL]",
     ),
     "--max-concurrent": (
         "--max-concurrent",
+        "N",
         "CPU children when no GPU is used [MAX_CONCURRENT_TASKS]",
     ),
-}
-METAVARS = {
-    "--server-url": "URL",
-    "--api-key": "KEY",
-    "--worker-type": "gpu|cpu",
-    "--poll-interval": "SECONDS",
-    "--max-concurrent": "N",
 }
 EPILOG = """\
 Everything after -- goes to morag-supervisor unchanged, e.g.
@@ -91,8 +87,8 @@ def build_parser() -> SeedParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    for flag, (_, help_text) in SEED_FLAGS.items():
-        parser.add_argument(flag, metavar=METAVARS[flag], help=help_text)
+    for flag, (_, metavar, help_text) in SEED_FLAGS.items():
+        parser.add_argument(flag, metavar=metavar, help=help_text)
     return parser
 
 
@@ -152,10 +148,16 @@ def build_environment(args: argparse.Namespace, passthrough: list[str]) -> dict[
     return env
 
 
+def split_at_double_dash(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The launcher's own arguments, and those after ``--`` for the supervisor."""
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1 :]
+
+
 def main(argv: list[str]) -> int:
-    own, passthrough = (
-        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if ("--" in argv) else (argv, [])
-    )
+    own, passthrough = split_at_double_dash(argv)
     args = build_parser().parse_args(own)
     if not sys.platform.startswith("linux"):
         raise SystemExit(
@@ -165,7 +167,7 @@ def main(argv: list[str]) -> int:
         )
     command = supervisor_command(argv)
     flags: list[str] = []
-    for flag, (target, _) in SEED_FLAGS.items():
+    for flag, (target, _, _) in SEED_FLAGS.items():
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None and target.startswith("--"):
             flags += [target, value]
