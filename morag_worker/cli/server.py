@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         "are current (run `morag-server migrate` first) [MORAG_AUTO_MIGRATE=false]",
     )
     p.add_argument(
+        "--database-url-file",
+        default=env("MORAG_DATABASE_URL_FILE", ""),
+        help="file holding the database URL, which keeps its password out of the "
+        "environment; --database-url wins [MORAG_DATABASE_URL_FILE]",
+    )
+    p.add_argument(
         "--max-upload-bytes", type=int, default=int(env("MORAG_MAX_UPLOAD_BYTES", str(2 << 30)))
     )
     p.add_argument(
@@ -96,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qdrant-url", default=env("MORAG_QDRANT_URL", ""))
     p.add_argument("--qdrant-path", default=env("MORAG_QDRANT_PATH", ""))
     p.add_argument("--qdrant-api-key", default=env("MORAG_QDRANT_API_KEY", ""))
+    p.add_argument(
+        "--qdrant-api-key-file",
+        default=env("MORAG_QDRANT_API_KEY_FILE", ""),
+        help="file holding the Qdrant API key; --qdrant-api-key wins [MORAG_QDRANT_API_KEY_FILE]",
+    )
     p.add_argument("--embedding-model", default=env("MORAG_EMBEDDING_MODEL", "all-MiniLM-L6-v2"))
     p.add_argument("--no-index", action="store_true", help="store results without indexing")
     p.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
@@ -103,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", default=env("MORAG_LOG_FORMAT", "auto"), choices=["auto", "json", "text"]
     )
     return p
+
+
+def _secret(value: str, path: str, flag: str) -> str:
+    """``value``, else the content of the file at ``path`` (Docker and Kubernetes secrets)."""
+    if value or not path:
+        return value
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise SystemExit(f"morag-server: {flag}: cannot read {path}: {exc.strerror}") from None
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -121,7 +142,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         data_dir=Path(args.data_dir).resolve(),
         host=args.host,
         port=args.port,
-        database_url=args.database_url,
+        database_url=_secret(args.database_url, args.database_url_file, "--database-url-file"),
         max_upload_bytes=args.max_upload_bytes,
         max_wait_s=args.max_wait,
         policy=QueuePolicy(
@@ -132,7 +153,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         extra_task_types=extra,
         qdrant_url=args.qdrant_url,
         qdrant_path=args.qdrant_path,
-        qdrant_api_key=args.qdrant_api_key,
+        qdrant_api_key=_secret(
+            args.qdrant_api_key, args.qdrant_api_key_file, "--qdrant-api-key-file"
+        ),
         embedding_model=args.embedding_model,
         index_results=not args.no_index,
         auto_migrate=args.auto_migrate,
