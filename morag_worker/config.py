@@ -109,6 +109,13 @@ _OPTIONS: list[tuple[str, tuple[str, ...], str, str]] = [
         "seconds an idle child may go without a heartbeat before it is restarted",
     ),
     (
+        "--quarantine-probe",
+        ("MORAG_QUARANTINE_PROBE",),
+        "60",
+        "seconds before a quarantined child is tried again with a fresh process (doubling "
+        "with each quarantine, up to 30 minutes)",
+    ),
+    (
         "--pool-types",
         ("MORAG_POOL_TYPES",),
         DEFAULT_POOL_TYPES,
@@ -156,6 +163,7 @@ class SupervisorConfig:
     #: Free space the work dir keeps before leasing stops (bytes or a share of the disk).
     min_free_disk: Amount = field(default_factory=lambda: Amount(bytes=1 << 30))
     max_result_bytes: int = 256 << 20
+    quarantine_probe_s: float = 60.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,6 +303,7 @@ def load_config(
         ),
         pool_types=parse_pool_types(get("--pool-types")),
         worker_id_explicit=bool(get("--worker-id")),
+        quarantine_probe_s=_number("--quarantine-probe", get("--quarantine-probe"), float, 0.1),
         status_token=get("--status-token"),
         min_free_disk=_optional_amount("--min-free-disk", get("--min-free-disk")),
         max_result_bytes=_optional_amount("--max-result-bytes", get("--max-result-bytes")).bytes,

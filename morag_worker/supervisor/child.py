@@ -244,7 +244,29 @@ class ChildRuntime:
             from morag_worker.processors.embedding import maybe_embed
 
             result = maybe_embed(ctx, result)
+        return _serialise(message.task_type, result)
+
+
+def _serialise(task_type: str, result: Any) -> str:
+    """The result as JSON; a processor that returns something else, or values JSON
+    cannot hold, fails the task for good (it would fail the same way again)."""
+    from morag_worker.errors import TaskFailure
+    from morag_worker.protocol import TaskResult
+
+    if not isinstance(result, TaskResult):
+        raise TaskFailure(
+            "bad_result",
+            f"the {task_type} processor returned {type(result).__name__}, not a TaskResult",
+            retryable=False,
+        )
+    try:
         return result.model_dump_json()
+    except (ValueError, TypeError) as exc:  # PydanticSerializationError is a ValueError
+        raise TaskFailure(
+            "bad_result",
+            f"the {task_type} processor returned a result that cannot be serialised: {exc}",
+            retryable=False,
+        ) from None
 
 
 def child_main(spec: ChildSpec, conn: Any, heartbeat: Any, cancel: Any) -> None:

@@ -46,7 +46,7 @@ _STOP_REASONS = {
     "unreadable": "crash",
 }
 #: Restart backoff after ``killed`` deaths: base * 2^(recent kills - 1), capped.
-KILLED_BACKOFF_BASE_S = 1.0
+KILLED_BACKOFF_BASE_S = 0.5
 KILLED_BACKOFF_CAP_S = 60.0
 KILLED_WINDOW_S = 300.0
 

@@ -31,9 +31,9 @@ RESTART_CAP_S = 60.0
 #: Crash budget: this many crashes within the window quarantine the slot.
 CRASH_BUDGET = 5
 CRASH_WINDOW_S = 300.0
-#: Quarantine probes: the first after a minute, doubling per quarantine up to half an
-#: hour, so a host with a flaky GPU retries it without hammering it.
-PROBE_BASE_S = 60.0
+#: Quarantine probes: the first after ``--quarantine-probe`` (a minute), doubling per
+#: quarantine up to half an hour, so a host with a flaky GPU retries it without
+#: hammering it.
 PROBE_CAP_S = 1800.0
 #: After a probe passes, a crash within this window quarantines the slot again at once.
 PROBATION_S = 300.0
@@ -111,10 +111,14 @@ class Exited:
 
 class ChildPool:
     def __init__(
-        self, specs: list[tuple[ChildSpec, str, int | None]], max_tasks_per_child: int = 0
+        self,
+        specs: list[tuple[ChildSpec, str, int | None]],
+        max_tasks_per_child: int = 0,
+        probe_base_s: float = 60.0,
     ) -> None:
         self.slots = {spec.name: Slot(spec=spec, pool=pool, gpu=gpu) for spec, pool, gpu in specs}
         self.max_tasks_per_child = max_tasks_per_child
+        self.probe_base_s = probe_base_s
         #: Quarantined GPUs and why; no slot on them starts again until a probe.
         self.bad_gpus: dict[int, str] = {}
 
@@ -220,7 +224,7 @@ class ChildPool:
     def _quarantine(self, slot: Slot, now: float, why: str) -> bool:
         slot.quarantines += 1
         slot.state, slot.quarantine_reason = "quarantined", why
-        slot.probe_at = now + min(PROBE_CAP_S, PROBE_BASE_S * 2 ** (slot.quarantines - 1))
+        slot.probe_at = now + min(PROBE_CAP_S, self.probe_base_s * 2 ** (slot.quarantines - 1))
         slot.probation_until = 0.0
         return True
 

@@ -82,7 +82,9 @@ class Supervisor:
         self.client = WorkerClient(
             config.server_url, config.api_key, config.worker_id, on_request=self.metrics.request
         )
-        self.pool = ChildPool(plan_children(config, nvml), config.max_tasks_per_child)
+        self.pool = ChildPool(
+            plan_children(config, nvml), config.max_tasks_per_child, config.quarantine_probe_s
+        )
         self.router = Router(config.pool_types, {s.pool for s in self.pool.slots.values()})
         self.watchdog = Watchdog(self.pool, nvml, config)
         self.inbox = Inbox()

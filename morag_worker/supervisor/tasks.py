@@ -365,6 +365,7 @@ class TaskFlow:
         self.metrics.duration.labels(spec.task_type, "pickup").observe(
             time.monotonic() - held.leased_at
         )
+        logger.debug("dispatched to child {}", slot.name, task_id=spec.task_id)
 
     # ---- deadlines ---------------------------------------------------------------------------
 
