@@ -28,6 +28,10 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+#: How often the serving thread looks for a shutdown request; requests themselves are
+#: answered at once. Bounds how long stopping the endpoint takes, not how fast it is.
+SHUTDOWN_POLL_S = 2.0
+
 
 class HealthServer:
     def __init__(
@@ -76,7 +80,12 @@ class HealthServer:
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_S},
+            name="health",
+            daemon=True,
+        )
 
     def start(self) -> None:
         self._thread.start()

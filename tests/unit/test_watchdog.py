@@ -26,6 +26,7 @@ from morag_worker.supervisor.pool import ChildPool, Slot
 from morag_worker.supervisor.routing import Router, parse_pool_types
 from morag_worker.supervisor.watchdog import (
     BOOT_TIMEOUT_S,
+    IDLE_SAMPLE_INTERVAL_S,
     Watchdog,
     is_unresponsive,
     judge_memory,
@@ -197,7 +198,9 @@ def test_vram_admission(sleeper: subprocess.Popen[bytes]) -> None:
     assert admitted(types, router, [slot], dog) == types
     slot.models = ()
     nvml.gpus[0].memory_used_bytes = 2 * GIB
-    dog.check(now=2.0)
+    dog.check(now=2.0)  # an idle child is sampled every few seconds, not every second
+    assert admitted(types, router, [slot], dog) == ["document", "image", "noop"]
+    dog.check(now=1.0 + IDLE_SAMPLE_INTERVAL_S)
     assert admitted(types, router, [slot], dog) == types
     slot.state = "starting"  # a child still booting counts: its GPU is measured
     assert admitted(types, router, [slot], dog) == types
