@@ -20,7 +20,14 @@ UPLOAD_CHUNK_BYTES = 1 << 20
 
 
 class ApiFailure(Exception):
-    """A call failed; the message says why (the server's own words when it gave some)."""
+    """A call failed; the message says why (the server's own words when it gave some).
+
+    ``status`` is the HTTP status of a morag-server's error answer; None when there was
+    no answer, or an answer that was not a morag-server's."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def read_key(key: str, key_file: str) -> str:
@@ -118,11 +125,12 @@ class Api:
             try:
                 detail = body["error"]["message"]
             except (KeyError, TypeError):
+                where = response.url.split("?", 1)[0]
                 raise ApiFailure(
-                    f"HTTP {response.status_code} from {response.url} that is not a "
-                    f"morag-server answer ({response.text[:80]!r}); check --server-url"
+                    f"HTTP {response.status_code} from {where} that is not a morag-server "
+                    f"answer ({' '.join(response.text.split())[:60]!r}); check --server-url"
                 ) from None
-            raise ApiFailure(f"HTTP {response.status_code}: {detail}")
+            raise ApiFailure(f"HTTP {response.status_code}: {detail}", response.status_code)
         if body is None:
             raise ApiFailure(f"{response.url} did not answer JSON; check --server-url")
         return body

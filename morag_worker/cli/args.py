@@ -28,17 +28,23 @@ class Parser(argparse.ArgumentParser):
     ) -> tuple[argparse.Namespace, list[str]]:
         # argparse reports a missing required flag before an unknown one, so a typo in a
         # required flag read "--type is required". A leaf command checks its flags first.
-        if args is not None and not self._has_subcommands():
-            self._refuse_unknown_flags(args)
+        self._refuse_unknown_flags(sys.argv[1:] if args is None else list(args))
         return super().parse_known_args(args, namespace)
 
-    def _has_subcommands(self) -> bool:
-        return any(isinstance(a, argparse._SubParsersAction) for a in self._actions)
+    def _subcommands(self) -> set[str]:
+        return {
+            name
+            for action in self._actions
+            if isinstance(action, argparse._SubParsersAction)
+            for name in action.choices
+        }
 
     def _refuse_unknown_flags(self, args: list[str]) -> None:
+        """Flags up to the subcommand (if any) must be this parser's own."""
         known = [s for action in self._actions for s in action.option_strings]
+        subcommands = self._subcommands()
         for token in args:
-            if token == "--":
+            if token == "--" or token in subcommands:
                 return
             flag = token.split("=", 1)[0]
             if not flag.startswith("--") or len(flag) < 3:

@@ -15,7 +15,6 @@ from morag_worker.cli.common import connect, seg
 from morag_worker.cli.output import clip, duration, print_json, table
 from morag_worker.cli.status_view import status_lines
 from morag_worker.cli.waiting import watch
-from morag_worker.protocol import canonical_task_type
 
 #: Tasks 'morag tasks' shows unless --limit says otherwise: a screenful.
 DEFAULT_LIMIT = 20
@@ -78,9 +77,11 @@ def _type_info(api: Api, task_type: str) -> dict[str, Any] | None:
     try:
         types = api.get("/api/v1/task-types")["task_types"]
     except ApiFailure as exc:
-        if "HTTP 404" in str(exc):
+        if exc.status == 404:  # a morag-server from before /api/v1/task-types
             return None
         raise
+    from morag_worker.protocol import canonical_task_type  # pydantic: only when submitting
+
     name = canonical_task_type(task_type)
     found = next((t for t in types if t["task_type"] == name), None)
     if found is None:

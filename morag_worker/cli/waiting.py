@@ -109,8 +109,10 @@ def online_workers(api: Api, task_type: str) -> int | None:
     say (an older server without ``/api/v1/task-types``)."""
     try:
         types = api.get("/api/v1/task-types")["task_types"]
-    except ApiFailure:
-        return None
+    except ApiFailure as exc:
+        if exc.status == 404:
+            return None
+        raise
     found = next((t for t in types if t["task_type"] == task_type), None)
     return None if found is None else int(found["workers_online"])
 
