@@ -21,7 +21,7 @@ from morag_worker.cli.output import clip, table
 #: Seconds between progress polls: one list call for every task.
 POLL_S = 0.5
 _MARKUP = re.compile(r"\*\*|__|`")
-_TIMESTAMP = re.compile(r"^\[\d[\d:.]*\s*[–-]\s*\d[\d:.]*\]\s*")
+_TIMESTAMP = re.compile(r"^\[\d[\d:.]*\s*[–-]\s*\d[\d:.]*\]\s*:?\s*")
 
 
 @dataclass(frozen=True)

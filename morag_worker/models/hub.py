@@ -130,8 +130,11 @@ def import_models(source: Path, as_ref: ModelRef | None = None) -> list[tuple[Mo
             raise ConfigError(f"{source}: not a tar archive (.tar, .tar.gz) nor a directory")
         # Extracted next to the cache: moving from there into the cache is a rename.
         with tempfile.TemporaryDirectory(dir=cache, prefix=".import-") as tmp:
-            with tarfile.open(source) as archive:
-                archive.extractall(tmp, filter="data")  # no absolute paths, no escapes
+            try:
+                with tarfile.open(source) as archive:
+                    archive.extractall(tmp, filter="data")  # no absolute paths, no escapes
+            except (tarfile.TarError, OSError) as exc:
+                raise ConfigError(f"{source}: cannot unpack it safely ({exc})") from None
             return _import_tree(_single_root(Path(tmp)), as_ref, cache, move=True)
     return _import_tree(source, as_ref, cache, move=False)
 

@@ -114,9 +114,7 @@ def test_task_types_say_who_serves_what_for_the_caller(cluster: Cluster) -> None
 def test_workers_by_role(cluster: Cluster) -> None:
     alice = Api(cluster.url, cluster.key("alice", "user"))
     bob = Api(cluster.url, cluster.key("bob", "user"))
-    _, health = cluster.supervisor(
-        cluster.key_file("alice"), "--cpu-procs", "1", "--worker-id", "alice-box"
-    )
+    cluster.supervisor(cluster.key_file("alice"), "--cpu-procs", "1", "--worker-id", "alice-box")
     running = submit_noop(alice, sleep_s=30)
     listed = wait_for(
         lambda: [w for w in alice.get("/api/v1/workers")["workers"] if w["running"] == 1],
@@ -131,6 +129,6 @@ def test_workers_by_role(cluster: Cluster) -> None:
         "alice-box"
     ]
     worker_key = cluster.key("alice", "worker")
-    with pytest.raises(ApiFailure, match="403.*role admin or user"):
+    with pytest.raises(ApiFailure, match=r"403.*role admin or user"):
         Api(cluster.url, worker_key).get("/api/v1/workers")
     alice.delete(f"/api/v1/tasks/{running}")

@@ -23,6 +23,8 @@ VIDEO = "# clip.mp4\n\n- Duration: 27.4 s\n- Codecs: h264, aac\n\n" + TRANSCRIPT
 def test_excerpt_skips_the_file_heading_and_transcript_markup() -> None:
     assert excerpt(TRANSCRIPT, "talk.ogg") == "SPEAKER_1: Good morning. Did you finish the report?"
     assert excerpt(VIDEO, "clip.mp4").startswith("SPEAKER_1: Good morning")
+    captions = "# A meeting\n\n**[00:00:00–00:00:03]:** Good morning.\n"
+    assert excerpt(captions, "https://example.org/watch") == "Good morning."
     scan = "# scan.png\n\nQuarterly Maintenance Report\n\nThe pumping station…"
     assert excerpt(scan, "scan.png") == "Quarterly Maintenance Report"
     # a document's own title is content; page markers are not
