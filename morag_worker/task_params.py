@@ -125,7 +125,7 @@ def parameter_problem(task_type: str, parameters: Mapping[str, Any]) -> tuple[st
         word = "parameter" if len(unknown) == 1 else "parameters"
         return (
             f"parameters.{unknown[0]}",
-            f"unknown {word} {names} for a {task_type} task; {task_type} accepts: {offer}",
+            f"unknown {word} {names} for task type {task_type}; {task_type} accepts: {offer}",
         )
     for name, value in parameters.items():
         problem = _value_problem(by_name[name], value)

@@ -24,6 +24,7 @@ from typing import Any
 
 from morag_worker.cli.api import Api, ApiFailure
 from morag_worker.cli.demo_report import Submitted, follow, report
+from morag_worker.cli.keys import write_secret
 from morag_worker.cli.local import free_port, start_server, start_supervisor
 
 #: Task type by file extension for the bundled samples.
@@ -47,6 +48,8 @@ SAMPLE_TYPES = {
     ".mkv": "video",
     ".webm": "video",
 }
+#: Two CPU children: documents and media overlap; private URLs: the demo's pages are local.
+WORKER_ARGS = ("--cpu-procs", "2", "--allow-private-urls")
 #: How long the demo waits for all samples (audio on one CPU thread is the slow part).
 DEMO_TIMEOUT_S = 600.0
 
@@ -122,16 +125,9 @@ def run_demo(keep: bool = False) -> int:
         admin = Api(server_url, (work / "server" / "admin.key").read_text().strip())
         user_key = admin.post_json("/api/v1/keys", {"user_id": "demo", "role": "user"})["key"]
         worker_key = admin.post_json("/api/v1/keys", {"user_id": "demo", "role": "worker"})["key"]
-        (work / "worker.key").write_text(worker_key)
-        (work / "worker.key").chmod(0o600)
+        write_secret(work / "worker.key", worker_key, force=False)
         supervisor = start_supervisor(
-            server_url,
-            work / "worker.key",
-            work / "supervisor.log",
-            health_port,
-            "--cpu-procs",
-            "2",
-            "--allow-private-urls",
+            server_url, work / "worker.key", work / "supervisor.log", health_port, *WORKER_ARGS
         )
         api = Api(server_url, user_key)
         submitted = _submit_all(api, pages_url)

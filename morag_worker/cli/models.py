@@ -24,48 +24,32 @@ def register(sub: Any) -> None:
         description="Models on this host, in the Hugging Face cache the supervisor and "
         "the server read (HF_HOME). Names are KIND:NAME as --preload takes them.",
     )
-    models_sub = models.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
-    add_command(
-        models_sub, "list", "models on this host and what uses them", list_models, server=False
-    )
-    fetch = add_command(
-        models_sub,
+    group = models.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
+        return add_command(group, name, help_text, handler, server=False)
+
+    command("list", "models on this host and what uses them", list_models)
+    fetch = command(
         "fetch",
         "download models from the Hugging Face Hub into the cache (resumes; HF_TOKEN for "
         "gated ones)",
         fetch_models,
-        server=False,
     )
     fetch.add_argument("names", nargs="+", metavar="KIND:NAME")
     fetch.add_argument("--revision", help="a branch, tag or commit of the first model")
-    imp = add_command(
-        models_sub,
-        "import",
-        "add models from a tarball or directory (hosts without internet)",
-        import_models,
-        server=False,
-    )
+    imp = command("import", "add models from a tarball or directory (no internet)", import_models)
     imp.add_argument("source", metavar="PATH|TARBALL")
     imp.add_argument(
         "--as", dest="as_name", metavar="KIND:NAME", help="the name a plain model directory serves"
     )
-    exp = add_command(
-        models_sub,
-        "export",
-        "write cached models into a tarball for 'import'",
-        export_models,
-        server=False,
-    )
+    exp = command("export", "write cached models into a tarball for 'import'", export_models)
     exp.add_argument("names", nargs="+", metavar="KIND:NAME")
     exp.add_argument(
         "--output", "-o", required=True, metavar="FILE", help="FILE.tar or FILE.tar.gz"
     )
-    verify = add_command(
-        models_sub,
-        "verify",
-        "load models as a worker would; report device and load time",
-        verify_models,
-        server=False,
+    verify = command(
+        "verify", "load models as a worker would; report device and load time", verify_models
     )
     verify.add_argument(
         "names", nargs="*", metavar="KIND:NAME", help="default: every model 'list' shows"
