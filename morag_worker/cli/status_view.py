@@ -28,7 +28,9 @@ def _state(info: dict[str, Any]) -> str:
     state = info["state"]
     attempts = f"attempt {info['attempt']} of {info['max_attempts']}"
     if state == "queued":
-        return f"queued ({attempts} next)" if info["attempt"] else "queued (waiting for a worker)"
+        if not info["attempt"]:
+            return "queued (waiting for a worker)"
+        return f"queued to retry (attempt {info['attempt'] + 1} of {info['max_attempts']} next)"
     if state == "leased":
         stage = info.get("stage") or "starting"
         pct = f" {info['progress'] * 100:.0f}%" if info.get("progress") is not None else ""
