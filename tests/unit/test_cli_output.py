@@ -88,3 +88,27 @@ def test_status_reads_as_sentences_with_local_times() -> None:
     assert "after 12s in the queue" in text and re.search(r"running for\s+18s", text)
     assert re.search(r"last error\s+lease_expired: the worker stopped \(an earlier attempt\)", text)
     assert time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(1000.0)) in text
+
+
+def test_status_of_a_queued_retry_names_the_next_attempt() -> None:
+    info = {
+        "task_id": "t_2",
+        "task_type": "noop",
+        "state": "queued",
+        "attempt": 1,
+        "max_attempts": 3,
+        "worker_id": None,
+        "stage": None,
+        "progress": None,
+        "input_files": [],
+        "parameters": {},
+        "created_at": 1000.0,
+        "started_at": 1001.0,
+        "finished_at": None,
+        "indexed_at": None,
+        "timings": {},
+        "priority": 5,
+        "last_error": {"type": "boom", "message": "it broke", "retryable": True},
+    }
+    text = "\n".join(status_lines(info, now=1010.0))
+    assert "queued to retry (attempt 2 of 3 next)" in text and re.search(r"priority\s+5", text)
