@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from morag_worker.cli.args import Parser, add_version
 from morag_worker.errors import ConfigError
 from morag_worker.processors import settings as processor_settings
 from morag_worker.processors.settings import ProcessorSettings
@@ -167,14 +168,18 @@ class SupervisorConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="morag-supervisor",
-        description="Lease tasks from a morag-server and run them in GPU/CPU child processes.",
+        description="Lease tasks from a morag-server and run them in GPU/CPU child processes. "
+        "Flags win over environment variables, which win over the --env-file.",
     )
+    add_version(parser)
     for flag, envs, default, help_text in _OPTIONS:
         where = "/".join(envs)
         parser.add_argument(flag, default=None, help=f"{help_text} [{where}; default {default!r}]")
-    parser.add_argument("--env-file", default=".env", help="dotenv file read under the environment")
+    parser.add_argument(
+        "--env-file", default=".env", help="dotenv file read under the environment [default .env]"
+    )
     processor_settings.add_arguments(parser)
     return parser
 

@@ -315,12 +315,69 @@ class TaskInfo(_Model):
 
 class TaskList(_Model):
     tasks: list[TaskInfo]
+    next_cursor: str | None = Field(
+        default=None,
+        description="pass as ?cursor= for the next (older) page; null on the last page",
+    )
 
 
 class TaskResultEnvelope(_Model):
     task_id: str
     state: TaskState
     result: TaskResult
+
+
+class TaskParameter(_Model):
+    """One parameter a task type accepts (``GET /api/v1/task-types``)."""
+
+    name: str
+    type: Literal["string", "integer", "number", "boolean"]
+    description: str
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+class TaskTypeInfo(_Model):
+    task_type: str
+    input: Literal["files", "url", "none"] = Field(
+        description="files: multipart upload; url: parameters.url; none: neither needed"
+    )
+    parameters: list[TaskParameter] | None = Field(
+        description="accepted parameters; null for a plugin type whose schema the server "
+        "does not know (any parameters are passed through)"
+    )
+    workers_online: int = Field(description="online workers serving this type for the caller")
+    capacity_online: int = Field(description="their children, together")
+
+
+class TaskTypeList(_Model):
+    task_types: list[TaskTypeInfo]
+
+
+# ---- workers (as users and admins see them) -----------------------------------------------
+
+
+class WorkerInfo(_Model):
+    worker_id: str
+    host: str
+    worker_type: str
+    task_types: list[str]
+    capacity: int = Field(description="children this worker runs")
+    running: int = Field(description="tasks it holds a lease on now")
+    devices: list[DeviceInfo]
+    version: str
+    protocol_version: int = Field(default=1, description="the worker protocol it registered with")
+    instance_id: str = Field(default="", description="its current supervisor instance (admins)")
+    user_id: str
+    pool: bool
+    registered_at: float
+    last_seen_at: float
+    online: bool = Field(description="seen within the online window (90 s)")
+
+
+class WorkerList(_Model):
+    workers: list[WorkerInfo]
 
 
 # ---- keys ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from morag_worker.protocol import (
 )
 from morag_worker.server.auth import Caller
 from morag_worker.server.db import Database
+from morag_worker.server.paging import decode_cursor, encode_cursor
 from morag_worker.server.rows import files_by_task, task_info, task_spec
 
 
@@ -47,6 +48,16 @@ class QueuePolicy:
     #: Retry backoff: base * 2^attempt, capped, times a jitter in [0.5, 1.5).
     backoff_base_s: float = 2.0
     backoff_cap_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """Which tasks a list asks for: filters, page size and where the page starts."""
+
+    state: str | None = None
+    task_type: str | None = None
+    limit: int = 50
+    cursor: str = ""
 
 
 def new_task_id() -> str:
@@ -112,16 +123,26 @@ class TaskQueue:
             raise NotFound(f"task {task_id} not found")
         return self._info(row)
 
-    def list_tasks(self, caller: Caller, state: str | None, limit: int) -> list[TaskInfo]:
+    def list_tasks(self, caller: Caller, page: TaskPage) -> tuple[list[TaskInfo], str | None]:
+        """One page of the caller's tasks, newest first, and the cursor of the next page
+        (None on the last). Raises BadCursor for a cursor this server did not make."""
+        before_at, before_id = decode_cursor(page.cursor) if page.cursor else (None, None)
         rows = self.db.query(
             "list_tasks",
             all_users=caller.role == "admin",
             user_id=caller.user_id,
-            state=state,
-            limit=limit,
+            state=page.state,
+            task_type=page.task_type,
+            before_at=before_at,
+            before_id=before_id,
+            limit=page.limit + 1,  # one more tells whether another page follows
         )
+        more = len(rows) > page.limit
+        rows = rows[: page.limit]
         files = files_by_task(self.db, [row["task_id"] for row in rows])
-        return [task_info(row, files.get(row["task_id"], [])) for row in rows]
+        infos = [task_info(row, files.get(row["task_id"], [])) for row in rows]
+        last = rows[-1] if more else None
+        return infos, encode_cursor(last["created_at"], last["task_id"]) if last else None
 
     def result(self, task_id: str, caller: Caller) -> tuple[TaskInfo, dict[str, Any] | None]:
         row = self.db.one("get_task", task_id=task_id)

@@ -14,6 +14,7 @@ from morag_worker.protocol import (
     Role,
     SearchRequest,
     SearchResponse,
+    WorkerList,
 )
 from morag_worker.server.auth import Caller, LastAdminKey
 from morag_worker.server.deps import caller, require, state
@@ -78,12 +79,14 @@ async def revoke_key(
         raise ApiError(409, "last_admin_key", str(exc)) from None
 
 
-@router.get("/api/v1/workers")
+@router.get("/api/v1/workers", response_model=WorkerList)
 async def list_workers(
     who: Caller = Depends(caller), st: ServerState = Depends(state)
-) -> dict[str, object]:
-    require(who, "admin")
-    return {"workers": st.workers.list()}
+) -> WorkerList:
+    """Registered workers: an admin sees all, a user those that may run its tasks (its
+    own worker keys' and pool workers)."""
+    require(who, "admin", "user")
+    return WorkerList(workers=st.workers.visible(who))
 
 
 @router.post("/api/v1/search", response_model=SearchResponse)

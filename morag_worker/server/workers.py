@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from morag_worker.protocol import RegisterRequest, canonical_task_type
+from morag_worker.protocol import DeviceInfo, RegisterRequest, WorkerInfo, canonical_task_type
 from morag_worker.server.auth import Caller
 from morag_worker.server.db import Database
+from morag_worker.server.metrics import ONLINE_WINDOW_S
 
 #: "Last seen" precision; far below the live window and the 90 s online window.
 TOUCH_INTERVAL_S = 5.0
@@ -143,9 +144,44 @@ class WorkerRegistry:
             self._types[worker_id] = registered
         return registered
 
-    def list(self) -> list[dict[str, Any]]:
-        rows = self.db.query("list_workers")
-        for row in rows:
-            row["task_types"] = json.loads(row["task_types"])
-            row["devices"] = json.loads(row["devices"])
-        return rows
+    def visible(self, caller: Caller) -> list[WorkerInfo]:
+        """Workers as a caller may see them: an admin every one; a user those that may
+        run its tasks (registered with its own worker keys, and pool workers)."""
+        since = time.time() - ONLINE_WINDOW_S
+        rows = self.db.query(
+            "list_workers", all_users=caller.role == "admin", user_id=caller.user_id
+        )
+        return [
+            WorkerInfo(
+                worker_id=row["worker_id"],
+                host=row["host"],
+                worker_type=row["worker_type"],
+                task_types=json.loads(row["task_types"]),
+                capacity=row["capacity"],
+                running=row["running"],
+                devices=[DeviceInfo.model_validate(d) for d in json.loads(row["devices"])],
+                version=row["version"],
+                protocol_version=row["protocol_version"],
+                instance_id=row["instance_id"] if caller.role == "admin" else "",
+                user_id=row["user_id"],
+                pool=bool(row["pool"]),
+                registered_at=row["registered_at"],
+                last_seen_at=row["last_seen_at"],
+                online=row["last_seen_at"] >= since,
+            )
+            for row in rows
+        ]
+
+
+def serving(workers: list[WorkerInfo], task_types: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """(online workers, their capacity) per task type. A worker that registered no types
+    leases every type, as the lease route does."""
+    counts = {t: (0, 0) for t in task_types}
+    for worker in workers:
+        if not worker.online:
+            continue
+        types = {canonical_task_type(t) for t in worker.task_types} or set(task_types)
+        for task_type in types & set(task_types):
+            n, capacity = counts[task_type]
+            counts[task_type] = (n + 1, capacity + worker.capacity)
+    return counts

@@ -68,9 +68,14 @@ SELECT * FROM task_files WHERE task_id IN (SELECT value FROM json_each(:task_ids
 ORDER BY task_id, position;
 
 -- name: list_tasks
+-- Newest first, one page. Keyset paging on (created_at, task_id): a page costs the same
+-- however deep it is, and tasks submitted meanwhile do not shift the later pages.
 SELECT * FROM tasks WHERE (:all_users OR user_id = :user_id)
   AND (:state IS NULL OR state = :state)
-ORDER BY created_at DESC LIMIT :limit;
+  AND (:task_type IS NULL OR task_type = :task_type)
+  AND (:before_at IS NULL OR created_at < :before_at
+       OR (created_at = :before_at AND task_id < :before_id))
+ORDER BY created_at DESC, task_id DESC LIMIT :limit;
 
 -- name: reclaim_expired
 -- Expired leases go back to the queue with a jittered exponential backoff, or die when
@@ -209,7 +214,14 @@ UPDATE tasks SET lease_expires_at = :now
 WHERE state = 'leased' AND lease_instance_id = :instance_id;
 
 -- name: list_workers
-SELECT * FROM workers ORDER BY worker_id;
+-- The workers a caller may see (an admin: all; a user: its own and pool workers), each
+-- with the tasks it holds now and whether its key is a pool key.
+SELECT w.*, coalesce(k.pool, 0) AS pool,
+       (SELECT count(*) FROM tasks t
+        WHERE t.worker_id = w.worker_id AND t.state = 'leased') AS running
+FROM workers w LEFT JOIN api_keys k ON k.key_id = w.key_id
+WHERE (:all_users OR w.user_id = :user_id OR coalesce(k.pool, 0))
+ORDER BY w.worker_id;
 
 -- name: queue_counts
 SELECT task_type, state, count(*) AS n FROM tasks GROUP BY task_type, state;
