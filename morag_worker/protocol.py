@@ -146,6 +146,10 @@ class RegisterResponse(_Model):
     #: Absent from servers of release 0.1.0 (which spoke version 1 only).
     protocol_version: int = 1
     server_version: str = ""
+    #: The server's body limits (absent before 0.2.0): a result call (single or batch)
+    #: must stay under ``max_result_bytes``, every other call under ``max_body_bytes``.
+    max_body_bytes: int | None = None
+    max_result_bytes: int | None = None
 
 
 class InputFile(_Model):

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
+from morag_worker.server.db import SQLITE_SYNC_MODES
+from morag_worker.server.limits import RequestLimits
 from morag_worker.server.queue import QueuePolicy
 from morag_worker.server.state import ServerConfig
+
+#: Files the server creates (database, uploads, vector store) are owner-only.
+SERVER_UMASK = 0o077
 
 
 def _env_float(name: str, default: float) -> float:
@@ -20,6 +27,16 @@ def _env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SystemExit(f"morag-server: {name}: expected a number, got {raw!r}") from None
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"morag-server: {name}: expected a whole number, got {raw!r}") from None
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -45,6 +62,73 @@ def _add_storage_flags(p: argparse.ArgumentParser) -> None:
         default=env("MORAG_DATABASE_URL", ""),
         help="postgresql://… for PostgreSQL; default SQLite in the data dir [MORAG_DATABASE_URL]",
     )
+    p.add_argument(
+        "--sqlite-synchronous",
+        default=env("MORAG_SQLITE_SYNCHRONOUS", "full").lower(),
+        choices=SQLITE_SYNC_MODES,
+        help="full: every acknowledged write survives a power loss; normal: faster, survives "
+        "a crash of the server but may lose the last writes on a power loss "
+        "(docs/operations.md) [MORAG_SQLITE_SYNCHRONOUS; full]",
+    )
+
+
+def _add_limit_flags(p: argparse.ArgumentParser) -> None:
+    """Request limits (docs/protocol.md, Limits) and the file store's upkeep."""
+    d = RequestLimits()
+    p.add_argument(
+        "--max-upload-bytes",
+        type=int,
+        default=_env_int("MORAG_MAX_UPLOAD_BYTES", 2 << 30),
+        help="largest uploaded file [MORAG_MAX_UPLOAD_BYTES; 2 GiB]",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=_env_int("MORAG_MAX_BODY_BYTES", d.max_body_bytes),
+        help="largest JSON body (and multipart text field), results excepted "
+        "[MORAG_MAX_BODY_BYTES; 1 MiB]",
+    )
+    p.add_argument(
+        "--max-result-bytes",
+        type=int,
+        default=_env_int("MORAG_MAX_RESULT_BYTES", d.max_result_bytes),
+        help="largest result call, single or batched [MORAG_MAX_RESULT_BYTES; 64 MiB]",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=_env_float("MORAG_BODY_TIMEOUT", d.body_timeout_s),
+        help="seconds a request body may send nothing before it is refused (408) "
+        f"[MORAG_BODY_TIMEOUT; {d.body_timeout_s:g}]",
+    )
+    p.add_argument(
+        "--min-body-rate",
+        type=float,
+        default=_env_float("MORAG_MIN_BODY_RATE", d.min_body_rate),
+        help="bytes/s a request body must average after --body-timeout seconds (408) "
+        f"[MORAG_MIN_BODY_RATE; {d.min_body_rate:g}]",
+    )
+    p.add_argument(
+        "--max-long-polls-per-key",
+        type=int,
+        default=_env_int("MORAG_MAX_LONG_POLLS_PER_KEY", d.max_long_polls_per_key),
+        help="lease long-polls one key may have waiting at once (429 beyond) "
+        f"[MORAG_MAX_LONG_POLLS_PER_KEY; {d.max_long_polls_per_key}]",
+    )
+    p.add_argument(
+        "--file-grace",
+        type=float,
+        default=_env_float("MORAG_FILE_GRACE", 3600.0),
+        help="seconds before the sweep removes a stored file no task refers to, or an "
+        "abandoned partial upload [MORAG_FILE_GRACE; 3600]",
+    )
+    p.add_argument(
+        "--min-free-disk-bytes",
+        type=int,
+        default=_env_int("MORAG_MIN_FREE_DISK_BYTES", 256 << 20),
+        help="/health says degraded below this much free space in the data dir "
+        "[MORAG_MIN_FREE_DISK_BYTES; 256 MiB]",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,9 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not migrate the schema and data dir at start; refuse to start unless they "
         "are current (run `morag-server migrate` first) [MORAG_AUTO_MIGRATE=false]",
     )
-    p.add_argument(
-        "--max-upload-bytes", type=int, default=int(env("MORAG_MAX_UPLOAD_BYTES", str(2 << 30)))
-    )
+    _add_limit_flags(p)
     p.add_argument(
         "--lease-ttl",
         type=float,
@@ -112,6 +194,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         (args.max_upload_bytes > 0, "--max-upload-bytes must be > 0"),
         (0 < args.max_wait <= 300, "--max-wait must be in (0, 300]"),
         (args.retry_backoff >= 0, "--retry-backoff must be >= 0"),
+        (args.max_body_bytes >= 1024, "--max-body-bytes must be >= 1024"),
+        (args.max_result_bytes >= 1024, "--max-result-bytes must be >= 1024"),
+        (args.body_timeout > 0, "--body-timeout must be > 0"),
+        (args.min_body_rate > 0, "--min-body-rate must be > 0"),
+        (args.max_long_polls_per_key >= 1, "--max-long-polls-per-key must be >= 1"),
+        (args.file_grace >= 1, "--file-grace must be >= 1 (seconds)"),
+        (args.min_free_disk_bytes >= 0, "--min-free-disk-bytes must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:
@@ -124,6 +213,16 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         database_url=args.database_url,
         max_upload_bytes=args.max_upload_bytes,
         max_wait_s=args.max_wait,
+        limits=RequestLimits(
+            max_body_bytes=args.max_body_bytes,
+            max_result_bytes=args.max_result_bytes,
+            body_timeout_s=args.body_timeout,
+            min_body_rate=args.min_body_rate,
+            max_long_polls_per_key=args.max_long_polls_per_key,
+        ),
+        file_grace_s=args.file_grace,
+        min_free_disk_bytes=args.min_free_disk_bytes,
+        sqlite_synchronous=args.sqlite_synchronous,
         policy=QueuePolicy(
             lease_ttl_s=args.lease_ttl,
             max_attempts=args.max_attempts,
@@ -139,8 +238,74 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind the listening address before anything is written (a key, a schema), so a
+    server that cannot serve changes nothing. Raises OSError."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _cannot_listen(config: ServerConfig, exc: OSError) -> str:
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        reason = "the address is in use (another server on this port?)"
+    return (
+        f"morag-server: cannot listen on {host}:{config.port}: {reason}; "
+        "stop it or choose another --port"
+    )
+
+
+def _serve(config: ServerConfig) -> int:
+    import uvicorn
+
+    from morag_worker.server.app import create_app
+    from morag_worker.server.datadir import LayoutError
+    from morag_worker.server.db import DatabaseUnavailable
+    from morag_worker.server.migrate import SchemaError
+
+    try:
+        sock = _bind(config.host, config.port)
+    except OSError as exc:
+        print(_cannot_listen(config, exc), file=sys.stderr)
+        return 2
+    try:
+        app = create_app(config)
+    except (SchemaError, LayoutError, DatabaseUnavailable) as exc:
+        sock.close()
+        print(f"morag-server: {exc}", file=sys.stderr)
+        return 2
+    # uvicorn re-raises the stop signal after its graceful shutdown; with this handler in
+    # place that re-raise is a no-op and a SIGTERM'd server exits 0, as systemd expects.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: None)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            access_log=False,
+            log_config=None,  # keep our loguru routing; uvicorn's would replace it
+            timeout_graceful_shutdown=5,
+        )
+    )
+    server.run(sockets=[sock])
+    return 0 if server.started else 2
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    os.umask(SERVER_UMASK)
     if argv[:1] == ["migrate"]:
         from morag_worker.cli.server_migrate import run_migrate
 
@@ -164,32 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     from morag_worker.observability.logging import setup_logging
 
     setup_logging(args.log_level, args.log_format, component="server")
-    import uvicorn
-
-    from morag_worker.server.app import create_app
-    from morag_worker.server.datadir import LayoutError
-    from morag_worker.server.db import DatabaseUnavailable
-    from morag_worker.server.migrate import SchemaError
-
-    try:
-        app = create_app(config)
-    except (SchemaError, LayoutError, DatabaseUnavailable) as exc:
-        print(f"morag-server: {exc}", file=sys.stderr)
-        return 2
-    # uvicorn re-raises the stop signal after its graceful shutdown; with this handler in
-    # place that re-raise is a no-op and a SIGTERM'd server exits 0, as systemd expects.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda _signum, _frame: None)
-    uvicorn.run(
-        app,
-        host=config.host,
-        port=config.port,
-        log_level="warning",
-        access_log=False,
-        log_config=None,  # keep our loguru routing; uvicorn's own config would replace it
-        timeout_graceful_shutdown=5,
-    )
-    return 0
+    return _serve(config)
 
 
 if __name__ == "__main__":

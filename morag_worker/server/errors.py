@@ -3,9 +3,14 @@
 Every error is ``{"error": {"code", "message", "field"}}``: ``code`` for programs,
 ``message`` for people (what was wrong and what to do), ``field`` when one request
 field is at fault. Validation errors name the first offending field by its path.
+A write refused for lack of disk space is 507 (see :mod:`.disk`); any other unexpected
+error is a JSON 500, logged with its traceback.
 """
 
 from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,17 +19,27 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from morag_worker.protocol import ErrorBody, ErrorDetail
 from morag_worker.server.auth import AuthError
+from morag_worker.server.disk import is_disk_full
 from morag_worker.server.files import UploadError
+from morag_worker.server.limits import LongPollRefused
 from morag_worker.server.queue import LeaseLost, NotFound
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.headers = headers
 
 
 def error_response(
@@ -32,7 +47,7 @@ def error_response(
     code: str,
     message: str,
     field: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(code=code, message=message, field=field))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
@@ -53,12 +68,48 @@ def _validation(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid", f"{where}{message}", field)
 
 
+async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    """OSError and database errors: 507 when the disk is full, else a real failure."""
+    if not is_disk_full(exc):
+        raise exc  # a 500 with its traceback, from the generic handler
+    route = request.scope.get("route")
+    request.app.state.morag.disk.note_full(
+        f"{request.method} {getattr(route, 'path', request.url.path)}"
+    )
+    return error_response(
+        507,
+        "insufficient_storage",
+        "the server is out of disk space; nothing of this request was kept. Retry later "
+        "(the server recovers by itself once space is freed; /health says degraded until then)",
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    # Starlette logs the traceback after this answer; the client learns only that it
+    # was not its fault.
+    return error_response(500, "internal", "an unexpected server error; it has been logged")
+
+
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(OSError, _storage_error)
+    app.add_exception_handler(sqlite3.Error, _storage_error)
+    try:
+        import psycopg
+    except ImportError:  # PostgreSQL support is optional
+        pass
+    else:
+        app.add_exception_handler(psycopg.Error, _storage_error)
+    app.add_exception_handler(Exception, _unexpected)
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.field)
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+
+    @app.exception_handler(LongPollRefused)
+    async def _too_many(_: Request, exc: LongPollRefused) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return error_response(429, "too_many_long_polls", str(exc), headers=headers)
 
     @app.exception_handler(UploadError)
     async def _upload(_: Request, exc: UploadError) -> JSONResponse:
@@ -78,5 +129,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        code = getattr(exc, "code", None) or {404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "error"
+        )
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)

@@ -32,8 +32,20 @@ router = APIRouter(tags=["admin"])
 
 @router.get("/health")
 async def health(st: ServerState = Depends(state)) -> dict[str, object]:
+    """200 while the server serves. ``status`` is ``degraded`` (with ``problems`` in words)
+    when it serves with a fault a restart cannot fix, such as a full disk."""
     st.db.one("count_keys")  # the database answers
-    return {"status": "ok", "version": __version__, "database": st.db.dialect}
+    problems = st.disk.problems()
+    body: dict[str, object] = {
+        "status": "degraded" if problems else "ok",
+        "version": __version__,
+        "database": st.db.dialect,
+        "problems": problems,
+        "disk_free_bytes": st.disk.free_bytes(),
+    }
+    if st.db.dialect == "sqlite":
+        body["sqlite_synchronous"] = st.db.sqlite_synchronous
+    return body
 
 
 @router.get("/metrics")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import pydantic_core
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
@@ -22,7 +22,9 @@ from morag_worker.protocol import (
 )
 from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
-from morag_worker.server.files import MultipartUpload, StoredFile
+from morag_worker.server.files import StoredFile
+from morag_worker.server.limits import MAX_PARAMETERS_DEPTH, json_depth
+from morag_worker.server.multipart import MultipartUpload
 from morag_worker.server.queue import Caller
 from morag_worker.server.state import DEFAULT_TIMEOUTS_S, ServerState
 
@@ -41,7 +43,20 @@ def _check_type(st: ServerState, raw: str) -> str:
     return task_type
 
 
-def _check_parameters(task_type: str, parameters: dict[str, Any], files: list[StoredFile]) -> None:
+def _too_deep(depth: str) -> ApiError:
+    return ApiError(
+        422,
+        "invalid",
+        f"parameters: nested {depth} levels deep; the limit is {MAX_PARAMETERS_DEPTH} levels "
+        "(flatten the options)",
+        "parameters",
+    )
+
+
+def _check_parameters(task_type: str, parameters: dict[str, Any], has_files: bool) -> None:
+    depth = json_depth(parameters)
+    if depth > MAX_PARAMETERS_DEPTH:
+        raise _too_deep(str(depth))
     if task_type in URL_TASK_TYPES:
         url = parameters.get("url")
         if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
@@ -51,7 +66,7 @@ def _check_parameters(task_type: str, parameters: dict[str, Any], files: list[St
                 f"parameters.url: a {task_type} task needs an http(s) URL in parameters.url",
                 "parameters.url",
             )
-    elif task_type != "noop" and not files:
+    elif task_type != "noop" and not has_files:
         raise ApiError(
             422,
             "invalid",
@@ -64,9 +79,11 @@ def _form_submit(form: dict[str, str]) -> TaskSubmitJSON:
     """Turn multipart text fields into the JSON submit model (same validation)."""
     data: dict[str, Any] = {"task_type": form.get("task_type", "")}
     if "parameters" in form and form["parameters"].strip():
-        try:
-            data["parameters"] = json.loads(form["parameters"])
-        except json.JSONDecodeError as exc:
+        try:  # the parser of the JSON path, with its nesting limit
+            data["parameters"] = pydantic_core.from_json(form["parameters"])
+        except ValueError as exc:
+            if "recursion limit" in str(exc):
+                raise _too_deep("more than 200") from None
             raise ApiError(
                 422, "invalid", f"parameters: not valid JSON ({exc})", "parameters"
             ) from None
@@ -96,9 +113,17 @@ async def submit(
     content_type = request.headers.get("content-type", "")
     files: list[StoredFile] = []
     if content_type.startswith("multipart/"):
-        upload = MultipartUpload(st.files, content_type, st.config.max_upload_bytes)
+        upload = MultipartUpload(
+            st.files, content_type, st.config.max_upload_bytes, st.config.limits.max_body_bytes
+        )
         await upload.read(request.stream())
-        spec, files = _form_submit(upload.fields), upload.files
+        try:  # nothing is stored until the whole request is valid
+            spec = _form_submit(upload.fields)
+            task_type = _check_type(st, spec.task_type)
+            _check_parameters(task_type, spec.parameters, has_files=upload.file_count > 0)
+            files = upload.commit()
+        finally:
+            upload.abort()
     elif content_type and not content_type.startswith("application/json"):
         raise ApiError(
             415,
@@ -107,19 +132,9 @@ async def submit(
             "multipart/form-data (with files) or application/json (URL tasks)",
         )
     else:
-        try:
-            spec = TaskSubmitJSON.model_validate_json(await request.body())
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or None
-            message = first["msg"] if field else f"request body: {first['msg']}"
-            if first["type"] == "json_invalid":
-                message = f"request body is not valid JSON: {first['msg']}"
-            raise ApiError(
-                422, "invalid", f"{field}: {message}" if field else message, field
-            ) from None
-    task_type = _check_type(st, spec.task_type)
-    _check_parameters(task_type, spec.parameters, files)
+        spec = _json_submit(await request.body())
+        task_type = _check_type(st, spec.task_type)
+        _check_parameters(task_type, spec.parameters, has_files=False)
     task_id = st.queue.submit(
         user_id=who.user_id,
         task_type=task_type,
@@ -129,8 +144,23 @@ async def submit(
         max_attempts=spec.max_attempts,
         timeout_seconds=spec.timeout_seconds or DEFAULT_TIMEOUTS_S.get(task_type),
     )
+    st.disk.note_write_ok()
     await st.notifier.notify()
     return TaskCreated(task_id=task_id)
+
+
+def _json_submit(body: bytes) -> TaskSubmitJSON:
+    try:
+        return TaskSubmitJSON.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        message = first["msg"] if field else f"request body: {first['msg']}"
+        if first["type"] == "json_invalid":
+            if "recursion limit" in first["msg"]:  # only parameters may nest
+                raise _too_deep("more than 200") from None
+            message = f"request body is not valid JSON: {first['msg']}"
+        raise ApiError(422, "invalid", f"{field}: {message}" if field else message, field) from None
 
 
 @router.get("/tasks", response_model=TaskList)
@@ -140,6 +170,7 @@ async def list_tasks(
     who: Caller = Depends(caller),
     st: ServerState = Depends(state),
 ) -> TaskList:
+    require(who, "user", "admin")
     limit = max(1, min(limit, 1000))
     value = state_filter.value if state_filter else None
     return TaskList(tasks=st.queue.list_tasks(who, value, limit))
@@ -149,6 +180,7 @@ async def list_tasks(
 async def get_task(
     task_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> TaskInfo:
+    require(who, "user", "admin")
     return st.queue.get(task_id, who)
 
 
@@ -156,6 +188,7 @@ async def get_task(
 async def get_result(
     task_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> TaskResultEnvelope:
+    require(who, "user", "admin")
     info, result = st.queue.result(task_id, who)
     if result is None:
         detail = f" ({info.last_error.type}: {info.last_error.message})" if info.last_error else ""
@@ -174,6 +207,7 @@ async def cancel_task(
     task_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> TaskInfo:
     """Cancel a queued or running task; a running one is stopped at its next heartbeat."""
+    require(who, "user", "admin")
     return st.queue.cancel(task_id, who)
 
 

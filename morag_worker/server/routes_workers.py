@@ -102,6 +102,8 @@ async def register(
         max_wait_s=st.config.max_wait_s,
         protocol_version=body.protocol_version,
         server_version=__version__,
+        max_body_bytes=st.config.limits.max_body_bytes,
+        max_result_bytes=st.config.limits.max_result_bytes,
     )
 
 
@@ -124,8 +126,23 @@ def _task_types(st: ServerState, worker_id: str, asked: list[str] | None) -> lis
 async def _lease(
     request: Request, st: ServerState, who: Caller, worker_id: str, body: LeaseRequest
 ) -> list[TaskSpec]:
+    wait_s = min(body.wait_seconds, st.config.max_wait_s)
+    if wait_s <= 0:  # not a long-poll: nothing to count
+        return await _claim(request, st, who, worker_id, body, wait_s)
+    with st.long_polls.hold(who.key_id, wait_s):
+        return await _claim(request, st, who, worker_id, body, wait_s)
+
+
+async def _claim(
+    request: Request,
+    st: ServerState,
+    who: Caller,
+    worker_id: str,
+    body: LeaseRequest,
+    wait_s: float,
+) -> list[TaskSpec]:
     started = time.monotonic()
-    deadline = started + min(body.wait_seconds, st.config.max_wait_s)
+    deadline = started + wait_s
     types = _task_types(st, worker_id, body.task_types)
     st.touch_worker(worker_id)
     waited = False
@@ -205,6 +222,7 @@ async def result(
 ) -> dict[str, str]:
     _worker(who)
     new_state = st.queue.finish(who, task_id, body)
+    st.disk.note_write_ok()
     if new_state == "queued":
         await st.notifier.notify()
     return {"task_id": task_id, "state": new_state}
@@ -238,6 +256,7 @@ async def results(
             outcome = _finish_one(st, who, item)
             requeued |= outcome.state == "queued"
             outcomes.append(outcome)
+    st.disk.note_write_ok()
     if requeued:
         await st.notifier.notify()
     reply = BatchResultResponse(results=outcomes)
