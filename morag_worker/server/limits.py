@@ -219,6 +219,27 @@ class LongPollRefused(Exception):
         )
 
 
+_ERRORS = {
+    400: "malformed request (a broken multipart body)",
+    401: "missing, unknown, revoked or expired API key",
+    403: "this key's role may not make this call",
+    408: "the request body stalled (--body-timeout) or trickled (--min-body-rate)",
+    413: "the request body is over its limit (--max-body-bytes, --max-result-bytes, "
+    "--max-upload-bytes)",
+    415: "unsupported content type (send multipart/form-data or application/json)",
+    429: "too many long-polls waiting for this key (--max-long-polls-per-key); see Retry-After",
+    431: "a multipart part's headers are too large (a very long file name)",
+    507: "the server is out of disk space; nothing of the request was kept",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the refusals a route may answer, with the JSON error body."""
+    from morag_worker.protocol import ErrorBody
+
+    return {code: {"model": ErrorBody, "description": _ERRORS[code]} for code in codes}
+
+
 def json_depth(value: Any) -> int:
     """How deep objects and arrays nest in ``value`` (a scalar is 0, ``{}`` is 1)."""
     deepest = 0

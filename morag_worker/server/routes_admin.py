@@ -20,6 +20,7 @@ from morag_worker.protocol import (
 from morag_worker.server.auth import LastAdminKey
 from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
+from morag_worker.server.limits import error_responses
 from morag_worker.server.metrics import REGISTRY
 from morag_worker.server.queue import Caller
 from morag_worker.server.state import ServerState
@@ -53,7 +54,12 @@ def metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post("/api/v1/keys", status_code=201, response_model=KeyCreated)
+@router.post(
+    "/api/v1/keys",
+    status_code=201,
+    response_model=KeyCreated,
+    responses=error_responses(401, 403, 408, 413),
+)
 async def create_key(
     body: KeyCreateRequest, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> KeyCreated:
@@ -105,7 +111,9 @@ async def list_workers(
     return {"workers": rows}
 
 
-@router.post("/api/v1/search", response_model=SearchResponse)
+@router.post(
+    "/api/v1/search", response_model=SearchResponse, responses=error_responses(401, 403, 408, 413)
+)
 def search(
     body: SearchRequest, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> SearchResponse:

@@ -23,12 +23,12 @@ from morag_worker.protocol import (
 from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
 from morag_worker.server.files import StoredFile
-from morag_worker.server.limits import MAX_PARAMETERS_DEPTH, json_depth
+from morag_worker.server.limits import MAX_PARAMETERS_DEPTH, error_responses, json_depth
 from morag_worker.server.multipart import MultipartUpload
 from morag_worker.server.queue import Caller
 from morag_worker.server.state import DEFAULT_TIMEOUTS_S, ServerState
 
-router = APIRouter(prefix="/api/v1", tags=["tasks"])
+router = APIRouter(prefix="/api/v1", tags=["tasks"], responses=error_responses(401, 403, 408, 413))
 
 
 def _check_type(st: ServerState, raw: str) -> str:
@@ -103,7 +103,12 @@ def _form_submit(form: dict[str, str]) -> TaskSubmitJSON:
         raise ApiError(422, "invalid", f"{field}: {first['msg']}", field) from None
 
 
-@router.post("/tasks", status_code=201, response_model=TaskCreated)
+@router.post(
+    "/tasks",
+    status_code=201,
+    response_model=TaskCreated,
+    responses=error_responses(400, 415, 431, 507),
+)
 async def submit(
     request: Request, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> TaskCreated:

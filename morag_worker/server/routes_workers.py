@@ -29,11 +29,16 @@ from morag_worker.protocol import (
 )
 from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
+from morag_worker.server.limits import error_responses
 from morag_worker.server.metrics import LEASE_WAIT
 from morag_worker.server.queue import Caller, LeaseLost, NotFound
 from morag_worker.server.state import ServerState
 
-router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
+router = APIRouter(
+    prefix="/api/v1/workers",
+    tags=["workers"],
+    responses=error_responses(401, 403, 408, 413, 507),
+)
 
 #: Worker protocol versions this server serves. A server keeps serving the previous
 #: version for at least one release after a bump, so workers can be upgraded after the
@@ -164,7 +169,7 @@ async def _claim(
         waited = True
 
 
-@router.post("/{worker_id}/lease", response_model=LeaseResponse)
+@router.post("/{worker_id}/lease", response_model=LeaseResponse, responses=error_responses(429))
 async def lease(
     worker_id: str,
     body: LeaseRequest,
@@ -182,7 +187,7 @@ async def lease(
 @router.get(
     "/{worker_id}/tasks/next",
     response_model=TaskSpec,
-    responses={204: {"description": "no task available"}},
+    responses={204: {"description": "no task available"}, **error_responses(429)},
 )
 async def next_task(
     worker_id: str,

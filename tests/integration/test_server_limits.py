@@ -191,7 +191,8 @@ def test_stalled_and_trickling_bodies_are_cut_off_with_408(cluster_factory) -> N
     # a multipart upload that stalls keeps no temporary file
     boundary = "b0undary"
     head = rawhttp.multipart([("task_type", None, b"document")], boundary)[: -len(boundary) - 6]
-    head += f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="s"\r\n\r\n'.encode()
+    disposition = 'Content-Disposition: form-data; name="files"; filename="s"'
+    head += f"--{boundary}\r\n{disposition}\r\n\r\n".encode()
     upload = rawhttp.request(
         cluster.port,
         "POST",
