@@ -201,6 +201,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         (args.max_long_polls_per_key >= 1, "--max-long-polls-per-key must be >= 1"),
         (args.file_grace >= 1, "--file-grace must be >= 1 (seconds)"),
         (args.min_free_disk_bytes >= 0, "--min-free-disk-bytes must be >= 0"),
+        (
+            args.sqlite_synchronous in SQLITE_SYNC_MODES,
+            f"--sqlite-synchronous (MORAG_SQLITE_SYNCHRONOUS) must be one of {SQLITE_SYNC_MODES}",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -256,13 +260,12 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _cannot_listen(config: ServerConfig, exc: OSError) -> str:
     host = f"[{config.host}]" if ":" in config.host else config.host
-    reason = exc.strerror or str(exc)
     if exc.errno == errno.EADDRINUSE:
-        reason = "the address is in use (another server on this port?)"
-    return (
-        f"morag-server: cannot listen on {host}:{config.port}: {reason}; "
-        "stop it or choose another --port"
-    )
+        advice = "the address is in use (another server on this port?); stop it or choose "
+        advice += "another --port"
+    else:
+        advice = f"{exc.strerror or exc}; check --host and --port"
+    return f"morag-server: cannot listen on {host}:{config.port}: {advice}"
 
 
 def _serve(config: ServerConfig) -> int:
