@@ -118,17 +118,7 @@ async def submit(
     content_type = request.headers.get("content-type", "")
     files: list[StoredFile] = []
     if content_type.startswith("multipart/"):
-        upload = MultipartUpload(
-            st.files, content_type, st.config.max_upload_bytes, st.config.limits.max_body_bytes
-        )
-        await upload.read(request.stream())
-        try:  # nothing is stored until the whole request is valid
-            spec = _form_submit(upload.fields)
-            task_type = _check_type(st, spec.task_type)
-            _check_parameters(task_type, spec.parameters, has_files=upload.file_count > 0)
-            files = upload.commit()
-        finally:
-            upload.abort()
+        spec, task_type, files = await _multipart_submit(request, st, content_type)
     elif content_type and not content_type.startswith("application/json"):
         raise ApiError(
             415,
@@ -152,6 +142,23 @@ async def submit(
     st.disk.note_write_ok()
     await st.notifier.notify()
     return TaskCreated(task_id=task_id)
+
+
+async def _multipart_submit(
+    request: Request, st: ServerState, content_type: str
+) -> tuple[TaskSubmitJSON, str, list[StoredFile]]:
+    """Read the upload, validate the whole request, and only then store its files."""
+    upload = MultipartUpload(
+        st.files, content_type, st.config.max_upload_bytes, st.config.limits.max_body_bytes
+    )
+    await upload.read(request.stream())
+    try:
+        spec = _form_submit(upload.fields)
+        task_type = _check_type(st, spec.task_type)
+        _check_parameters(task_type, spec.parameters, has_files=upload.file_count > 0)
+        return spec, task_type, upload.commit()
+    finally:
+        upload.abort()  # a refusal keeps nothing (after commit there is nothing left)
 
 
 def _json_submit(body: bytes) -> TaskSubmitJSON:
