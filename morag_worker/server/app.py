@@ -21,7 +21,7 @@ from morag_worker import __version__
 from morag_worker.server import errors, routes_admin, routes_tasks, routes_workers
 from morag_worker.server.indexer import Indexer
 from morag_worker.server.limits import BodyGuard
-from morag_worker.server.metrics import REGISTRY, QueueCollector
+from morag_worker.server.metrics import LONG_POLLS_WAITING, REGISTRY, QueueCollector
 from morag_worker.server.state import ServerConfig, ServerState, build_state
 from morag_worker.server.sweep import FileSweeper
 
@@ -68,6 +68,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             logger.info("created the first admin key; it is in {} (mode 0600)", created)
         collector = QueueCollector(st.db, config.task_types)
         REGISTRY.register(collector)
+        LONG_POLLS_WAITING.set_function(st.long_polls.total)
         indexer.start()
         st.notifier.start_listening(config.resolved_database_url())
         loops = [asyncio.create_task(_reap(st)), asyncio.create_task(_sweep(sweeper))]

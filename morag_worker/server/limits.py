@@ -33,8 +33,9 @@ RESULT_ROUTES = frozenset(
 )
 #: Multipart task submissions stream files to disk under their own limits (files.py).
 UPLOAD_ROUTE = ("POST", "/api/v1/tasks")
-#: A client that declared an oversize body of up to this many bytes is answered on a
-#: connection kept open, so it can read the 413 after sending; larger ones are cut off.
+#: An oversize body of up to this many bytes is read to its end (and dropped) before the
+#: 413, so that the client, still sending, can read the answer instead of a reset; a
+#: larger one is cut off.
 LINGER_MAX_BYTES = 256 << 20
 
 
@@ -98,6 +99,8 @@ class _Body:
             self.limit, self.flag = self.limits.max_body_bytes, "--max-body-bytes"
         declared = _content_length(self.scope)
         if self.limit is not None and declared is not None and declared > self.limit:
+            # Answered before reading: the server drops the rest of a declared body itself
+            # once the answer is out, on a connection kept open (unless it is huge).
             raise self._too_large(close=declared > LINGER_MAX_BYTES)
 
     def _too_large(self, close: bool) -> BodyRefused:
@@ -117,8 +120,16 @@ class _Body:
         if not self.started:
             self.started = self.last_data = now
             self._choose_limit()
+        message = await self._next()
+        if self.limit is not None and self.received > self.limit:
+            while not self.done and self.received <= LINGER_MAX_BYTES:
+                await self._next()  # read and drop the rest: see LINGER_MAX_BYTES
+            raise self._too_large(close=not self.done)
+        return message
+
+    async def _next(self) -> Message:
         try:
-            message = await asyncio.wait_for(self._receive(), self._wait_s(now))
+            message = await asyncio.wait_for(self._receive(), self._wait_s(time.monotonic()))
         except TimeoutError:
             raise self._too_slow() from None
         if message["type"] == "http.request":
@@ -126,8 +137,6 @@ class _Body:
             if chunk:
                 self.received += len(chunk)
                 self.last_data = time.monotonic()
-            if self.limit is not None and self.received > self.limit:
-                raise self._too_large(close=True)
             self.done = not message.get("more_body", False)
         else:
             self.done = True
@@ -192,6 +201,10 @@ class LongPollGate:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._waiting: dict[str, int] = {}
+
+    def total(self) -> int:
+        """Long-polls waiting now, all keys together (a gauge at scrape time)."""
+        return sum(self._waiting.values())
 
     @contextmanager
     def hold(self, key_id: str, wait_s: float) -> Iterator[None]:

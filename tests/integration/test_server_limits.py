@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import rawhttp
 import requests
@@ -25,6 +24,17 @@ def _lease(cluster: Cluster, worker: str, n: int = 1) -> list[dict]:
         timeout=10,
     )
     return list(reply.json()["tasks"])
+
+
+def _metric(cluster: Cluster, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{cluster.url}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return float(sample.value)
+    raise AssertionError(f"{name} not in /metrics")
 
 
 def _nested(depth: int) -> dict:
@@ -50,6 +60,8 @@ def test_default_limits_refuse_oversize_task_bodies_and_are_advertised(cluster: 
         timeout=30,
     )
     assert chunked.status_code == 413 and chunked.json()["error"]["code"] == "body_too_large"
+    # both were answered on a connection kept open: the client reads the 413, not a reset
+    assert "close" not in (reply.headers.get("connection", ""), chunked.headers.get("connection"))
     worker = _auth(cluster.key("alice", "worker"))
     registered = requests.post(
         f"{cluster.url}/api/v1/workers/register",
@@ -235,7 +247,7 @@ def test_long_polls_per_key_are_limited_with_429(cluster_factory) -> None:
     threads = [threading.Thread(target=poll) for _ in range(2)]
     for thread in threads:
         thread.start()
-    time.sleep(1.0)  # both are waiting inside the server now
+    assert rawhttp.wait_until(lambda: _metric(cluster, "morag_server_long_polls_waiting") == 2)
     third = requests.post(
         url, headers=_auth(worker), json={"max_tasks": 1, "wait_seconds": 4}, timeout=30
     )
@@ -266,3 +278,4 @@ def test_long_polls_per_key_are_limited_with_429(cluster_factory) -> None:
         url, headers=_auth(worker), json={"max_tasks": 1, "wait_seconds": 0.5}, timeout=10
     )
     assert again.status_code == 200  # the slots were given back
+    assert _metric(cluster, "morag_server_long_polls_waiting") == 0
