@@ -74,7 +74,11 @@ def _human(n: float) -> str:
 
 
 class _Body:
-    """Reads one request's body through ``receive`` under its size and time limits."""
+    """Reads one request's body through ``receive`` under its size and time limits.
+
+    Time counts only while the application waits for the client: a pause of the server's
+    own (a slow disk under an upload) never makes a client look slow.
+    """
 
     def __init__(self, scope: Scope, receive: Receive, limits: RequestLimits) -> None:
         self.scope = scope
@@ -82,8 +86,8 @@ class _Body:
         self.limits = limits
         self.limit: int | None = None
         self.flag = ""
-        self.started = 0.0
-        self.last_data = 0.0
+        self.started = False
+        self.waited_s = 0.0
         self.received = 0
         self.done = False
 
@@ -116,9 +120,8 @@ class _Body:
     async def receive(self) -> Message:
         if self.done:
             return await self._receive()
-        now = time.monotonic()
         if not self.started:
-            self.started = self.last_data = now
+            self.started = True
             self._choose_limit()
         message = await self._next()
         if self.limit is not None and self.received > self.limit:
@@ -127,40 +130,41 @@ class _Body:
             raise self._too_large(close=not self.done)
         return message
 
+    def _budget_s(self) -> float:
+        """How long this read may wait: the idle limit, or less when the body's average
+        rate (over the time spent waiting for it) would fall under the floor first."""
+        rate_budget = (
+            self.limits.body_timeout_s + self.received / self.limits.min_body_rate - self.waited_s
+        )
+        return min(self.limits.body_timeout_s, rate_budget)
+
     async def _next(self) -> Message:
+        budget = self._budget_s()
+        began = time.monotonic()
         try:
-            message = await asyncio.wait_for(self._receive(), self._wait_s(time.monotonic()))
+            if budget <= 0:
+                raise TimeoutError
+            message = await asyncio.wait_for(self._receive(), budget)
         except TimeoutError:
-            raise self._too_slow() from None
+            self.waited_s += time.monotonic() - began
+            raise self._too_slow(idle=budget >= self.limits.body_timeout_s) from None
+        self.waited_s += time.monotonic() - began
         if message["type"] == "http.request":
-            chunk = message.get("body", b"")
-            if chunk:
-                self.received += len(chunk)
-                self.last_data = time.monotonic()
+            self.received += len(message.get("body", b""))
             self.done = not message.get("more_body", False)
         else:
             self.done = True
         return message
 
-    def _rate_deadline(self) -> float:
-        """When the body's average rate falls under the floor, if nothing more arrives."""
-        return self.started + self.limits.body_timeout_s + self.received / self.limits.min_body_rate
-
-    def _wait_s(self, now: float) -> float:
-        idle_deadline = self.last_data + self.limits.body_timeout_s
-        return max(0.0, min(idle_deadline, self._rate_deadline()) - now)
-
-    def _too_slow(self) -> BodyRefused:
-        now = time.monotonic()
-        idle = now - self.last_data
+    def _too_slow(self, idle: bool) -> BodyRefused:
         limit_s = self.limits.body_timeout_s
-        if idle >= limit_s - 0.01:
+        if idle:
             message = (
-                f"the request body sent nothing for {idle:.1f} s (limit {limit_s:g} s); "
-                "send it without pauses, or raise the server's --body-timeout"
+                f"the request body sent nothing for {limit_s:g} s; send it without pauses, "
+                "or raise the server's --body-timeout"
             )
         else:
-            rate = self.received / max(now - self.started, 1e-9)
+            rate = self.received / max(self.waited_s, 1e-9)
             message = (
                 f"the request body arrived at {rate:.0f} bytes/s, under the minimum of "
                 f"{self.limits.min_body_rate:g} bytes/s; send it faster, or lower the server's "
