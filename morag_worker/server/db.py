@@ -111,6 +111,12 @@ class Database:
 
         return psycopg.connect(url, autocommit=True, row_factory=dict_row)
 
+    def sqlite_synchronous_in_effect(self) -> str:
+        """SQLite's ``synchronous`` as the connection reports it (not as configured)."""
+        with self._lock:
+            level = int(self._conn.execute("PRAGMA synchronous").fetchone()[0])
+        return {0: "off", 1: "normal", 2: "full", 3: "extra"}.get(level, str(level))
+
     def run_script(self, sql: str) -> None:
         """Run several statements (a migration) inside the current transaction.
 

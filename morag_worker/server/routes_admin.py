@@ -45,7 +45,7 @@ async def health(st: ServerState = Depends(state)) -> dict[str, object]:
         "disk_free_bytes": st.disk.free_bytes(),
     }
     if st.db.dialect == "sqlite":
-        body["sqlite_synchronous"] = st.db.sqlite_synchronous
+        body["sqlite_synchronous"] = st.db.sqlite_synchronous_in_effect()
     return body
 
 
