@@ -26,20 +26,12 @@ from morag_worker.server.queue import LeaseLost, NotFound
 
 
 class ApiError(Exception):
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
-        self.headers = headers
 
 
 def error_response(
@@ -104,7 +96,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.field)
 
     @app.exception_handler(LongPollRefused)
     async def _too_many(_: Request, exc: LongPollRefused) -> JSONResponse:
