@@ -3,10 +3,14 @@
 Every error is ``{"error": {"code", "message", "field"}}``: ``code`` for programs,
 ``message`` for people (what was wrong and what to do), ``field`` when one request
 field is at fault. Validation errors name the first offending field by its path.
+A write refused for lack of disk space is 507 (see :mod:`.disk`); any other unexpected
+error is a JSON 500, logged with its traceback.
 """
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,7 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from morag_worker.protocol import ErrorBody, ErrorDetail
 from morag_worker.server.auth import AuthError
+from morag_worker.server.disk import is_disk_full
 from morag_worker.server.files import UploadError
+from morag_worker.server.limits import LongPollRefused
 from morag_worker.server.queue import LeaseLost, NotFound
 
 
@@ -42,7 +48,7 @@ def error_response(
     code: str,
     message: str,
     field: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     details: dict[str, Any] | None = None,
 ) -> JSONResponse:
     detail = ErrorDetail(code=code, message=message, field=field, details=details)
@@ -68,12 +74,48 @@ def _validation(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid", f"{where}{message}", field)
 
 
+async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    """OSError and database errors: 507 when the disk is full, else a real failure."""
+    if not is_disk_full(exc):
+        raise exc  # a 500 with its traceback, from the generic handler
+    route = request.scope.get("route")
+    request.app.state.morag.disk.note_full(
+        f"{request.method} {getattr(route, 'path', request.url.path)}"
+    )
+    return error_response(
+        507,
+        "insufficient_storage",
+        "the server is out of disk space; nothing of this request was kept. Retry later "
+        "(the server recovers by itself once space is freed; /health says degraded until then)",
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    # Starlette logs the traceback after this answer; the client learns only that it
+    # was not its fault.
+    return error_response(500, "internal", "an unexpected server error; it has been logged")
+
+
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(OSError, _storage_error)
+    app.add_exception_handler(sqlite3.Error, _storage_error)
+    try:
+        import psycopg
+    except ImportError:  # PostgreSQL support is optional
+        pass
+    else:
+        app.add_exception_handler(psycopg.Error, _storage_error)
+    app.add_exception_handler(Exception, _unexpected)
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.field, details=exc.details)
+
+    @app.exception_handler(LongPollRefused)
+    async def _too_many(_: Request, exc: LongPollRefused) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return error_response(429, "too_many_long_polls", str(exc), headers=headers)
 
     @app.exception_handler(UploadError)
     async def _upload(_: Request, exc: UploadError) -> JSONResponse:
@@ -93,5 +135,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        code = getattr(exc, "code", None) or {404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "error"
+        )
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)

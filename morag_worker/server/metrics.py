@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -21,6 +21,21 @@ LEASE_WAIT = Histogram(
     "morag_server_lease_wait_seconds",
     "How long lease requests waited before returning (long-poll).",
     buckets=(0.001, 0.005, 0.02, 0.1, 0.5, 2, 5, 15, 30, 60),
+    registry=REGISTRY,
+)
+LONG_POLLS_WAITING = Gauge(
+    "morag_server_long_polls_waiting",
+    "Lease long-polls waiting for a task now, all keys together (this process).",
+    registry=REGISTRY,
+)
+FILES_RECLAIMED = Counter(
+    "morag_server_files_reclaimed",
+    "Stored files and partial uploads removed by the sweep (no task refers to them).",
+    registry=REGISTRY,
+)
+FILES_RECLAIMED_BYTES = Counter(
+    "morag_server_files_reclaimed_bytes",
+    "Bytes freed by the file sweep.",
     registry=REGISTRY,
 )
 #: A worker counts as online if it called within this window (heartbeats come every

@@ -182,6 +182,10 @@ WHERE f.file_id = :file_id AND t.state = 'leased' AND t.lease_key_id = :key_id L
 SELECT 1 AS ok FROM task_files f JOIN tasks t ON t.task_id = f.task_id
 WHERE f.file_id = :file_id AND t.user_id = :user_id LIMIT 1;
 
+-- name: referenced_files
+-- Of the given stored files, those some task refers to (the sweep removes the others).
+SELECT DISTINCT file_id FROM task_files WHERE file_id IN (SELECT value FROM json_each(:file_ids));
+
 -- name: upsert_worker
 INSERT INTO workers (worker_id, key_id, user_id, host, worker_type, task_types, capacity,
                      devices, version, protocol_version, instance_id, pid, registered_at,
