@@ -1,0 +1,131 @@
+"""The cleaning pass before main-content extraction: reader comments and in-article
+furniture out of the page, the comments kept aside when a task asks for them.
+
+Main-content extractors judge blocks by text density and link density, and reader
+comments are dense prose: a comment thread inside the article's container comes out
+as article text. This pass removes what the page's structure marks as comments
+(``web_comments``) and as furniture (``web_furniture``) before the extractor sees
+the page. It never removes an element that holds the title (``<h1>``), the marked
+article body (``itemprop=articleBody``, ``entry-content`` and the like) or the block
+with the most paragraph text outside comments.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import lxml.html
+from lxml.html import HtmlElement
+
+from morag_worker.processors import web_signals as sig
+from morag_worker.processors.web_comment_items import WebComment, read_comments
+from morag_worker.processors.web_comments import HEADINGS, STRONG_WORDS, Finder, iter_ancestors, jsonld_comment_texts, outermost
+from morag_worker.processors.web_furniture import FINDERS
+
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+_DROP_TAGS = ("script", "style", "noscript", "template")
+_TEXT_CHILDREN = ("p", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "blockquote", "table", "pre")
+#: Words a container may keep once comments inside it are gone and still be removed
+#: with them ("14 Responses", "Leave a Reply", "Load more"): less than one sentence.
+LEFTOVER_MAX_WORDS = 12
+
+
+@dataclass
+class CleanPage:
+    """The cleaned page, the comments found (read only when asked), and how many blocks
+    of each kind were removed."""
+
+    html: str
+    comments: list[WebComment] = field(default_factory=list)
+    comment_count: int = 0
+    removed: dict[str, int] = field(default_factory=dict)
+
+
+def parse(html: str) -> HtmlElement:
+    return lxml.html.document_fromstring(_XML_DECLARATION.sub("", html, count=1) or "<html></html>")
+
+
+def clean_page(html: str, read: bool = False) -> CleanPage:
+    """``html`` without comment sections and furniture; ``read`` also reads the comments."""
+    root = parse(html)
+    jsonld = jsonld_comment_texts(root)
+    for el in list(root.iter(*_DROP_TAGS)):
+        el.drop_tree()
+    count = sig.WordCount(root)
+    protected = _protected(root, count)
+    finder = Finder(root, protected, count, jsonld)
+    sections = finder.run()
+    comments = read_comments(finder, sections) if read else []
+    units = sum(1 for s in sections for u in s.iter() if finder.is_unit(u))
+    removed: Counter[str] = Counter()
+    removed["comments"] = _remove(sections, protected)
+    count = sig.WordCount(root)  # recounted: the comments are gone
+    for kind, find in FINDERS.items():
+        removed[kind] = _remove(outermost(find(root, protected, count)), protected)
+    removed["forms"] = _remove([f for f in root.iter("form") if f not in protected], protected)
+    return CleanPage(
+        html=lxml.html.tostring(root, encoding="unicode"),
+        comments=comments,
+        comment_count=len(comments) if read else units,
+        removed={k: v for k, v in removed.items() if v},
+    )
+
+
+def _protected(root: HtmlElement, count: sig.WordCount) -> set[HtmlElement]:
+    """The elements that hold the title, the marked article body or the main text, and
+    everything inside code, formulas and drawings."""
+    inside_comments = set()
+    for el in root.iter():
+        if not isinstance(el.tag, str) or el.tag in HEADINGS:
+            continue
+        if sig.name_parts(el) & STRONG_WORDS or sig.is_schema_comment(el):
+            inside_comments.update(el.iter())
+    anchors = [el for el in root.iter("h1") if el not in inside_comments]
+    anchors += [el for el in root.iter() if isinstance(el.tag, str) and el not in inside_comments
+                and sig.is_article_body(el)]
+    main = _main_block(root, inside_comments, count)
+    if main is not None:
+        anchors.append(main)
+    protected: set[HtmlElement] = set()
+    for el in anchors:
+        protected.update(iter_ancestors(el, include_self=True))
+    for code in root.iter("pre", "code", "svg", "math"):
+        protected.update(code.iter())  # highlighters name spans "comment": code, not readers
+    return protected
+
+
+def _main_block(root: HtmlElement, skip: set[HtmlElement], count: sig.WordCount) -> HtmlElement | None:
+    """The element whose own paragraphs, headings and lists hold the most words."""
+    best, best_words = None, 0
+    for el in root.iter():
+        if not isinstance(el.tag, str) or el in skip:
+            continue
+        own = sum(count(c) for c in el if isinstance(c.tag, str) and c.tag in _TEXT_CHILDREN)
+        if own > best_words:
+            best, best_words = el, own
+    return best
+
+
+def _remove(elements: list[HtmlElement], protected: set[HtmlElement]) -> int:
+    """Drop ``elements`` (keeping the text that follows each), then any container they
+    leave nearly empty; returns how many were dropped."""
+    parents = []
+    count = 0
+    for el in elements:
+        parent = el.getparent()
+        if parent is None or el in protected:
+            continue
+        el.drop_tree()
+        parents.append(parent)
+        count += 1
+    for parent in parents:
+        node = parent
+        while (node is not None and node not in protected and node.getparent() is not None
+               and sig.words(sig.text_of(node)) <= LEFTOVER_MAX_WORDS
+               and node.find(".//img") is None and node.find(".//table") is None):
+            up = node.getparent()
+            node.drop_tree()
+            node = up
+    return count
