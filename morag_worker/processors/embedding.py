@@ -19,6 +19,7 @@ from morag_worker.models.embeddings import Embedder
 from morag_worker.processors.base import TaskContext, bool_parameter
 from morag_worker.protocol import TaskResult
 
+
 def wants_embedding(parameters: Mapping[str, Any]) -> bool:
     """Whether the task asked for worker-side embeddings (``embed``: a bool or a word).
 

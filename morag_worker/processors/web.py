@@ -93,14 +93,14 @@ def extract_page(
 ) -> tuple[str, dict[str, Any]]:
     """The page's main text as Markdown (comments appended when ``keep_comments``) and
     its metadata, read from the page as given (the cleaning removes the byline)."""
-    cleaned = clean_page(html, read=keep_comments)
+    cleaned = clean_page(html)
     text, meta = _EXTRACTORS[extractor]
     body = text(cleaned.html, url)
     if body.strip() and keep_comments and cleaned.comments:
         body = f"{body.strip()}\n\n{comments_markdown(cleaned.comments)}"
     found = meta(html, url)
     found.update(
-        comments=cleaned.comment_count, comments_kept=keep_comments, removed=cleaned.removed
+        comments=len(cleaned.comments), comments_kept=keep_comments, removed=cleaned.removed
     )
     return body, found
 

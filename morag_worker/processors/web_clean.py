@@ -16,13 +16,16 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+import lxml.etree
 import lxml.html
 from lxml.html import HtmlElement
 
 from morag_worker.processors import web_signals as sig
 from morag_worker.processors.web_comment_items import WebComment, read_comments
-from morag_worker.processors.web_comments import HEADINGS, STRONG_WORDS, Finder, iter_ancestors, jsonld_comment_texts, outermost
-from morag_worker.processors.web_furniture import FINDERS
+from morag_worker.processors.web_comments import STRONG_WORDS, Finder
+from morag_worker.processors.web_furniture import Furniture
+from morag_worker.processors.web_jsonld import jsonld_comments
+from morag_worker.processors.web_tree import HEADINGS, iter_ancestors, outermost
 
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _DROP_TAGS = ("script", "style", "noscript", "template")
@@ -34,43 +37,58 @@ LEFTOVER_MAX_WORDS = 12
 
 @dataclass
 class CleanPage:
-    """The cleaned page, the comments found (read only when asked), and how many blocks
-    of each kind were removed."""
+    """The cleaned page, the comments found in it, and how many blocks of each kind were
+    removed."""
 
     html: str
     comments: list[WebComment] = field(default_factory=list)
-    comment_count: int = 0
     removed: dict[str, int] = field(default_factory=dict)
 
 
-def parse(html: str) -> HtmlElement:
-    return lxml.html.document_fromstring(_XML_DECLARATION.sub("", html, count=1) or "<html></html>")
+def parse(html: str) -> HtmlElement | None:
+    """The page as an lxml tree, or None for a page with no markup to parse."""
+    try:
+        return lxml.html.document_fromstring(_XML_DECLARATION.sub("", html, count=1))
+    except (lxml.etree.ParserError, ValueError):
+        return None
 
 
-def clean_page(html: str, read: bool = False) -> CleanPage:
-    """``html`` without comment sections and furniture; ``read`` also reads the comments."""
+def clean_page(html: str) -> CleanPage:
+    """``html`` without comment sections and furniture, and the comments read from it."""
     root = parse(html)
-    jsonld = jsonld_comment_texts(root)
+    if root is None:
+        return CleanPage(html)
+    jsonld = jsonld_comments(root)
     for el in list(root.iter(*_DROP_TAGS)):
         el.drop_tree()
+    _microdata_body(root)
     count = sig.WordCount(root)
     protected = _protected(root, count)
     finder = Finder(root, protected, count, jsonld)
     sections = finder.run()
-    comments = read_comments(finder, sections) if read else []
-    units = sum(1 for s in sections for u in s.iter() if finder.is_unit(u))
+    comments = read_comments(finder, sections)
     removed: Counter[str] = Counter()
     removed["comments"] = _remove(sections, protected)
-    count = sig.WordCount(root)  # recounted: the comments are gone
-    for kind, find in FINDERS.items():
-        removed[kind] = _remove(outermost(find(root, protected, count)), protected)
+    furniture = Furniture(root, protected, sig.WordCount(root))  # recounted: comments are gone
+    for kind, found in furniture.find().items():
+        removed[kind] = _remove(outermost(found), protected)
     removed["forms"] = _remove([f for f in root.iter("form") if f not in protected], protected)
     return CleanPage(
         html=lxml.html.tostring(root, encoding="unicode"),
         comments=comments,
-        comment_count=len(comments) if read else units,
-        removed={k: v for k, v in removed.items() if v},
+        removed={kind: n for kind, n in removed.items() if n},
     )
+
+
+def _microdata_body(root: HtmlElement) -> None:
+    """Mark an RDFa ``property=articleBody`` as microdata too: trafilatura looks for the
+    microdata form only, and without it loses headings and the end of such articles."""
+    if root.find(".//*[@itemprop='articleBody']") is not None:
+        return
+    for el in root.iter():
+        if isinstance(el.tag, str) and "articlebody" in el.get("property", "").lower():
+            el.set("itemprop", "articleBody")
+            return
 
 
 def _protected(root: HtmlElement, count: sig.WordCount) -> set[HtmlElement]:
@@ -83,8 +101,11 @@ def _protected(root: HtmlElement, count: sig.WordCount) -> set[HtmlElement]:
         if sig.name_parts(el) & STRONG_WORDS or sig.is_schema_comment(el):
             inside_comments.update(el.iter())
     anchors = [el for el in root.iter("h1") if el not in inside_comments]
-    anchors += [el for el in root.iter() if isinstance(el.tag, str) and el not in inside_comments
-                and sig.is_article_body(el)]
+    anchors += [
+        el
+        for el in root.iter()
+        if isinstance(el.tag, str) and el not in inside_comments and sig.is_article_body(el)
+    ]
     main = _main_block(root, inside_comments, count)
     if main is not None:
         anchors.append(main)
@@ -96,7 +117,9 @@ def _protected(root: HtmlElement, count: sig.WordCount) -> set[HtmlElement]:
     return protected
 
 
-def _main_block(root: HtmlElement, skip: set[HtmlElement], count: sig.WordCount) -> HtmlElement | None:
+def _main_block(
+    root: HtmlElement, skip: set[HtmlElement], count: sig.WordCount
+) -> HtmlElement | None:
     """The element whose own paragraphs, headings and lists hold the most words."""
     best, best_words = None, 0
     for el in root.iter():
@@ -122,9 +145,14 @@ def _remove(elements: list[HtmlElement], protected: set[HtmlElement]) -> int:
         count += 1
     for parent in parents:
         node = parent
-        while (node is not None and node not in protected and node.getparent() is not None
-               and sig.words(sig.text_of(node)) <= LEFTOVER_MAX_WORDS
-               and node.find(".//img") is None and node.find(".//table") is None):
+        while (
+            node is not None
+            and node not in protected
+            and node.getparent() is not None
+            and sig.words(sig.text_of(node)) <= LEFTOVER_MAX_WORDS
+            and node.find(".//img") is None
+            and node.find(".//table") is None
+        ):
             up = node.getparent()
             node.drop_tree()
             node = up

@@ -3,13 +3,14 @@ and write them as the ``## Comments`` section of a kept-comments result."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from lxml.html import HtmlElement
 
 from morag_worker.processors import web_signals as sig
-from morag_worker.processors.web_comments import Finder, is_headingish, iter_ancestors
+from morag_worker.processors.web_comments import Finder
+from morag_worker.processors.web_tree import alike, is_headingish, iter_ancestors
 
 _DATE_ATTRS = ("datetime", "content", "title")
 #: Fewest words for a comments box without recognisable items to count as one comment:
@@ -29,13 +30,11 @@ class WebComment:
 def read_comments(finder: Finder, sections: list[HtmlElement]) -> list[WebComment]:
     """One :class:`WebComment` per comment unit in ``sections``, in page order.
 
-    A section without units gives its schema.org items, or, when it is a box of plain
-    text (no heading, no form), its own text as one comment."""
+    Units and schema.org items are comments; a section without either gives its own
+    text as one comment when it is a box of plain text (no heading, no form)."""
     out: list[WebComment] = []
     for section in sections:
-        units = [u for u in section.iter() if finder.is_unit(u)]
-        if not units:
-            units = [el for el in section.iter() if isinstance(el.tag, str) and sig.is_schema_comment(el)]
+        units = [el for el in section.iter() if _is_item(finder, el)]
         if not units and _plain_comment_box(finder, section):
             units = [section]
         for unit, depth in zip(units, _depths(finder, units), strict=True):
@@ -45,10 +44,27 @@ def read_comments(finder: Finder, sections: list[HtmlElement]) -> list[WebCommen
     return out
 
 
+def _is_item(finder: Finder, el: HtmlElement) -> bool:
+    return isinstance(el.tag, str) and (finder.is_unit(el) or sig.is_schema_comment(el))
+
+
 def _plain_comment_box(finder: Finder, section: HtmlElement) -> bool:
     if is_headingish(section, finder.count) or section.find(".//textarea") is not None:
         return False
     return section.find(".//input") is None and finder.count(section) >= PLAIN_BOX_MIN_WORDS
+
+
+def _spoken(el: HtmlElement, quiet: Callable[[HtmlElement], bool]) -> str:
+    """``el``'s text without the parts that are names, dates or controls."""
+    pieces = [el.text or ""]
+    for child in el.iterdescendants():
+        if not quiet(child) and child.text:
+            pieces.append(child.text)
+        parent = child.getparent()
+        if child.tail and parent is not None and not quiet(parent):
+            pieces.append(child.tail)
+    text = " ".join(" ".join(pieces).split())
+    return text.strip(" ,·|:-")
 
 
 def _depths(finder: Finder, units: list[HtmlElement]) -> list[int]:
@@ -73,8 +89,8 @@ def _inside(finder: Finder, unit: HtmlElement, earlier: HtmlElement) -> bool:
             if node is earlier:
                 return True
             toward_unit = line[node]
-            both_units = finder.is_unit(toward_earlier) and finder.is_unit(toward_unit)
-            return not (both_units or _alike(toward_earlier, toward_unit))
+            both_units = _is_item(finder, toward_earlier) and _is_item(finder, toward_unit)
+            return not (both_units or alike(toward_earlier, toward_unit))
         toward_earlier = node
     return False
 
@@ -88,18 +104,10 @@ def _steps(el: HtmlElement) -> Iterator[tuple[HtmlElement, HtmlElement]]:
         child = node
 
 
-def _alike(a: HtmlElement, b: HtmlElement) -> bool:
-    """Two items of one list: the same tag and a class in common (or neither has one)."""
-    if a.tag != b.tag:
-        return False
-    ca, cb = set(a.get("class", "").split()), set(b.get("class", "").split())
-    return bool(ca & cb) or not (ca or cb)
-
-
 def _own(finder: Finder, unit: HtmlElement) -> Iterator[HtmlElement]:
     """``unit``'s descendants that are not inside a nested unit."""
     for child in unit:
-        if not isinstance(child.tag, str) or finder.is_unit(child) or sig.is_schema_comment(child):
+        if not isinstance(child.tag, str) or _is_item(finder, child):
             continue
         yield child
         yield from _own(finder, child)
@@ -109,7 +117,9 @@ def _read(finder: Finder, unit: HtmlElement, depth: int) -> WebComment:
     own = list(_own(finder, unit))
     kinds = _signals(own)
     signal = set(kinds)
-    author = next((sig.text_of(el) for el, k in kinds.items() if k == "author" and sig.text_of(el)), None)
+    author = next(
+        (sig.text_of(el) for el, k in kinds.items() if k == "author" and sig.text_of(el)), None
+    )
     date = next((_date_value(el) for el, k in kinds.items() if k == "date"), None)
     if author is None:
         author = _first_short(own, signal)
@@ -124,7 +134,11 @@ def _signals(own: list[HtmlElement]) -> dict[HtmlElement, str]:
     kinds: dict[HtmlElement, str] = {}
     for el in reversed(own):  # children before parents
         text = sig.text_of(el)
-        if sig.words(text) > 10 or any(d in kinds for d in el.iterdescendants()):
+        if sig.words(text) > 10:
+            continue
+        if any(d in kinds for d in el.iterdescendants()):
+            if sig.DATE_TEXT.search(_loose(el)):  # "<b>Ann</b> wrote on 5.3.2024"
+                kinds[el] = "date"
             continue
         if sig.is_date(el, text):
             kinds[el] = "date"
@@ -137,16 +151,25 @@ def _signals(own: list[HtmlElement]) -> dict[HtmlElement, str]:
 
 def _is_profile_link(el: HtmlElement) -> bool:
     href = el.get("href", "").lower()
-    return el.tag == "a" and any(k in href for k in ("/@", "/u/", "user", "profile", "member", "/author"))
+    return el.tag == "a" and any(
+        k in href for k in ("/@", "/u/", "user", "profile", "member", "/author")
+    )
+
+
+def _loose(el: HtmlElement) -> str:
+    """The element's own text, outside its child elements."""
+    return " ".join(" ".join([el.text or "", *(c.tail or "" for c in el)]).split())
 
 
 def _date_value(el: HtmlElement) -> str:
-    """A machine-readable date from the element's attributes, else its text."""
+    """A machine-readable date from the element's attributes, else the date in its text."""
     for name in _DATE_ATTRS:
         value = el.get(name, "")
         if value[:4].isdigit() and "-" in value:
             return value
-    return sig.text_of(el)
+    text = sig.text_of(el)
+    found = sig.DATE_TEXT.search(text)
+    return found.group(0).strip() if found and sig.words(text) > 4 else text
 
 
 def _first_short(own: list[HtmlElement], signal: set[HtmlElement]) -> str | None:
@@ -164,15 +187,17 @@ def _first_short(own: list[HtmlElement], signal: set[HtmlElement]) -> str | None
     return None
 
 
-def _text(unit: HtmlElement, own: list[HtmlElement], signal: set[HtmlElement], author: str | None) -> str:
+def _text(
+    unit: HtmlElement, own: list[HtmlElement], signal: set[HtmlElement], author: str | None
+) -> str:
     """The comment's paragraphs, or failing those its loose text, without its author,
     date and controls."""
 
     def quiet(el: HtmlElement) -> bool:
         return el in signal or any(a in signal for a in iter_ancestors(el))
 
-    paragraphs = [sig.text_of(p) for p in own if p.tag == "p" and not quiet(p)]
-    paragraphs = [p for p in paragraphs if p and p != author and not sig.COUNT.match(p)]
+    paragraphs = [_spoken(p, quiet) for p in own if p.tag == "p" and not quiet(p)]
+    paragraphs = [p for p in paragraphs if sig.prose_words(p) and p != author]
     if paragraphs:
         return "\n".join(paragraphs)
     pieces: list[str] = [unit.text or ""]

@@ -15,23 +15,33 @@ another). Sections are found four ways, each enough on its own:
   author or date and a reply or like control, whatever their class names).
 
 Elements in ``protected`` (those holding the title or the article body) are never
-units or sections. :func:`comment_items` reads author, date, text and reply depth
+units or sections. ``web_comment_items`` reads author, date, text and reply depth
 from the units of the sections found.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
+import lxml.html
 from lxml.html import HtmlElement
 
 from morag_worker.processors import web_signals as sig
+from morag_worker.processors.web_jsonld import JsonLdComment, holders
+from morag_worker.processors.web_tree import (
+    HEADINGS,
+    alike,
+    first_child,
+    following,
+    is_headingish,
+    iter_ancestors,
+    outermost,
+)
 
 #: Strong class/id words: a container named so is comments whatever it holds.
-STRONG_WORDS = frozenset({"comment", "comments", "commentlist", "comentarios", "kommentare", "disqus", "dsq"})
+STRONG_WORDS = frozenset(
+    {"comment", "comments", "commentlist", "comentarios", "kommentare", "disqus", "dsq"}
+)
 #: Share of a heading's following words that must sit in comment units for a heading
 #: without a count ("Discussion") to mark a comment section: articles have sections
 #: called that, and they are prose, not units.
@@ -43,6 +53,13 @@ MAX_UNIT_WORDS = 1000
 #: Fewest words of prose a comment has besides its author, date and controls ("Thanks!"
 #: is one; a header line of name, date and score has none).
 MIN_PROSE_WORDS = 1
+#: Share of a container's words that comments without controls must hold for the
+#: container to be a comment list (a heading and a "write one" link may remain).
+QUIET_SHARE = 0.8
+#: Most words of such a comment's header line (name, date, a count).
+QUIET_HEADER_WORDS = 20
+#: Fewest words of prose beside such a header: a list of dated names is not comments.
+QUIET_PROSE_WORDS = 3
 
 
 @dataclass
@@ -58,16 +75,17 @@ class Scan:
 
 @dataclass
 class Finder:
-    """Finds the comment sections under ``root``; ``jsonld`` holds the texts of the
-    page's JSON-LD comments (read before scripts are dropped)."""
+    """Finds the comment sections under ``root``; ``jsonld`` holds the page's JSON-LD
+    comments (read before scripts are dropped)."""
 
     root: HtmlElement
     protected: set[HtmlElement]
     count: sig.WordCount
-    jsonld: list[str] = field(default_factory=list)
+    jsonld: list[JsonLdComment] = field(default_factory=list)
     units: list[HtmlElement] = field(default_factory=list)
     _unit_set: set[HtmlElement] = field(default_factory=set)
     _holds_unit: set[HtmlElement] = field(default_factory=set)
+    _scans: dict[HtmlElement, Scan] = field(default_factory=dict)
 
     def run(self) -> list[HtmlElement]:
         """Every comment section or item found, outermost first in document order."""
@@ -81,6 +99,7 @@ class Finder:
         found += self._headed()
         if len(self.units) >= 2:
             found += self.units
+        found += self._quiet_threads()
         return outermost(found)
 
     def is_unit(self, el: HtmlElement) -> bool:
@@ -88,11 +107,12 @@ class Finder:
 
     def _scan(self, el: HtmlElement) -> Scan:
         """Post-order: the signals of ``el`` outside nested units; records units."""
-        total = Scan(prose=sig.prose_words(el.text or ""))
+        loose = [el.text or ""]
+        total = Scan()
         for child in el:
+            loose.append(child.tail or "")
             if not isinstance(child.tag, str):
                 continue
-            total.prose += sig.prose_words(child.tail or "")
             inner = self._scan(child)
             if child in self._unit_set:
                 continue
@@ -100,12 +120,21 @@ class Finder:
             total.author |= inner.author
             total.date |= inner.date
             total.prose += inner.prose
+        own = " ".join(loose)
+        total.prose += sig.prose_words(own)
+        if sig.words(own) <= 10 and sig.DATE_TEXT.search(own):  # "Ann wrote on 5.3.2024:"
+            total.date, total.prose = True, total.prose - sig.prose_words(own)
         if total.prose <= 10 and not (total.action or total.author or total.date):
             # a small element without signals inside may be one: a name, a date, a button
             text = sig.text_of(el)
-            action, author, date = sig.is_action(el, text), sig.is_author(el, text), sig.is_date(el, text)
+            action, author, date = (
+                sig.is_action(el, text),
+                sig.is_author(el, text),
+                sig.is_date(el, text),
+            )
             if action or author or date:
                 total = Scan(total.action | action, total.author | author, total.date | date, 0)
+        self._scans[el] = total
         if (
             total.action
             and (total.author or total.date)
@@ -117,30 +146,74 @@ class Finder:
             self._unit_set.add(el)
         return total
 
-    def _schema_items(self) -> list[HtmlElement]:
-        return [el for el in self.root.iter() if isinstance(el.tag, str) and sig.is_schema_comment(el)
-                and el not in self.protected]
-
-    def _jsonld_items(self) -> list[HtmlElement]:
-        texts = [t for t in self.jsonld if sig.words(t) >= 3]
-        if not texts:
-            return []
-        found = []
-        for el in self.root.iter():
-            if not isinstance(el.tag, str) or el.tag in ("script", "style") or el in self.protected:
+    def _quiet_threads(self) -> list[HtmlElement]:
+        """Comments without controls: two or more alike items, each a header with an
+        author and a date beside a block of prose (``<dt>``/``<dd>`` pairs too), that
+        make up nearly all of their container."""
+        found: list[HtmlElement] = []
+        for box in self.root.iter():
+            if not isinstance(box.tag, str) or box in self.protected:
                 continue
-            own = " ".join(" ".join(el.itertext()).split())
-            if any(t[:80] in own for t in texts) and not any(
-                t[:80] in " ".join(" ".join(c.itertext()).split()) for c in el for t in texts
+            kids = [c for c in box if isinstance(c.tag, str) and c not in self.protected]
+            if len(kids) < 2:
+                continue
+            items = (
+                [kids[k : k + 2] for k in range(0, len(kids), 2)]
+                if box.tag == "dl"
+                else [[k] for k in kids]
+            )
+            signed = [item for item in items if self._signed(item)]
+            words = sum(self.count(el) for item in signed for el in item)
+            heads = [item[0] for item in signed]
+            if (
+                len(signed) >= 2
+                and words >= QUIET_SHARE * self.count(box)
+                and all(alike(heads[0], h) for h in heads)
             ):
-                found.append(self._unit_above(el) or el)
+                found += [self._as_unit(item) for item in signed]
         return found
 
-    def _unit_above(self, el: HtmlElement) -> HtmlElement | None:
+    def _as_unit(self, item: list[HtmlElement]) -> HtmlElement:
+        """One element per comment: a ``<dt>``/``<dd>`` pair is wrapped in a ``<div>``."""
+        unit = item[0]
+        if len(item) > 1:
+            unit = lxml.html.Element("div")
+            item[0].addprevious(unit)
+            unit.extend(item)
+        self._unit_set.add(unit)
+        return unit
+
+    def _signed(self, item: list[HtmlElement]) -> bool:
+        """A header (author and date, a line long) and, apart from it, some prose."""
+        parts = item if len(item) > 1 else [c for c in item[0] if isinstance(c.tag, str)]
+        for head in parts:
+            scan = self._scans.get(head)
+            if scan and scan.author and scan.date and self.count(head) <= QUIET_HEADER_WORDS:
+                rest = sum(
+                    self._scans[p].prose for p in parts if p is not head and p in self._scans
+                )
+                return rest >= QUIET_PROSE_WORDS
+        return False
+
+    def _schema_items(self) -> list[HtmlElement]:
+        return [
+            el
+            for el in self.root.iter()
+            if isinstance(el.tag, str) and sig.is_schema_comment(el) and el not in self.protected
+        ]
+
+    def _jsonld_items(self) -> list[HtmlElement]:
+        return [
+            self._unit_above(el)
+            for el in holders(self.root, self.jsonld, self.protected, self.count)
+        ]
+
+    def _unit_above(self, el: HtmlElement) -> HtmlElement:
+        """The comment unit holding ``el``, else ``el`` itself."""
         for node in iter_ancestors(el, include_self=True):
             if node in self._unit_set:
                 return node
-        return None
+        return el
 
     def _named(self) -> list[HtmlElement]:
         found = []
@@ -160,7 +233,11 @@ class Finder:
     def _headed(self) -> list[HtmlElement]:
         found: list[HtmlElement] = []
         for head in self.root.iter():
-            if not isinstance(head.tag, str) or head in self.protected or not is_headingish(head, self.count):
+            if (
+                not isinstance(head.tag, str)
+                or head in self.protected
+                or not is_headingish(head, self.count)
+            ):
                 continue
             text = sig.text_of(head)
             if not sig.COMMENT_HEADING.match(text):
@@ -170,7 +247,11 @@ class Finder:
                 region = following(head.getparent())
             if self._verified(text, region):
                 parent = head.getparent()
-                if parent is not None and parent not in self.protected and first_child(parent) is head:
+                if (
+                    parent is not None
+                    and parent not in self.protected
+                    and first_child(parent) is head
+                ):
                     found.append(parent)
                     found += [r for r in region if r.getparent() is not parent]
                 else:
@@ -190,71 +271,3 @@ class Finder:
         if el not in self._holds_unit:
             return []
         return [u for u in el.iter() if u in self._unit_set]
-
-
-HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
-
-
-def is_headingish(el: HtmlElement, count: sig.WordCount) -> bool:
-    """A heading element, or a short block of text that stands in for one."""
-    if el.tag in HEADINGS:
-        return True
-    if el.tag not in ("div", "span", "p", "strong", "b", "header", "legend", "summary"):
-        return False
-    return count(el) <= 8 and not any(
-        isinstance(c.tag, str) and c.tag in ("div", "p", "ul", "ol", "section") for c in el
-    )
-
-
-def jsonld_comment_texts(root: HtmlElement) -> list[str]:
-    """The ``text`` of every schema.org Comment in the page's JSON-LD blocks."""
-    texts: list[str] = []
-    for script in root.iter("script"):
-        if "ld+json" not in (script.get("type") or ""):
-            continue
-        try:
-            data = json.loads(script.text or "")
-        except ValueError:
-            continue
-        texts.extend(_comment_texts(data))
-    return [" ".join(t.split()) for t in texts]
-
-
-def _comment_texts(data: Any) -> Iterator[str]:
-    if isinstance(data, list):
-        for item in data:
-            yield from _comment_texts(item)
-    elif isinstance(data, dict):
-        kind = data.get("@type")
-        kinds = kind if isinstance(kind, list) else [kind]
-        if "Comment" in kinds and isinstance(data.get("text"), str):
-            yield data["text"]
-        for value in data.values():
-            if isinstance(value, dict | list):
-                yield from _comment_texts(value)
-
-
-def iter_ancestors(el: HtmlElement, include_self: bool = False) -> Iterator[HtmlElement]:
-    node = el if include_self else el.getparent()
-    while node is not None:
-        yield node
-        node = node.getparent()
-
-
-def outermost(elements: Iterable[HtmlElement]) -> list[HtmlElement]:
-    """``elements`` without those inside another, in document order, each once."""
-    chosen = set(elements)
-    keep = [el for el in chosen if not any(a in chosen for a in iter_ancestors(el))]
-    order = {el: i for i, el in enumerate(keep[0].getroottree().iter())} if keep else {}
-    return sorted(keep, key=lambda el: order.get(el, 0))
-
-
-def following(el: HtmlElement) -> list[HtmlElement]:
-    return [s for s in el.itersiblings() if isinstance(s.tag, str)]
-
-
-def first_child(el: HtmlElement) -> HtmlElement | None:
-    for child in el:
-        if isinstance(child.tag, str):
-            return child
-    return None

@@ -11,6 +11,7 @@ protects every element that holds the title or the article body.
 
 from __future__ import annotations
 
+import itertools
 import re
 from functools import lru_cache
 
@@ -22,39 +23,134 @@ _WORD = re.compile(r"\w+")
 #: Class/id words of comment sections and items (Disqus: dsq, disqus; WordPress:
 #: comment-list, comments-area, respond; Substack/Ghost: comments, discussion).
 COMMENT_WORDS = frozenset(
-    {"comment", "comments", "commentlist", "comentarios", "kommentare", "responses",
-     "replies", "discussion", "disqus", "dsq", "respond", "guestbook", "talkback"}
+    {
+        "comment",
+        "comments",
+        "commentlist",
+        "comentarios",
+        "kommentare",
+        "responses",
+        "replies",
+        "discussion",
+        "disqus",
+        "dsq",
+        "respond",
+        "guestbook",
+        "talkback",
+    }
 )
 RELATED_WORDS = frozenset(
-    {"related", "relatedposts", "recommended", "recommendations", "readmore", "readnext",
-     "outbrain", "taboola", "morestories", "moreposts", "youmaylike", "further"}
+    {
+        "related",
+        "relatedposts",
+        "recommended",
+        "recommendations",
+        "readmore",
+        "readnext",
+        "outbrain",
+        "taboola",
+        "morestories",
+        "moreposts",
+        "youmaylike",
+        "further",
+    }
 )
 #: Two-word class names (``read-more``, ``more-from``) joined before matching.
-RELATED_PAIRS = frozenset({"readmore", "readnext", "morefrom", "morestories", "moreposts", "alsoread"})
+RELATED_PAIRS = frozenset(
+    {"readmore", "readnext", "morefrom", "morestories", "moreposts", "alsoread"}
+)
 NEWSLETTER_WORDS = frozenset(
-    {"newsletter", "subscribe", "subscription", "signup", "mailchimp", "mc4wp", "optin",
-     "mailinglist"}
+    {
+        "newsletter",
+        "subscribe",
+        "subscription",
+        "signup",
+        "mailchimp",
+        "mc4wp",
+        "optin",
+        "mailinglist",
+    }
+)
+#: What a newsletter prompt says, for the text just before a sign-up form.
+NEWSLETTER_TEXT = re.compile(
+    r"\b(?:newsletter|subscribe|sign up|signup|inbox|mailing list|email updates|by email)\b", re.I
 )
 SHARE_WORDS = frozenset({"share", "sharing", "sharedaddy", "social", "sharebar", "addthis"})
 BIO_WORDS = frozenset({"bio", "biography", "authorbio", "authorinfo", "aboutauthor", "authorbox"})
 BIO_PAIRS = frozenset({"authorbio", "authorinfo", "aboutauthor", "authorbox", "authorcard"})
 #: Words (lower case) of links and buttons in a share bar.
 SHARE_LABELS = frozenset(
-    {"share", "this", "tweet", "facebook", "twitter", "x", "linkedin", "email", "mail",
-     "whatsapp", "reddit", "pinterest", "telegram", "copy", "link", "print", "on", "via",
-     "like", "likes", "clap", "claps", "comment", "comments", "responses", "save", "bookmark"}
+    {
+        "share",
+        "this",
+        "tweet",
+        "facebook",
+        "twitter",
+        "x",
+        "linkedin",
+        "email",
+        "mail",
+        "whatsapp",
+        "reddit",
+        "pinterest",
+        "telegram",
+        "copy",
+        "link",
+        "print",
+        "on",
+        "via",
+        "like",
+        "likes",
+        "clap",
+        "claps",
+        "comment",
+        "comments",
+        "responses",
+        "save",
+        "bookmark",
+    }
 )
 #: A count on a control ("1.2K", "14", "♥ 3").
 COUNT = re.compile(r"^[♥❤👍👏+]?\ufe0f?\d+(?:[.,]\d+)?[km]?$", re.I)
 BYLINE_WORDS = frozenset({"byline", "meta", "dateline", "author", "info", "subline", "by"})
 AUTHOR_WORDS = frozenset(
-    {"author", "user", "username", "name", "fn", "who", "commenter", "nick", "nickname",
-     "hnuser", "poster", "byline", "avatar", "profile"}
+    {
+        "author",
+        "user",
+        "username",
+        "name",
+        "fn",
+        "who",
+        "commenter",
+        "nick",
+        "nickname",
+        "hnuser",
+        "poster",
+        "byline",
+        "avatar",
+        "profile",
+    }
 )
 DATE_WORDS = frozenset({"date", "time", "when", "age", "timestamp", "ago", "posted", "published"})
 ACTION_WORDS = frozenset(
-    {"reply", "like", "likes", "vote", "votes", "voting", "upvote", "downvote", "score",
-     "points", "clap", "claps", "heart", "karma", "votearrow", "replytocom"}
+    {
+        "reply",
+        "like",
+        "likes",
+        "vote",
+        "votes",
+        "voting",
+        "upvote",
+        "downvote",
+        "score",
+        "points",
+        "clap",
+        "claps",
+        "heart",
+        "karma",
+        "votearrow",
+        "replytocom",
+    }
 )
 
 _NUMBER_HEAD = r"(?:\d+\s+)?"
@@ -69,16 +165,17 @@ COMMENT_HEADING = re.compile(
 #: A heading that carries a count ("14 responses") is a comment section by itself; a bare
 #: "Discussion" may be an article's own section, so it needs comment items after it.
 COUNTED_HEADING = re.compile(r"^\d+\s|\(\d+\)\s*$")
-RELATED_HEADING = re.compile(
-    r"^(?:related(?:\s+(?:posts?|articles?|stories|coverage|content|reading|links))?"
-    r"|you (?:may|might) (?:also )?(?:like|enjoy)|read (?:more|next)|more (?:from|on|in)\b.*"
-    r"|more (?:posts|stories|articles)|recommended(?: for you| reading)?|see also"
-    r"|elsewhere on\b.*|further reading|popular (?:posts|stories)|most read|trending)\s*:?$",
-    re.I,
+_RELATED = (
+    r"related(?:\s+(?:posts?|articles?|stories|coverage|content|reading|links))?"
+    r"|you (?:may|might) (?:also )?(?:like|enjoy)|read (?:more|next|also)|also read"
+    r"|more (?:from|on|in)\b[^:]*|more (?:posts|stories|articles)|more"
+    r"|recommended(?: for you| reading)?|see also|elsewhere on\b[^:]*|further reading"
+    r"|popular (?:posts|stories)|most read|trending"
 )
+RELATED_HEADING = re.compile(rf"^(?:{_RELATED})\s*:?$", re.I)
 BIO_HEADING = re.compile(r"^(?:about the authors?|about me|published by\b.*|written by\b.*)$", re.I)
 #: An inline related link: "Read more: <a>…</a>".
-RELATED_LEAD = re.compile(r"^(?:read (?:more|also|next)|related|see also|also read|more)\s*:", re.I)
+RELATED_LEAD = re.compile(rf"^(?:{_RELATED})\s*:", re.I)
 
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 DATE_TEXT = re.compile(
@@ -102,12 +199,18 @@ def words(text: str) -> int:
     return len(_WORD.findall(text))
 
 
+def tokens(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
 _CONTROL_WORDS = SHARE_LABELS | {"reply", "report", "flag", "permalink", "follow", "more"}
 
 
 def prose_words(text: str) -> int:
     """Words of ``text`` that could be prose: not numbers, not control labels."""
-    return sum(1 for w in _WORD.findall(text.lower()) if not w.isdigit() and w not in _CONTROL_WORDS)
+    return sum(
+        1 for w in _WORD.findall(text.lower()) if not w.isdigit() and w not in _CONTROL_WORDS
+    )
 
 
 def text_of(el: HtmlElement) -> str:
@@ -139,14 +242,13 @@ class WordCount:
 
 @lru_cache(maxsize=4096)
 def _parts(value: str) -> tuple[frozenset[str], frozenset[str]]:
-    tokens = [t for t in value.split() if t]
-    parts = {p.lower() for t in tokens for p in _SPLIT.split(t) if p}
-    joined = {"".join(p.lower() for p in _SPLIT.split(t) if p) for t in tokens}
-    pairs = set()
-    for t in tokens:
-        split = [p.lower() for p in _SPLIT.split(t) if p]
-        pairs.update(a + b for a, b in zip(split, split[1:], strict=False))
-    return frozenset(parts | joined), frozenset(pairs | joined)
+    """(words, joined pairs) of a class/id string: ``jp-relatedposts`` gives the words
+    jp, relatedposts, jprelatedposts and the pair jprelatedposts."""
+    split = [[p.lower() for p in _SPLIT.split(token) if p] for token in value.split()]
+    joined = {"".join(parts) for parts in split}
+    singles = {p for parts in split for p in parts}
+    pairs = {a + b for parts in split for a, b in itertools.pairwise(parts)}
+    return frozenset(singles | joined), frozenset(pairs | joined)
 
 
 def name_parts(el: HtmlElement) -> frozenset[str]:
@@ -173,8 +275,20 @@ def is_article_body(el: HtmlElement) -> bool:
     if "articlebody" in prop:
         return True
     pairs = name_pairs(el)
-    return bool(pairs & {"entrycontent", "postcontent", "articlebody", "articlecontent",
-                         "storybody", "postbody", "entrybody", "ghcontent", "storytext"})
+    return bool(
+        pairs
+        & {
+            "entrycontent",
+            "postcontent",
+            "articlebody",
+            "articlecontent",
+            "storybody",
+            "postbody",
+            "entrybody",
+            "ghcontent",
+            "storytext",
+        }
+    )
 
 
 def label(el: HtmlElement) -> str:
@@ -187,7 +301,9 @@ def is_date(el: HtmlElement, text: str) -> bool:
         return True
     if words(text) > 10:
         return False
-    return bool(DATE_TEXT.search(text)) or (bool(name_parts(el) & DATE_WORDS) and 0 < words(text) <= 6)
+    return bool(DATE_TEXT.search(text)) or (
+        bool(name_parts(el) & DATE_WORDS) and 0 < words(text) <= 6
+    )
 
 
 def is_author(el: HtmlElement, text: str) -> bool:
@@ -197,8 +313,10 @@ def is_author(el: HtmlElement, text: str) -> bool:
     if words(text) > 5:
         return False
     prop = f"{el.get('itemprop', '')} {el.get('property', '')}".lower()
-    return "author" in prop or bool(name_parts(el) & AUTHOR_WORDS) or (
-        el.tag in ("cite", "b", "strong") and 0 < words(text) <= 4
+    return (
+        "author" in prop
+        or bool(name_parts(el) & AUTHOR_WORDS)
+        or (el.tag in ("cite", "b", "strong") and 0 < words(text) <= 4)
     )
 
 
