@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import time
+from types import ModuleType
 from typing import Any
 
 from morag_worker.errors import BadInput, Cancelled, ConfigError, ModelMissing
@@ -33,8 +34,6 @@ from morag_worker.fetch import Fetched, FetchLimits, fetch
 from morag_worker.processors.base import TaskContext, bool_parameter
 from morag_worker.processors.chunking import chunk_markdown
 from morag_worker.processors.settings import ProcessorSettings
-from morag_worker.processors.web_clean import clean_page
-from morag_worker.processors.web_comment_items import comments_markdown
 from morag_worker.protocol import TaskResult
 from morag_worker.urlguard import UrlGuard
 
@@ -93,11 +92,11 @@ def extract_page(
 ) -> tuple[str, dict[str, Any]]:
     """The page's main text as Markdown (comments appended when ``keep_comments``) and
     its metadata, read from the page as given (the cleaning removes the byline)."""
-    cleaned = clean_page(html)
+    cleaned = _cleaning().clean_page(html)
     text, meta = _EXTRACTORS[extractor]
     body = text(cleaned.html, url)
     if body.strip() and keep_comments and cleaned.comments:
-        body = f"{body.strip()}\n\n{comments_markdown(cleaned.comments)}"
+        body = f"{body.strip()}\n\n{cleaned.comments_markdown()}"
     found = meta(html, url)
     found.update(
         comments=len(cleaned.comments), comments_kept=keep_comments, removed=cleaned.removed
@@ -140,6 +139,15 @@ def _fetch_metadata(requested: str, page: Fetched, html: str, extractor: str) ->
     }
 
 
+def _cleaning() -> ModuleType:
+    """The cleaning pass (lxml), imported when a web task first runs."""
+    try:
+        from morag_worker.processors import web_clean
+    except ImportError:
+        raise ModelMissing("web tasks need lxml (pip install 'morag-worker[web]')") from None
+    return web_clean
+
+
 def _trafilatura_module() -> Any:
     try:
         import trafilatura
@@ -164,6 +172,7 @@ def _trafilatura_text(html: str, url: str) -> str:
         "include_formatting": True,
         "config": config,
     }
+    html = _cleaning().with_body_hint(html)
     body = trafilatura.extract(html, output_format="markdown", **options)
     if not body:
         # Short pages fall below the precision-first heuristics; try for recall.

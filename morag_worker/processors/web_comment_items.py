@@ -144,16 +144,9 @@ def _signals(own: list[HtmlElement]) -> dict[HtmlElement, str]:
             kinds[el] = "date"
         elif sig.is_action(el, text):
             kinds[el] = "action"
-        elif sig.is_author(el, text) or _is_profile_link(el):
+        elif sig.is_author(el, text):
             kinds[el] = "author"
     return dict(reversed(list(kinds.items())))
-
-
-def _is_profile_link(el: HtmlElement) -> bool:
-    href = el.get("href", "").lower()
-    return el.tag == "a" and any(
-        k in href for k in ("/@", "/u/", "user", "profile", "member", "/author")
-    )
 
 
 def _loose(el: HtmlElement) -> str:

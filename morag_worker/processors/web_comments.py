@@ -36,6 +36,7 @@ from morag_worker.processors.web_tree import (
     is_headingish,
     iter_ancestors,
     outermost,
+    previous_element,
 )
 
 #: Strong class/id words: a container named so is comments whatever it holds.
@@ -96,10 +97,10 @@ class Finder:
         found += self._schema_items()
         found += self._jsonld_items()
         found += self._named()
-        found += self._headed()
         if len(self.units) >= 2:
             found += self.units
         found += self._quiet_threads()
+        found += self._headed()
         return outermost(found)
 
     def is_unit(self, el: HtmlElement) -> bool:
@@ -148,30 +149,47 @@ class Finder:
 
     def _quiet_threads(self) -> list[HtmlElement]:
         """Comments without controls: two or more alike items, each a header with an
-        author and a date beside a block of prose (``<dt>``/``<dd>`` pairs too), that
-        make up nearly all of their container."""
-        found: list[HtmlElement] = []
-        for box in self.root.iter():
-            if not isinstance(box.tag, str) or box in self.protected:
+        author and a date before some prose (``<dt>``/``<dd>`` pairs too). They must make
+        up nearly all of their container, or, in the article's own container, follow a
+        comments heading."""
+        runs = []
+        for box in list(self.root.iter()):  # listed: pairs get wrapped afterwards
+            if not isinstance(box.tag, str):
                 continue
             kids = [c for c in box if isinstance(c.tag, str) and c not in self.protected]
-            if len(kids) < 2:
-                continue
-            items = (
-                [kids[k : k + 2] for k in range(0, len(kids), 2)]
-                if box.tag == "dl"
-                else [[k] for k in kids]
-            )
-            signed = [item for item in items if self._signed(item)]
+            if len(kids) >= 2:
+                pairs = box.tag == "dl"
+                items = (
+                    [kids[k : k + 2] for k in range(0, len(kids), 2)]
+                    if pairs
+                    else [[k] for k in kids]
+                )
+                runs.append(self._quiet_run(box, items))
+        units = [self._as_unit(item) for run in runs for item in run]
+        for unit in units:
+            self._holds_unit.update(iter_ancestors(unit, include_self=True))
+        return units
+
+    def _quiet_run(
+        self, box: HtmlElement, items: list[list[HtmlElement]]
+    ) -> list[list[HtmlElement]]:
+        signed = [item for item in items if self._signed(item)]
+        if len(signed) < 2 or not all(alike(signed[0][0], item[0]) for item in signed):
+            return []
+        if box not in self.protected:
             words = sum(self.count(el) for item in signed for el in item)
-            heads = [item[0] for item in signed]
-            if (
-                len(signed) >= 2
-                and words >= QUIET_SHARE * self.count(box)
-                and all(alike(heads[0], h) for h in heads)
-            ):
-                found += [self._as_unit(item) for item in signed]
-        return found
+            return signed if words >= QUIET_SHARE * self.count(box) else []
+        heading = previous_element(signed[0][0])
+        if heading is None or not is_headingish(heading, self.count):
+            return []
+        if not sig.COMMENT_HEADING.match(sig.text_of(heading)):
+            return []
+        run = []
+        for item in items[items.index(signed[0]) :]:
+            if item not in signed:
+                break
+            run.append(item)
+        return run if len(run) >= 2 else []
 
     def _as_unit(self, item: list[HtmlElement]) -> HtmlElement:
         """One element per comment: a ``<dt>``/``<dd>`` pair is wrapped in a ``<div>``."""
@@ -184,15 +202,20 @@ class Finder:
         return unit
 
     def _signed(self, item: list[HtmlElement]) -> bool:
-        """A header (author and date, a line long) and, apart from it, some prose."""
+        """A header of one or two elements (an author and a date, a line long) and,
+        after it, some prose."""
         parts = item if len(item) > 1 else [c for c in item[0] if isinstance(c.tag, str)]
-        for head in parts:
-            scan = self._scans.get(head)
-            if scan and scan.author and scan.date and self.count(head) <= QUIET_HEADER_WORDS:
-                rest = sum(
-                    self._scans[p].prose for p in parts if p is not head and p in self._scans
-                )
-                return rest >= QUIET_PROSE_WORDS
+        if any(p not in self._scans for p in parts):
+            return False
+        for size in (1, 2):
+            head, rest = parts[:size], parts[size:]
+            scans = [self._scans[p] for p in head]
+            if (
+                any(s.author for s in scans)
+                and any(s.date for s in scans)
+                and sum(self.count(p) for p in head) <= QUIET_HEADER_WORDS
+            ):
+                return sum(self._scans[p].prose for p in rest) >= QUIET_PROSE_WORDS
         return False
 
     def _schema_items(self) -> list[HtmlElement]:

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from lxml.html import HtmlElement
 
 from morag_worker.processors import web_signals as sig
-from morag_worker.processors.web_tree import HEADINGS, first_child, following, is_headingish
+from morag_worker.processors.web_tree import (
+    HEADINGS,
+    first_child,
+    following,
+    is_headingish,
+    previous_element,
+)
 
 #: Most words of a newsletter box (prompt, form, small print): real ones are under 60.
 NEWSLETTER_MAX_WORDS = 80
@@ -103,7 +109,7 @@ class Furniture:
             if any("mail" in f for f in fields):
                 box = self._climb(form, NEWSLETTER_MAX_WORDS)
                 found.append(box)
-                prompt = _previous_element(box)
+                prompt = previous_element(box)
                 if prompt is not None and self._newsletter_prompt(prompt):
                     found.append(prompt)
         found += self._named(
@@ -189,10 +195,3 @@ class Furniture:
             if not dense:
                 break
         return block if len(block) > 1 else []
-
-
-def _previous_element(el: HtmlElement) -> HtmlElement | None:
-    node = el.getprevious()
-    while node is not None and not isinstance(node.tag, str):
-        node = node.getprevious()
-    return node

@@ -132,6 +132,10 @@ AUTHOR_WORDS = frozenset(
     }
 )
 DATE_WORDS = frozenset({"date", "time", "when", "age", "timestamp", "ago", "posted", "published"})
+#: Where a commenter's name links to.
+PROFILE_LINKS = ("/@", "/u/", "/user", "/member", "/profile", "/author", "/people/")
+#: Elements that set a commenter's name on its own.
+NAME_TAGS = frozenset({"cite", "b", "strong", "h3", "h4", "h5", "h6"})
 ACTION_WORDS = frozenset(
     {
         "reply",
@@ -307,16 +311,21 @@ def is_date(el: HtmlElement, text: str) -> bool:
 
 
 def is_author(el: HtmlElement, text: str) -> bool:
-    """An avatar, or a short name in an element named like one (``fn``, ``user``, ``who``)."""
+    """An avatar, a link to a profile, or a short name in an element named like one
+    (``fn``, ``user``, ``who``) or set like one (``<cite>``, ``<b>``, a minor heading)."""
     if el.tag == "img":
         return True
     if words(text) > 5:
         return False
     prop = f"{el.get('itemprop', '')} {el.get('property', '')}".lower()
+    href = el.get("href", "").lower() if el.tag == "a" else ""
     return (
         "author" in prop
         or bool(name_parts(el) & AUTHOR_WORDS)
-        or (el.tag in ("cite", "b", "strong") and 0 < words(text) <= 4)
+        or any(k in href for k in PROFILE_LINKS)
+        or (
+            el.tag in NAME_TAGS and 0 < words(text) <= 4 and not text.endswith((".", "!", "?", ":"))
+        )
     )
 
 

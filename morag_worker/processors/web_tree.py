@@ -15,6 +15,37 @@ _HEADING_STANDINS = frozenset({"div", "span", "p", "strong", "b", "header", "leg
 _BLOCKS = frozenset({"div", "p", "ul", "ol", "section"})
 #: Most words of a stand-in heading.
 HEADING_MAX_WORDS = 8
+#: Elements whose words are the text of a page (for the text region).
+TEXT_ELEMENTS = frozenset(
+    {"p", "li", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "td", "dd"}
+)
+#: Share of the page's text that the text region holds: all of the article, allowing a
+#: stray list or table cell elsewhere.
+TEXT_REGION_SHARE = 0.9
+
+
+def text_region(root: HtmlElement, count: WordCount) -> HtmlElement:
+    """The deepest element that holds ``TEXT_REGION_SHARE`` of the words in the page's
+    paragraphs, headings, list items and cells."""
+    totals: dict[HtmlElement, int] = {}
+
+    def visit(el: HtmlElement) -> int:
+        if el.tag in TEXT_ELEMENTS:
+            n = count(el)
+        else:
+            n = sum(visit(c) for c in el if isinstance(c.tag, str))
+        totals[el] = n
+        return n
+
+    wanted = TEXT_REGION_SHARE * visit(root)
+    node = root
+    while True:
+        if node.tag in TEXT_ELEMENTS:
+            return node
+        inner = next((c for c in node if isinstance(c.tag, str) and totals[c] >= wanted), None)
+        if inner is None:
+            return node
+        node = inner
 
 
 def is_headingish(el: HtmlElement, count: WordCount) -> bool:
@@ -46,6 +77,14 @@ def outermost(elements: Iterable[HtmlElement]) -> list[HtmlElement]:
 def following(el: HtmlElement) -> list[HtmlElement]:
     """The element siblings after ``el``."""
     return [s for s in el.itersiblings() if isinstance(s.tag, str)]
+
+
+def previous_element(el: HtmlElement) -> HtmlElement | None:
+    """The element sibling before ``el``, skipping comments and processing instructions."""
+    node = el.getprevious()
+    while node is not None and not isinstance(node.tag, str):
+        node = node.getprevious()
+    return node
 
 
 def first_child(el: HtmlElement) -> HtmlElement | None:
