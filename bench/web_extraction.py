@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 sys.path.insert(0, str(ROOT))
 
+import trafilatura  # noqa: E402
 from gen_web_pages import (  # noqa: E402
     DEV_SEEDS,
     DEV_TEMPLATES,
@@ -34,7 +35,6 @@ from gen_web_pages import (  # noqa: E402
 
 from morag_worker.processors.web import (  # noqa: E402
     _trafilatura_meta,
-    _trafilatura_text,
     extract_page,
     without_title,
 )
@@ -43,8 +43,13 @@ URL = "https://example.org/post"
 
 
 def before(html: str) -> str:
+    """The pipeline before the cleaning pass: trafilatura alone, same options."""
     title = _trafilatura_meta(html, URL)["title"]
-    return f"# {title}\n\n{_trafilatura_text(html, URL).strip()}"
+    options = {"url": URL, "include_comments": False, "include_tables": True}
+    body = trafilatura.extract(html, output_format="markdown", include_formatting=True, **options)
+    if not body:
+        body = trafilatura.extract(html, output_format="markdown", favor_recall=True, **options)
+    return f"# {title}\n\n{(body or '').strip()}"
 
 
 def after(html: str) -> str:

@@ -138,28 +138,26 @@ def _remove(elements: list[HtmlElement], protected: set[HtmlElement]) -> int:
     """Drop ``elements`` (keeping the text that follows each), then any container they
     leave nearly empty; returns how many were dropped."""
     parents = []
-    count = 0
     for el in elements:
         parent = el.getparent()
-        if parent is None or el in protected:
-            continue
-        el.drop_tree()
-        parents.append(parent)
-        count += 1
+        if parent is not None and el not in protected:
+            el.drop_tree()
+            parents.append(parent)
     for parent in parents:
         node = parent
-        while (
-            node is not None
-            and node not in protected
-            and node.getparent() is not None
-            and sig.words(sig.text_of(node)) <= LEFTOVER_MAX_WORDS
-            and node.find(".//img") is None
-            and node.find(".//table") is None
-        ):
+        while node is not None and node.getparent() is not None and _leftover(node, protected):
             up = node.getparent()
             node.drop_tree()
             node = up
-    return count
+    return len(parents)
+
+
+def _leftover(el: HtmlElement, protected: set[HtmlElement]) -> bool:
+    """A shell that held what was removed: a few words ("14 Responses", a date and an
+    icon), no figure, media or data table of its own."""
+    if el in protected or sig.words(sig.text_of(el)) > LEFTOVER_MAX_WORDS:
+        return False
+    return not el.xpath(".//figure|.//picture|.//video|.//audio|.//iframe|.//th")
 
 
 def with_body_hint(html: str) -> str:

@@ -107,8 +107,8 @@ def _steps(el: HtmlElement) -> Iterator[tuple[HtmlElement, HtmlElement]]:
 def _own(finder: Finder, unit: HtmlElement) -> Iterator[HtmlElement]:
     """``unit``'s descendants that are not inside a nested unit."""
     for child in unit:
-        if not isinstance(child.tag, str) or _is_item(finder, child):
-            continue
+        if not isinstance(child.tag, str) or child.tag == "form" or _is_item(finder, child):
+            continue  # a reply form is no part of the comment's text
         yield child
         yield from _own(finder, child)
 
@@ -124,7 +124,8 @@ def _read(finder: Finder, unit: HtmlElement, depth: int) -> WebComment:
     if author is None:
         author = _first_short(own, signal)
     if author is None:
-        author = next((str(el.get("alt")) for el in own if el.tag == "img" and el.get("alt")), None)
+        avatars = (el for el in own if el.tag == "img" and sig.is_author(el, ""))
+        author = next((str(el.get("alt")) for el in avatars if el.get("alt")), None)
     return WebComment(author, date, _text(unit, own, signal, author), depth)
 
 
@@ -136,7 +137,10 @@ def _signals(own: list[HtmlElement]) -> dict[HtmlElement, str]:
         text = sig.text_of(el)
         if sig.words(text) > 10:
             continue
-        if any(d in kinds for d in el.iterdescendants()):
+        if el.tag == "img":
+            kinds[el] = "avatar"  # no text: it must not hide the name beside it
+            continue
+        if any(kinds.get(d, "avatar") != "avatar" for d in el.iterdescendants()):
             if sig.DATE_TEXT.search(_loose(el)):  # "<b>Ann</b> wrote on 5.3.2024"
                 kinds[el] = "date"
             continue

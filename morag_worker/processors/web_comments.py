@@ -28,15 +28,14 @@ from lxml.html import HtmlElement
 
 from morag_worker.processors import web_signals as sig
 from morag_worker.processors.web_jsonld import JsonLdComment, holders
+from morag_worker.processors.web_quiet import QuietThreads
 from morag_worker.processors.web_tree import (
     HEADINGS,
-    alike,
     first_child,
     following,
     is_headingish,
     iter_ancestors,
     outermost,
-    previous_element,
 )
 
 #: Strong class/id words: a container named so is comments whatever it holds.
@@ -54,24 +53,6 @@ MAX_UNIT_WORDS = 1000
 #: Fewest words of prose a comment has besides its author, date and controls ("Thanks!"
 #: is one; a header line of name, date and score has none).
 MIN_PROSE_WORDS = 1
-#: Share of a container's words that comments without controls must hold for the
-#: container to be a comment list (a heading and a "write one" link may remain).
-QUIET_SHARE = 0.8
-#: Most words of such a comment's header line (name, date, a count).
-QUIET_HEADER_WORDS = 20
-#: Fewest words of prose beside such a header: a list of dated names is not comments.
-QUIET_PROSE_WORDS = 3
-
-
-@dataclass
-class Scan:
-    """Signals of one element, not counting nested units; ``prose`` counts the words
-    outside author, date and control elements."""
-
-    action: bool = False
-    author: bool = False
-    date: bool = False
-    prose: int = 0
 
 
 @dataclass
@@ -86,7 +67,7 @@ class Finder:
     units: list[HtmlElement] = field(default_factory=list)
     _unit_set: set[HtmlElement] = field(default_factory=set)
     _holds_unit: set[HtmlElement] = field(default_factory=set)
-    _scans: dict[HtmlElement, Scan] = field(default_factory=dict)
+    _scans: dict[HtmlElement, sig.Scan] = field(default_factory=dict)
 
     def run(self) -> list[HtmlElement]:
         """Every comment section or item found, outermost first in document order."""
@@ -106,10 +87,10 @@ class Finder:
     def is_unit(self, el: HtmlElement) -> bool:
         return el in self._unit_set
 
-    def _scan(self, el: HtmlElement) -> Scan:
+    def _scan(self, el: HtmlElement) -> sig.Scan:
         """Post-order: the signals of ``el`` outside nested units; records units."""
         loose = [el.text or ""]
-        total = Scan()
+        total = sig.Scan()
         for child in el:
             loose.append(child.tail or "")
             if not isinstance(child.tag, str):
@@ -134,7 +115,7 @@ class Finder:
                 sig.is_date(el, text),
             )
             if action or author or date:
-                total = Scan(total.action | action, total.author | author, total.date | date, 0)
+                total = sig.Scan(total.action | action, total.author | author, total.date | date, 0)
         self._scans[el] = total
         if (
             total.action
@@ -148,51 +129,15 @@ class Finder:
         return total
 
     def _quiet_threads(self) -> list[HtmlElement]:
-        """Comments without controls: two or more alike items, each a header with an
-        author and a date before some prose (``<dt>``/``<dd>`` pairs too). They must make
-        up nearly all of their container, or, in the article's own container, follow a
-        comments heading."""
-        runs = []
-        for box in list(self.root.iter()):  # listed: pairs get wrapped afterwards
-            if not isinstance(box.tag, str):
-                continue
-            kids = [c for c in box if isinstance(c.tag, str) and c not in self.protected]
-            if len(kids) >= 2:
-                pairs = box.tag == "dl"
-                items = (
-                    [kids[k : k + 2] for k in range(0, len(kids), 2)]
-                    if pairs
-                    else [[k] for k in kids]
-                )
-                runs.append(self._quiet_run(box, items))
-        units = [self._as_unit(item) for run in runs for item in run]
+        """Comments without controls (``web_quiet``), made units like the others."""
+        items = QuietThreads(self._scans, self.count, self.protected).find(self.root)
+        units = [self._as_unit(item) for item in items]  # after the search: wrapping edits
         for unit in units:
             self._holds_unit.update(iter_ancestors(unit, include_self=True))
         return units
 
-    def _quiet_run(
-        self, box: HtmlElement, items: list[list[HtmlElement]]
-    ) -> list[list[HtmlElement]]:
-        signed = [item for item in items if self._signed(item)]
-        if len(signed) < 2 or not all(alike(signed[0][0], item[0]) for item in signed):
-            return []
-        if box not in self.protected:
-            words = sum(self.count(el) for item in signed for el in item)
-            return signed if words >= QUIET_SHARE * self.count(box) else []
-        heading = previous_element(signed[0][0])
-        if heading is None or not is_headingish(heading, self.count):
-            return []
-        if not sig.COMMENT_HEADING.match(sig.text_of(heading)):
-            return []
-        run = []
-        for item in items[items.index(signed[0]) :]:
-            if item not in signed:
-                break
-            run.append(item)
-        return run if len(run) >= 2 else []
-
     def _as_unit(self, item: list[HtmlElement]) -> HtmlElement:
-        """One element per comment: a ``<dt>``/``<dd>`` pair is wrapped in a ``<div>``."""
+        """One element per comment: a ``<dt>`` and its ``<dd>``s are wrapped in a ``<div>``."""
         unit = item[0]
         if len(item) > 1:
             unit = lxml.html.Element("div")
@@ -200,23 +145,6 @@ class Finder:
             unit.extend(item)
         self._unit_set.add(unit)
         return unit
-
-    def _signed(self, item: list[HtmlElement]) -> bool:
-        """A header of one or two elements (an author and a date, a line long) and,
-        after it, some prose."""
-        parts = item if len(item) > 1 else [c for c in item[0] if isinstance(c.tag, str)]
-        if any(p not in self._scans for p in parts):
-            return False
-        for size in (1, 2):
-            head, rest = parts[:size], parts[size:]
-            scans = [self._scans[p] for p in head]
-            if (
-                any(s.author for s in scans)
-                and any(s.date for s in scans)
-                and sum(self.count(p) for p in head) <= QUIET_HEADER_WORDS
-            ):
-                return sum(self._scans[p].prose for p in rest) >= QUIET_PROSE_WORDS
-        return False
 
     def _schema_items(self) -> list[HtmlElement]:
         return [

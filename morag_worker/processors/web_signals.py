@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 from lxml.html import HtmlElement
@@ -199,6 +200,17 @@ ACTION_LABEL = re.compile(r"\b(?:reply|like|clap|upvote|vote|heart|recommend)\b"
 SCHEMA_COMMENT = re.compile(r"(?:^|[/:\s])(?:Comment|UserComments)\s*$")
 
 
+@dataclass
+class Scan:
+    """Signals of one element, not counting nested units; ``prose`` counts the words
+    outside author, date and control elements."""
+
+    action: bool = False
+    author: bool = False
+    date: bool = False
+    prose: int = 0
+
+
 def words(text: str) -> int:
     return len(_WORD.findall(text))
 
@@ -296,7 +308,10 @@ def is_article_body(el: HtmlElement) -> bool:
 
 
 def label(el: HtmlElement) -> str:
-    return " ".join(f"{el.get('aria-label', '')} {el.get('title', '')}".split())
+    """What the element says to a screen reader: ARIA label, title, and an image
+    button's alt text ("Reply With Quote" on old forums)."""
+    alt = el.get("alt", "") if el.tag in ("img", "input") else ""
+    return " ".join(f"{el.get('aria-label', '')} {el.get('title', '')} {alt}".split())
 
 
 def is_date(el: HtmlElement, text: str) -> bool:
@@ -314,7 +329,7 @@ def is_author(el: HtmlElement, text: str) -> bool:
     """An avatar, a link to a profile, or a short name in an element named like one
     (``fn``, ``user``, ``who``) or set like one (``<cite>``, ``<b>``, a minor heading)."""
     if el.tag == "img":
-        return True
+        return not ACTION_LABEL.search(label(el))  # an image button is a control
     if words(text) > 5:
         return False
     prop = f"{el.get('itemprop', '')} {el.get('property', '')}".lower()
