@@ -67,6 +67,7 @@ def clean_page(html: str) -> CleanPage:
     _microdata_body(root)
     count = sig.WordCount(root)
     protected = _protected(root, count)
+    _unname(protected)
     finder = Finder(root, protected, count, jsonld)
     sections = finder.run()
     comments = read_comments(finder, sections)
@@ -97,14 +98,9 @@ def _microdata_body(root: HtmlElement) -> None:
 def _protected(root: HtmlElement, count: sig.WordCount) -> set[HtmlElement]:
     """The elements that hold the title, the marked article body or the main text, and
     everything inside code, formulas and drawings."""
-    inside_comments = set()
-    for el in root.iter():
-        if not isinstance(el.tag, str) or el.tag in HEADINGS:
-            continue
-        if sig.name_parts(el) & STRONG_WORDS or sig.is_schema_comment(el):
-            inside_comments.update(el.iter())
-    anchors = [el for el in root.iter("h1") if el not in inside_comments]
-    anchors += [
+    titles = [el for h1 in root.iter("h1") for el in iter_ancestors(h1, include_self=True)]
+    inside_comments = _inside_comments(root, set(titles))
+    anchors = [
         el
         for el in root.iter()
         if isinstance(el.tag, str) and el not in inside_comments and sig.is_article_body(el)
@@ -112,12 +108,42 @@ def _protected(root: HtmlElement, count: sig.WordCount) -> set[HtmlElement]:
     main = _main_block(root, inside_comments, count)
     if main is not None:
         anchors.append(main)
-    protected: set[HtmlElement] = set()
+    protected = set(titles)
     for el in anchors:
         protected.update(iter_ancestors(el, include_self=True))
     for code in root.iter("pre", "code", "svg", "math"):
         protected.update(code.iter())  # highlighters name spans "comment": code, not readers
     return protected
+
+
+def _unname(protected: set[HtmlElement]) -> None:
+    """Take comment words out of the classes of elements that hold the article
+    (``<div class="comments-open">``): extractors drop a container named so, article
+    and all."""
+    for el in protected:
+        if not isinstance(el.tag, str):
+            continue  # an HTML comment or processing instruction inside code
+        classes = el.get("class")
+        if classes and "comment" in classes.lower():
+            kept = [c for c in classes.split() if "comment" not in c.lower()]
+            el.set("class", " ".join(kept))
+        if "comment" in el.get("id", "").lower():
+            del el.attrib["id"]
+
+
+def _inside_comments(root: HtmlElement, titles: set[HtmlElement]) -> set[HtmlElement]:
+    """Everything inside a container named or typed as comments (Disqus names its posts
+    ``post-body``, which elsewhere marks an article body). A container that holds the
+    title is not one, whatever its name (``<body class="comments-open">``)."""
+    inside: set[HtmlElement] = set()
+    for el in root.iter():
+        if not isinstance(el.tag, str) or el.tag in HEADINGS or el in titles or el in inside:
+            continue
+        if el.tag not in ("html", "body") and (
+            sig.name_parts(el) & STRONG_WORDS or sig.is_schema_comment(el)
+        ):
+            inside.update(el.iter())
+    return inside
 
 
 def _main_block(

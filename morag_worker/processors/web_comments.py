@@ -9,8 +9,8 @@ another). Sections are found four ways, each enough on its own:
   and JSON-LD ``Comment`` objects (matched back to the page by their text);
 - names: class/id words such as ``comments``, ``comment-list``, ``disqus_thread``; weaker
   words (``discussion``, ``replies``, ``responses``) only with comment units inside;
-- headings and ARIA labels ("14 responses", "Comments (3)", "Leave a reply"); a heading
-  without a count only where comment units make up most of what follows it;
+- headings and ARIA labels ("14 responses", "Comments (3)", "Leave a reply") where
+  comment units make up most of what follows them;
 - structure: two or more units anywhere outside the article (repeated blocks with an
   author or date and a reply or like control, whatever their class names).
 
@@ -42,9 +42,12 @@ from morag_worker.processors.web_tree import (
 STRONG_WORDS = frozenset(
     {"comment", "comments", "commentlist", "comentarios", "kommentare", "disqus", "dsq"}
 )
-#: Share of a heading's following words that must sit in comment units for a heading
-#: without a count ("Discussion") to mark a comment section: articles have sections
-#: called that, and they are prose, not units.
+#: Elements whose class or id never marks a comment section: a heading's id is made from
+#: its text, and a page-wide class ("comments-open") sits on the body.
+_NOT_NAMED = HEADINGS | {"html", "body"}
+#: Share of a heading's following words that must sit in comment units for the heading
+#: to mark a comment section: articles have sections called "Discussion", and a count
+#: ("14 comments") also sits in bylines, before the article.
 HEADING_UNIT_SHARE = 0.6
 #: Most words one comment may have outside its replies: long comments run to a few
 #: hundred words; an element with more is a page region that happens to hold a date and
@@ -169,7 +172,7 @@ class Finder:
     def _named(self) -> list[HtmlElement]:
         found = []
         for el in self.root.iter():
-            if not isinstance(el.tag, str) or el in self.protected or el.tag in HEADINGS:
+            if not isinstance(el.tag, str) or el in self.protected or el.tag in _NOT_NAMED:
                 continue  # a heading's id is made from its text: "comments" there says nothing
             parts = sig.name_parts(el)
             strong = bool(parts & STRONG_WORDS) or el.get("id", "").startswith(("disqus", "dsq"))
@@ -190,13 +193,12 @@ class Finder:
                 or not is_headingish(head, self.count)
             ):
                 continue
-            text = sig.text_of(head)
-            if not sig.COMMENT_HEADING.match(text):
+            if not sig.COMMENT_HEADING.match(sig.text_of(head)):
                 continue
             region = following(head)
             if not region and head.getparent() is not None:
                 region = following(head.getparent())
-            if self._verified(text, region):
+            if self._verified(region):
                 parent = head.getparent()
                 if (
                     parent is not None
@@ -209,11 +211,10 @@ class Finder:
                     found += [head, *region]
         return [el for el in found if el not in self.protected]
 
-    def _verified(self, heading: str, region: list[HtmlElement]) -> bool:
-        if any(r in self.protected for r in region):
-            region = [r for r in region if r not in self.protected]
-        if sig.COUNTED_HEADING.search(heading) and region:
-            return any(self._has_unit(r) or r.find(".//textarea") is not None for r in region)
+    def _verified(self, region: list[HtmlElement]) -> bool:
+        """Whether comment units hold most of what follows a comments heading (an
+        article section called "Discussion" is prose, not units)."""
+        region = [r for r in region if r not in self.protected]
         total = sum(self.count(r) for r in region)
         in_units = sum(self.count(u) for r in region for u in outermost(self._units_in(r)))
         return total > 0 and in_units >= HEADING_UNIT_SHARE * total

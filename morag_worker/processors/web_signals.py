@@ -167,9 +167,6 @@ COMMENT_HEADING = re.compile(
     r"|what (?:readers|you) (?:say|think)|have your say)(?:\s*\(\d+\))?\s*:?$",
     re.I,
 )
-#: A heading that carries a count ("14 responses") is a comment section by itself; a bare
-#: "Discussion" may be an article's own section, so it needs comment items after it.
-COUNTED_HEADING = re.compile(r"^\d+\s|\(\d+\)\s*$")
 _RELATED = (
     r"related(?:\s+(?:posts?|articles?|stories|coverage|content|reading|links))?"
     r"|you (?:may|might) (?:also )?(?:like|enjoy)|read (?:more|next|also)|also read"
