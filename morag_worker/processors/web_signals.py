@@ -18,59 +18,30 @@ from functools import lru_cache
 
 from lxml.html import HtmlElement
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 _SPLIT = re.compile(r"[\s_\-:]+|(?<=[a-z])(?=[A-Z])")
 _WORD = re.compile(r"\w+")
 
 #: Class/id words of comment sections and items (Disqus: dsq, disqus; WordPress:
 #: comment-list, comments-area, respond; Substack/Ghost: comments, discussion).
-COMMENT_WORDS = frozenset(
-    {
-        "comment",
-        "comments",
-        "commentlist",
-        "comentarios",
-        "kommentare",
-        "responses",
-        "replies",
-        "discussion",
-        "disqus",
-        "dsq",
-        "respond",
-        "guestbook",
-        "talkback",
-    }
+COMMENT_WORDS = _words(
+    "comment comments commentlist comentarios kommentare responses replies discussion "
+    "disqus dsq respond guestbook talkback"
 )
-RELATED_WORDS = frozenset(
-    {
-        "related",
-        "relatedposts",
-        "recommended",
-        "recommendations",
-        "readmore",
-        "readnext",
-        "outbrain",
-        "taboola",
-        "morestories",
-        "moreposts",
-        "youmaylike",
-        "further",
-    }
+RELATED_WORDS = _words(
+    "related relatedposts recommended recommendations readmore readnext outbrain "
+    "taboola morestories moreposts youmaylike further"
 )
 #: Two-word class names (``read-more``, ``more-from``) joined before matching.
 RELATED_PAIRS = frozenset(
     {"readmore", "readnext", "morefrom", "morestories", "moreposts", "alsoread"}
 )
-NEWSLETTER_WORDS = frozenset(
-    {
-        "newsletter",
-        "subscribe",
-        "subscription",
-        "signup",
-        "mailchimp",
-        "mc4wp",
-        "optin",
-        "mailinglist",
-    }
+NEWSLETTER_WORDS = _words(
+    "newsletter subscribe subscription signup mailchimp mc4wp optin mailinglist"
 )
 #: What a newsletter prompt says, for the text just before a sign-up form.
 NEWSLETTER_TEXT = re.compile(
@@ -80,82 +51,25 @@ SHARE_WORDS = frozenset({"share", "sharing", "sharedaddy", "social", "sharebar",
 BIO_WORDS = frozenset({"bio", "biography", "authorbio", "authorinfo", "aboutauthor", "authorbox"})
 BIO_PAIRS = frozenset({"authorbio", "authorinfo", "aboutauthor", "authorbox", "authorcard"})
 #: Words (lower case) of links and buttons in a share bar.
-SHARE_LABELS = frozenset(
-    {
-        "share",
-        "this",
-        "tweet",
-        "facebook",
-        "twitter",
-        "x",
-        "linkedin",
-        "email",
-        "mail",
-        "whatsapp",
-        "reddit",
-        "pinterest",
-        "telegram",
-        "copy",
-        "link",
-        "print",
-        "on",
-        "via",
-        "like",
-        "likes",
-        "clap",
-        "claps",
-        "comment",
-        "comments",
-        "responses",
-        "save",
-        "bookmark",
-    }
+SHARE_LABELS = _words(
+    "share this tweet facebook twitter x linkedin email mail whatsapp reddit "
+    "pinterest telegram copy link print on via like likes clap claps comment comments "
+    "responses save bookmark"
 )
 #: A count on a control ("1.2K", "14", "♥ 3").
 COUNT = re.compile(r"^[♥❤👍👏+]?\ufe0f?\d+(?:[.,]\d+)?[km]?$", re.I)
 BYLINE_WORDS = frozenset({"byline", "meta", "dateline", "author", "info", "subline", "by"})
-AUTHOR_WORDS = frozenset(
-    {
-        "author",
-        "user",
-        "username",
-        "name",
-        "fn",
-        "who",
-        "commenter",
-        "nick",
-        "nickname",
-        "hnuser",
-        "poster",
-        "byline",
-        "avatar",
-        "profile",
-    }
+AUTHOR_WORDS = _words(
+    "author user username name fn who commenter nick nickname hnuser poster byline avatar profile"
 )
 DATE_WORDS = frozenset({"date", "time", "when", "age", "timestamp", "ago", "posted", "published"})
 #: Where a commenter's name links to.
 PROFILE_LINKS = ("/@", "/u/", "/user", "/member", "/profile", "/author", "/people/")
 #: Elements that set a commenter's name on its own.
 NAME_TAGS = frozenset({"cite", "b", "strong", "h3", "h4", "h5", "h6"})
-ACTION_WORDS = frozenset(
-    {
-        "reply",
-        "like",
-        "likes",
-        "vote",
-        "votes",
-        "voting",
-        "upvote",
-        "downvote",
-        "score",
-        "points",
-        "clap",
-        "claps",
-        "heart",
-        "karma",
-        "votearrow",
-        "replytocom",
-    }
+ACTION_WORDS = _words(
+    "reply like likes vote votes voting upvote downvote score points clap claps heart "
+    "karma votearrow replytocom"
 )
 
 _NUMBER_HEAD = r"(?:\d+\s+)?"
