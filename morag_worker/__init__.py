@@ -1,3 +1,3 @@
 """morag-worker: GPU ingestion workers and their coordinator for MoRAG-style RAG systems."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -14,6 +14,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 API_PREFIX = "/api/v1"
+#: The worker protocol's version, sent at registration. It changes only with an
+#: incompatible change to the worker calls; additive fields do not bump it. Servers accept
+#: a range of versions (docs/protocol.md, Compatibility), so workers and replicas can be
+#: upgraded one at a time.
+PROTOCOL_VERSION = 1
 
 #: Built-in task types. Aliases from the seed (``process_audio`` …) map onto them.
 TASK_TYPES: tuple[str, ...] = ("audio", "video", "document", "image", "web", "youtube", "noop")
@@ -67,18 +72,38 @@ class ErrorDetail(_Model):
     code: str = Field(description="machine-readable word: not_found, lease_lost, invalid …")
     message: str = Field(description="what was wrong and what to do")
     field: str | None = Field(default=None, description="the request field at fault, if any")
+    details: dict[str, Any] | None = Field(
+        default=None, description="structured facts about the error, where a program needs them"
+    )
 
 
 class ErrorBody(_Model):
     error: ErrorDetail
 
 
+#: Longest error message a worker sends; longer ones are cut (``TaskError.of``).
+MAX_ERROR_MESSAGE_CHARS = 8192
+
+
 class TaskError(_Model):
     """Why a task attempt failed. ``retryable`` decides whether the server tries again."""
 
     type: str = Field(min_length=1, max_length=64)
-    message: str = Field(max_length=8192)
+    message: str = Field(max_length=MAX_ERROR_MESSAGE_CHARS)
     retryable: bool = True
+
+    @classmethod
+    def of(cls, type: str, message: str, retryable: bool) -> TaskError:
+        """An error built from text of any length or shape: the type is reduced to a
+        short word and a long message is cut, saying how much was left out. What a task
+        carries (a URL, a file name, a processor's exception) must never make the error
+        itself invalid."""
+        word = "".join(c if c.isalnum() or c in "_-." else "_" for c in str(type))[:64]
+        text = str(message)
+        if len(text) > MAX_ERROR_MESSAGE_CHARS:
+            cut = len(text) - (MAX_ERROR_MESSAGE_CHARS - 40)
+            text = f"{text[: MAX_ERROR_MESSAGE_CHARS - 40]}… ({cut} characters cut)"
+        return cls(type=word or "error", message=text, retryable=bool(retryable))
 
 
 # ---- results ------------------------------------------------------------------------------
@@ -123,7 +148,21 @@ class RegisterRequest(_Model):
     task_types: list[str] = Field(default_factory=list)
     capacity: int = Field(default=1, ge=1, le=1024)
     devices: list[DeviceInfo] = Field(default_factory=list)
-    version: str = ""
+    version: str = Field(default="", max_length=64, description="the worker's release")
+    protocol_version: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        description="the worker protocol version it speaks; workers of release 0.1.0 send "
+        "none, which means 1",
+    )
+    pid: int = Field(default=0, ge=0, le=2**31, description="the supervisor's process id")
+    replaces_instance: str = Field(
+        default="",
+        max_length=64,
+        description="an earlier instance of this worker id that the caller found dead "
+        "(same host, its pid gone): its leases expire at once",
+    )
 
 
 class RegisterResponse(_Model):
@@ -131,6 +170,12 @@ class RegisterResponse(_Model):
     lease_ttl_s: float
     heartbeat_interval_s: float
     max_wait_s: float
+    #: Absent from servers of release 0.1.0 (which spoke version 1 only).
+    protocol_version: int = 1
+    server_version: str = ""
+    #: Sent back as ``X-Morag-Worker-Instance`` on every later call; absent from
+    #: servers of release 0.1.0.
+    instance_id: str = ""
 
 
 class InputFile(_Model):
@@ -270,12 +315,69 @@ class TaskInfo(_Model):
 
 class TaskList(_Model):
     tasks: list[TaskInfo]
+    next_cursor: str | None = Field(
+        default=None,
+        description="pass as ?cursor= for the next (older) page; null on the last page",
+    )
 
 
 class TaskResultEnvelope(_Model):
     task_id: str
     state: TaskState
     result: TaskResult
+
+
+class TaskParameter(_Model):
+    """One parameter a task type accepts (``GET /api/v1/task-types``)."""
+
+    name: str
+    type: Literal["string", "integer", "number", "boolean"]
+    description: str
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+class TaskTypeInfo(_Model):
+    task_type: str
+    input: Literal["files", "url", "none"] = Field(
+        description="files: multipart upload; url: parameters.url; none: neither needed"
+    )
+    parameters: list[TaskParameter] | None = Field(
+        description="accepted parameters; null for a plugin type whose schema the server "
+        "does not know (any parameters are passed through)"
+    )
+    workers_online: int = Field(description="online workers serving this type for the caller")
+    capacity_online: int = Field(description="their children, together")
+
+
+class TaskTypeList(_Model):
+    task_types: list[TaskTypeInfo]
+
+
+# ---- workers (as users and admins see them) -----------------------------------------------
+
+
+class WorkerInfo(_Model):
+    worker_id: str
+    host: str
+    worker_type: str
+    task_types: list[str]
+    capacity: int = Field(description="children this worker runs")
+    running: int = Field(description="tasks it holds a lease on now")
+    devices: list[DeviceInfo]
+    version: str
+    protocol_version: int = Field(default=1, description="the worker protocol it registered with")
+    instance_id: str = Field(default="", description="its current supervisor instance (admins)")
+    user_id: str
+    pool: bool
+    registered_at: float
+    last_seen_at: float
+    online: bool = Field(description="seen within the online window (90 s)")
+
+
+class WorkerList(_Model):
+    workers: list[WorkerInfo]
 
 
 # ---- keys ---------------------------------------------------------------------------------

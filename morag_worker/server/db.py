@@ -22,6 +22,15 @@ _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
+def _only_comments(sql: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("--") for line in sql.splitlines())
+
+
+def _safe(url: str) -> str:
+    """The URL without a password, for messages."""
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
 def load_queries(dialect: str) -> dict[str, str]:
     text = resources.files("morag_worker.server").joinpath(f"sql/{dialect}.sql").read_text()
     parts = _NAME.split(text)
@@ -29,6 +38,10 @@ def load_queries(dialect: str) -> dict[str, str]:
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         queries[name] = body.strip()
     return queries
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be opened; the message names it and the reason."""
 
 
 class Database:
@@ -39,13 +52,22 @@ class Database:
 
     def __init__(self, url: str) -> None:
         self._lock = threading.RLock()
-        if url.startswith(("postgresql://", "postgres://")):
-            self.dialect = "postgres"
-            self._conn: Any = self._connect_postgres(url)
-        else:
-            self.dialect = "sqlite"
-            path = url.removeprefix("sqlite:///")
-            self._conn = self._connect_sqlite(path)
+        try:
+            if url.startswith(("postgresql://", "postgres://")):
+                self.dialect = "postgres"
+                self._conn: Any = self._connect_postgres(url)
+            else:
+                self.dialect = "sqlite"
+                path = url.removeprefix("sqlite:///")
+                self._conn = self._connect_sqlite(path)
+        except Exception as exc:
+            if isinstance(exc, (sqlite3.Error, OSError)) or type(exc).__module__.startswith(
+                "psycopg"
+            ):
+                reason = " ".join(str(exc).split())
+                message = f"cannot open the database {_safe(url)}: {reason}"
+                raise DatabaseUnavailable(message) from None
+            raise
         self._queries = load_queries(self.dialect)
         if self.dialect == "postgres":
             self._queries = {k: _PARAM.sub(r"%(\1)s", v) for k, v in self._queries.items()}
@@ -71,12 +93,40 @@ class Database:
 
         return psycopg.connect(url, autocommit=True, row_factory=dict_row)
 
-    def create_schema(self) -> None:
+    def run_script(self, sql: str) -> None:
+        """Run several statements (a migration) inside the current transaction.
+
+        SQLite's ``executescript`` would commit first, so the script is split into
+        statements here (``complete_statement`` knows about strings and triggers).
+        """
         with self._lock:
-            if self.dialect == "sqlite":
-                self._conn.executescript(self._queries["schema"])
-            else:
-                self._conn.execute(self._queries["schema"])
+            if self.dialect == "postgres":
+                self._conn.execute(sql)
+                return
+            statement = ""
+            for line in sql.splitlines(keepends=True):
+                statement += line
+                if sqlite3.complete_statement(statement):
+                    self._conn.execute(statement)
+                    statement = ""
+            if statement.strip() and not _only_comments(statement):
+                raise ValueError(f"unterminated SQL statement: {statement.strip()[:80]}")
+
+    @contextmanager
+    def migration_lock(self) -> Iterator[None]:
+        """Hold the schema lock: replicas that start together migrate one at a time.
+
+        PostgreSQL: a session advisory lock scoped to the current schema. SQLite: none
+        needed, each migration's ``BEGIN IMMEDIATE`` already excludes other writers.
+        """
+        with self._lock:
+            if self.dialect == "postgres":
+                self.execute("migration_lock")
+            try:
+                yield
+            finally:
+                if self.dialect == "postgres":
+                    self.execute("migration_unlock")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
 from morag_worker.protocol import TASK_TYPES
 from morag_worker.server.auth import KeyStore
+from morag_worker.server.datadir import LayoutError, migrate_data_dir, pending_steps
 from morag_worker.server.db import Database
 from morag_worker.server.files import FileStore
+from morag_worker.server.migrate import Migrator
 from morag_worker.server.notify import Notifier
 from morag_worker.server.queue import QueuePolicy, TaskQueue
+from morag_worker.server.workers import WorkerRegistry
 
 #: Default deadline per task type, in seconds: long media may take a while on a busy GPU,
 #: a web page or an image should not.
@@ -25,10 +29,6 @@ DEFAULT_TIMEOUTS_S: dict[str, float] = {
     "web": 300.0,
     "noop": 3600.0,
 }
-
-
-#: "Last seen" precision for workers; far below the 90 s online window of the metrics.
-WORKER_TOUCH_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,10 @@ class ServerConfig:
     embedding_model: str = "all-MiniLM-L6-v2"
     #: Turn indexing into Qdrant off (results are still stored and served).
     index_results: bool = True
+    #: Apply pending schema and data-dir migrations at start. Operators who migrate
+    #: explicitly (``morag-server migrate``) turn it off; the server then refuses to
+    #: start on a schema that is not current.
+    auto_migrate: bool = True
 
     @property
     def task_types(self) -> tuple[str, ...]:
@@ -70,30 +74,41 @@ class ServerState:
     keys: KeyStore
     files: FileStore
     notifier: Notifier
+    workers: WorkerRegistry
     storage: Any = None
     storage_error: str = ""
-    _touched: dict[str, float] = field(default_factory=dict)
-    #: Task types each worker registered, so that a lease does not read them back.
-    worker_types: dict[str, list[str]] = field(default_factory=dict)
-
-    def touch_worker(self, worker_id: str) -> None:
-        """Record that a worker called; written at most every few seconds per worker so
-        that leasing stays off the database's write path."""
-        now = time.time()
-        if now - self._touched.get(worker_id, 0.0) >= WORKER_TOUCH_INTERVAL_S:
-            self._touched[worker_id] = now
-            self.db.execute("touch_worker", worker_id=worker_id, now=now)
 
 
 def build_state(config: ServerConfig) -> ServerState:
+    """Open the database and the data dir, migrated (or checked) to this code's versions.
+
+    Raises :class:`SchemaError` or :class:`LayoutError` when they cannot be used.
+    """
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(config.resolved_database_url())
-    db.create_schema()
-    return ServerState(
-        config=config,
-        db=db,
-        queue=TaskQueue(db, config.policy),
-        keys=KeyStore(db),
-        files=FileStore(config.data_dir / "files"),
-        notifier=Notifier(db),
-    )
+    try:
+        migrator = Migrator(db)
+        if config.auto_migrate:
+            migrator.migrate(progress=logger.info)
+        else:
+            migrator.require_current()
+        st = ServerState(
+            config=config,
+            db=db,
+            queue=TaskQueue(db, config.policy),
+            keys=KeyStore(db),
+            files=FileStore(config.data_dir / "files"),
+            notifier=Notifier(db),
+            workers=WorkerRegistry(db, live_window_s=config.max_wait_s + config.policy.lease_ttl_s),
+        )
+        if config.auto_migrate:
+            migrate_data_dir(config.data_dir, st, progress=logger.info)
+        elif pending := pending_steps(config.data_dir):
+            raise LayoutError(
+                f"the data dir {config.data_dir} has {len(pending)} pending layout steps; "
+                "run `morag-server migrate` first (or start without --no-auto-migrate)"
+            )
+    except BaseException:
+        db.close()
+        raise
+    return st

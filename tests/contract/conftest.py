@@ -13,6 +13,7 @@ import pytest
 from harness import postgres_schema
 
 from morag_worker.server.db import Database
+from morag_worker.server.migrate import Migrator
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -27,6 +28,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def db(db_url: str) -> Iterator[Database]:
     database = Database(db_url)
-    database.create_schema()
+    Migrator(database).migrate()
     yield database
     database.close()

@@ -8,6 +8,7 @@ from pathlib import Path
 import requests
 from harness import Cluster
 
+from morag_worker import __version__
 from morag_worker.cli.api import Api
 
 
@@ -242,3 +243,31 @@ def test_server_metrics_count_tasks_by_type_and_state(cluster: Cluster) -> None:
     assert samples[("noop", "queued")] == 3 and samples[("audio", "queued")] == 0
     assert "morag_server_workers_online" in families
     assert "morag_server_lease_wait_seconds" in families
+
+
+def test_worker_protocol_versions_are_negotiated_at_registration(cluster: Cluster) -> None:
+    worker = _auth(cluster.key("alice", "worker"))
+    register = f"{cluster.url}/api/v1/workers/register"
+    # a worker of release 0.1.0 sends no protocol version: it speaks version 1
+    old = requests.post(
+        register, json={"worker_id": "old-1", "version": "0.1.0"}, headers=worker, timeout=5
+    )
+    assert old.status_code == 200 and old.json()["protocol_version"] == 1
+    assert old.json()["server_version"]
+    newer = requests.post(
+        register,
+        json={"worker_id": "new-1", "version": "9.0.0", "protocol_version": 7},
+        headers=worker,
+        timeout=5,
+    )
+    error = newer.json()["error"]
+    assert newer.status_code == 400 and error["code"] == "unsupported_protocol_version"
+    assert "speaks protocol version 7 (release 9.0.0)" in error["message"]
+    assert "supports 1" in error["message"] and "upgrade the server first" in error["message"]
+    assert error["field"] == "protocol_version"
+    # a real supervisor reports its release and protocol version
+    _, _health = cluster.supervisor(cluster.key_file("alice"), "--cpu-procs", "1")
+    workers = {w["worker_id"]: w for w in cluster.admin.get("/api/v1/workers")["workers"]}
+    real = [w for w in workers.values() if w["worker_id"] not in ("old-1",)]
+    assert real and real[0]["protocol_version"] == 1 and real[0]["version"] == __version__
+    assert workers["old-1"]["protocol_version"] == 1 and "new-1" not in workers
