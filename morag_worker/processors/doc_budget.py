@@ -97,7 +97,8 @@ class Budget:
             self._monitor.join()
             if self.interrupt:
                 self._drain()
-                signal.signal(signal.SIGALRM, self._previous)
+                # None: a handler installed outside Python; the default is what remains.
+                signal.signal(signal.SIGALRM, self._previous or signal.SIG_DFL)
         if kind is None or not self.reason:
             return  # finished (even if just past a limit), or failed on its own
         # Out of time or memory a converter may also fail in its own way (a parser's

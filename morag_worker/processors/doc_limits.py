@@ -33,7 +33,7 @@ from morag_worker.processors.settings import ProcessorSettings
 #: Start tags counted as elements: WordprocessingML and DrawingML paragraphs, table rows
 #: and cells (DOCX, PPTX), SpreadsheetML rows, cells and shared strings (XLSX).
 _ELEMENT = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:p|tr|tc|row|c|si)[\s/>]")
-_HTML_ELEMENT = re.compile(rb"<(?:p|li|tr|td|th|h[1-6]|dt|dd|blockquote|pre)[\s/>]", re.I)
+_HTML_ELEMENT = re.compile(r"<(?:p|li|tr|td|th|h[1-6]|dt|dd|blockquote|pre)[\s/>]", re.I)
 _SLIDE = re.compile(r"ppt/slides/slide\d+\.xml")
 _SHEET = re.compile(r"xl/worksheets/[^/]+\.xml")
 _SLIDE_ID = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?sldId[\s/>]")
@@ -85,9 +85,10 @@ def check_office(archive: zipfile.ZipFile, fmt: str, settings: ProcessorSettings
             )
 
 
-def check_html(data: bytes, settings: ProcessorSettings) -> None:
-    """Count an HTML page's block elements against ``doc_max_elements``."""
-    elements = _count(_HTML_ELEMENT, data)
+def check_html(text: str, settings: ProcessorSettings) -> None:
+    """Count an HTML page's block elements (in its decoded text: a UTF-16 page hides its
+    tags from a byte pattern) against ``doc_max_elements``."""
+    elements = sum(1 for _ in _HTML_ELEMENT.finditer(text))
     if elements > settings.doc_max_elements:
         raise refusal(
             f"it holds {elements:,} paragraphs, list items and table cells",
@@ -144,6 +145,10 @@ def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, size: int = -1) -> by
             return handle.read(size)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
         raise BadInput(f"part {info.filename} is corrupt ({exc}); re-save the file") from None
+    except RuntimeError as exc:  # zipfile's "File is encrypted, password required"
+        raise BadInput(
+            f"part {info.filename} is encrypted ({exc}); remove the password and save it again"
+        ) from None
 
 
 def _holds_xml(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:

@@ -138,9 +138,9 @@ class DocumentProcessor:
         elif fmt == "eml":
             meta.update(eml_metadata(path))
         elif fmt == "html":
-            data = path.read_bytes()
-            check_html(data, ctx.settings)
-            meta.update(html_metadata(decode_text(data)))
+            text = decode_text(path.read_bytes())
+            check_html(text, ctx.settings)
+            meta.update(html_metadata(text))
         markdown, pages = self._docling.convert(path.read_bytes(), fmt)
         if pages:
             meta["pages"] = pages

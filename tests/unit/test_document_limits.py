@@ -79,6 +79,26 @@ def test_xml_of_all_parts_together_is_bounded(processor: DocumentProcessor) -> N
 
 
 @pytest.mark.parametrize(
+    ("name", "encoding"),
+    [
+        ("word/media/image9.png", "utf-8"),
+        ("word/footnotes.xml", "utf-16"),
+        ("customXml/x", "utf-8"),
+    ],
+)
+def test_xml_parts_are_found_by_content_not_by_name(
+    processor: DocumentProcessor, tmp_path: Path, name: str, encoding: str
+) -> None:
+    """A name or an encoding must not hide XML from the caps: a package's content types,
+    not its names, tell a library what a part is, and XML parsers read UTF-16."""
+    body = "<w:p><w:r><w:t>water level</w:t></w:r></w:p>" * 20_000
+    payload = f'<?xml version="1.0"?><w:ftr {hostile.W}>{body}</w:ftr>'.encode(encoding)
+    path = hostile.docx_with_part(tmp_path / "hidden.docx", name, payload)
+    refused(processor, path, rf"part {name} inflates to", doc_max_xml_part_bytes=600_000)
+    refused(processor, path, r"at least [\d,]+ paragraphs", doc_max_elements=15_000)
+
+
+@pytest.mark.parametrize(
     ("make", "what"),
     [
         (lambda p: hostile.docx_paragraphs(p / "paragraphs.docx", 150_000), "paragraphs"),
