@@ -56,6 +56,7 @@ bench: system-deps install
 	$(PY) bench/asr.py
 	$(PY) bench/embed.py
 	$(PY) bench/supervisor_overhead.py
+	$(PY) bench/doc_limits.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
