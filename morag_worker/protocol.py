@@ -188,6 +188,9 @@ class RegisterResponse(_Reply):
     #: must stay under ``max_result_bytes``, every other call under ``max_body_bytes``.
     max_body_bytes: int | None = None
     max_result_bytes: int | None = None
+    #: The server stores a status report sent with heartbeats (absent before 0.2.0,
+    #: whose servers refuse the field): a worker sends ``status`` only when this is true.
+    worker_status: bool = False
 
 
 class InputFile(_Reply):
@@ -231,8 +234,64 @@ class LeaseRenewal(_Model):
     stage: str | None = Field(default=None, max_length=64)
 
 
+class _Report(BaseModel):
+    """A part of the worker status report. Fields a newer worker adds are dropped, not
+    refused: the report is for people, and it must never cost a heartbeat its leases."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+#: Longest model list per child in a status report; a cache holds a handful.
+MAX_REPORTED_MODELS = 32
+
+
+class ChildReport(_Report):
+    """One child of a supervisor as its status report describes it."""
+
+    name: str = Field(max_length=32)
+    pool: str = Field(default="", max_length=16, description="gpu or cpu")
+    gpu: int | None = None
+    cores: list[int] = Field(default_factory=list, max_length=4096)
+    state: str = Field(default="", max_length=16, description="starting, idle, busy …")
+    task_id: str | None = Field(default=None, max_length=128)
+    task_type: str | None = Field(default=None, max_length=64)
+    stage: str | None = Field(default=None, max_length=64)
+    progress: float | None = None
+    models: list[str] = Field(default_factory=list, max_length=MAX_REPORTED_MODELS)
+    cache_bytes: int = 0
+    rss_bytes: int = 0
+    gpu_memory_bytes: int = 0
+    tasks_done: int = 0
+    restarts: int = 0
+    crashes: int = Field(default=0, description="crashes within the crash window")
+    quarantine: str | None = Field(default=None, max_length=512)
+
+
+class ReportedError(_Report):
+    at: float
+    type: str = Field(max_length=64)
+    message: str = Field(max_length=512)
+
+
+class WorkerStatusReport(_Report):
+    """What a supervisor knows about itself, sent with its heartbeats (optional)."""
+
+    children: list[ChildReport] = Field(default_factory=list, max_length=1024)
+    draining: bool = False
+    leasing_paused: str | None = Field(default=None, max_length=512)
+    quarantined_gpus: dict[str, str] = Field(default_factory=dict, max_length=64)
+    tasks_done: int = 0
+    uptime_s: float = 0.0
+    recent_errors: list[ReportedError] = Field(default_factory=list, max_length=20)
+
+
 class HeartbeatRequest(_Model):
     leases: list[LeaseRenewal] = Field(default_factory=list, max_length=1000)
+    status: WorkerStatusReport | None = Field(
+        default=None,
+        description="the supervisor's own state, for the dashboard; only to servers whose "
+        "registration reply says worker_status",
+    )
 
 
 class RenewedLease(_Reply):
@@ -333,6 +392,22 @@ class TaskList(_Model):
     )
 
 
+class TaskAttempt(_Model):
+    """One lease of a task: who ran it, when, and how it ended."""
+
+    attempt: int
+    worker_id: str | None
+    started_at: float
+    finished_at: float | None
+    outcome: Literal["running", "completed", "failed", "expired", "released", "cancelled"]
+    error: TaskError | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
+class TaskAttemptList(_Model):
+    attempts: list[TaskAttempt] = Field(description="oldest first")
+
+
 class TaskResultEnvelope(_Model):
     task_id: str
     state: TaskState
@@ -386,6 +461,10 @@ class WorkerInfo(_Model):
     registered_at: float
     last_seen_at: float
     online: bool = Field(description="seen within the online window (90 s)")
+    status: WorkerStatusReport | None = Field(
+        default=None, description="its last status report (null: it sends none)"
+    )
+    status_at: float | None = Field(default=None, description="when that report arrived")
 
 
 class WorkerList(_Model):

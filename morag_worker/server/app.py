@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from loguru import logger
 
 from morag_worker import __version__
-from morag_worker.server import errors, routes_admin, routes_tasks, routes_workers
+from morag_worker.server import errors, routes_admin, routes_tasks, routes_ui, routes_workers
 from morag_worker.server.indexer import Indexer
 from morag_worker.server.limits import BodyGuard
 from morag_worker.server.metrics import LONG_POLLS_WAITING, REGISTRY, QueueCollector
@@ -89,4 +89,5 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(routes_workers.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_ui.router)
     return app

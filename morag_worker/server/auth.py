@@ -62,6 +62,8 @@ class KeyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._cache: dict[str, _Cached] = {}
+        #: The same, by key id: dashboard sessions name their key by id (sessions.py).
+        self._by_id: dict[str, _Cached] = {}
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -114,8 +116,10 @@ class KeyStore:
                     "this is the last usable admin key; create another admin key before revoking it"
                 )
         self.db.execute("revoke_key", key_id=key_id, now=time.time())
+        self.db.execute("delete_key_sessions", key_id=key_id)
         with self._lock:
             self._cache = {k: v for k, v in self._cache.items() if v.caller.key_id != key_id}
+            self._by_id.pop(key_id, None)
         return info if info.revoked_at else self.info(key_id)
 
     def verify(self, key: str) -> Caller:
@@ -140,6 +144,29 @@ class KeyStore:
         row = self.db.one("get_key", key_id=parts[1])
         if row is None or not hmac.compare_digest(row["key_hash"], digest):
             raise AuthError("unknown API key")
+        return self._usable(row, now), row["expires_at"]
+
+    def caller_for(self, key_id: str) -> Caller:
+        """The caller of a key known by id (a dashboard session's), while the key is
+        usable; :class:`AuthError` once it is revoked, expired or gone."""
+        now = time.time()
+        with self._lock:
+            cached = self._by_id.get(key_id)
+        if cached is not None and now - cached.checked_at < AUTH_CACHE_TTL_S:
+            if cached.expires_at is not None and cached.expires_at <= now:
+                raise AuthError("API key expired; ask an admin for a new one")
+            return cached.caller
+        row = self.db.one("get_key", key_id=key_id)
+        if row is None:
+            raise AuthError("unknown API key")
+        caller = self._usable(row, now)
+        with self._lock:
+            self._by_id[key_id] = _Cached(caller, row["expires_at"], now)
+        return caller
+
+    def _usable(self, row: dict[str, Any], now: float) -> Caller:
+        """The caller of a key row that is neither revoked nor expired (else AuthError);
+        records its use now and then."""
         if row["revoked_at"] is not None:
             raise AuthError("API key revoked")
         if row["expires_at"] is not None and row["expires_at"] <= now:
@@ -147,10 +174,9 @@ class KeyStore:
         if now - self._touched.get(row["key_id"], 0.0) > TOUCH_INTERVAL_S:
             self._touched[row["key_id"]] = now
             self.db.execute("touch_key", key_id=row["key_id"], now=now)
-        caller = Caller(
+        return Caller(
             key_id=row["key_id"], user_id=row["user_id"], role=row["role"], pool=bool(row["pool"])
         )
-        return caller, row["expires_at"]
 
     def bootstrap_admin(self, data_dir: Path) -> Path | None:
         """On an empty database, create an admin key and write it to ``admin.key`` (0600).

@@ -1,9 +1,11 @@
-"""The leased task queue: submit, claim, renew, complete, fail, release, cancel.
+"""The leased task queue: submit, claim, renew, complete, fail, release, cancel, retry.
 
 At-least-once delivery with fencing. Every lease carries a fresh random token and every
 update after a claim is conditioned on it: an unexpected zero-row update means the
 caller no longer holds the lease (:class:`LeaseLost`, a 409 on the wire), never silence.
 A repeated identical result is recognised by its hash and accepted as a no-op.
+Every lease is recorded in the attempts history (:mod:`.attempts`) in the transaction
+that makes or ends it.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from morag_worker.protocol import (
     LeaseRenewal,
     RenewedLease,
     ResultRequest,
+    TaskAttempt,
     TaskError,
     TaskInfo,
     TaskSpec,
 )
+from morag_worker.server.attempts import AttemptLog
 from morag_worker.server.auth import Caller
 from morag_worker.server.db import Database
-from morag_worker.server.paging import decode_cursor, encode_cursor
+from morag_worker.server.listing import TaskPage, list_page
 from morag_worker.server.rows import files_by_task, task_info, task_spec
 
 
@@ -36,6 +40,10 @@ class LeaseLost(Exception):
 
 class NotFound(Exception):
     pass
+
+
+class NotRetryable(Exception):
+    """Only a failed or dead task can be retried (409); the message names its state."""
 
 
 @dataclass(frozen=True)
@@ -48,16 +56,6 @@ class QueuePolicy:
     #: Retry backoff: base * 2^attempt, capped, times a jitter in [0.5, 1.5).
     backoff_base_s: float = 2.0
     backoff_cap_s: float = 300.0
-
-
-@dataclass(frozen=True)
-class TaskPage:
-    """Which tasks a list asks for: filters, page size and where the page starts."""
-
-    state: str | None = None
-    task_type: str | None = None
-    limit: int = 50
-    cursor: str = ""
 
 
 def new_task_id() -> str:
@@ -78,6 +76,7 @@ class TaskQueue:
     def __init__(self, db: Database, policy: QueuePolicy) -> None:
         self.db = db
         self.policy = policy
+        self.attempts = AttemptLog(db)
 
     # ---- user side ----------------------------------------------------------------------
 
@@ -126,23 +125,7 @@ class TaskQueue:
     def list_tasks(self, caller: Caller, page: TaskPage) -> tuple[list[TaskInfo], str | None]:
         """One page of the caller's tasks, newest first, and the cursor of the next page
         (None on the last). Raises BadCursor for a cursor this server did not make."""
-        before_at, before_id = decode_cursor(page.cursor) if page.cursor else (None, None)
-        rows = self.db.query(
-            "list_tasks",
-            all_users=caller.role == "admin",
-            user_id=caller.user_id,
-            state=page.state,
-            task_type=page.task_type,
-            before_at=before_at,
-            before_id=before_id,
-            limit=page.limit + 1,  # one more tells whether another page follows
-        )
-        more = len(rows) > page.limit
-        rows = rows[: page.limit]
-        files = files_by_task(self.db, [row["task_id"] for row in rows])
-        infos = [task_info(row, files.get(row["task_id"], [])) for row in rows]
-        last = rows[-1] if more else None
-        return infos, encode_cursor(last["created_at"], last["task_id"]) if last else None
+        return list_page(self.db, caller, page)
 
     def result(self, task_id: str, caller: Caller) -> tuple[TaskInfo, dict[str, Any] | None]:
         row = self.db.one("get_task", task_id=task_id)
@@ -154,8 +137,28 @@ class TaskQueue:
     def cancel(self, task_id: str, caller: Caller) -> TaskInfo:
         info = self.get(task_id, caller)
         if not info.state.terminal:
-            self.db.execute("cancel", task_id=task_id, now=time.time())
+            with self.db.transaction():
+                if self.db.one("cancel", task_id=task_id, now=time.time()):
+                    self.attempts.ended([task_id], "cancelled")
         return self.get(task_id, caller)
+
+    def retry(self, task_id: str, caller: Caller) -> TaskInfo:
+        """Put a failed or dead task back in the queue with fresh attempts. Raises
+        NotFound (not the caller's) or NotRetryable (in any other state, checked in the
+        same statement that changes it)."""
+        self.get(task_id, caller)
+        if self.db.one("retry", task_id=task_id, now=time.time()) is None:
+            state = (self.db.one("lease_state", task_id=task_id) or {}).get("state", "gone")
+            raise NotRetryable(
+                f"task {task_id} is {state}: only a failed or dead task can be retried "
+                "(cancel a queued or running one first, or submit it again)"
+            )
+        return self.get(task_id, caller)
+
+    def attempts_of(self, task_id: str, caller: Caller) -> list[TaskAttempt]:
+        """The task's attempts, oldest first; NotFound unless the caller may see it."""
+        self.get(task_id, caller)
+        return self.attempts.of_task(task_id)
 
     # ---- worker side ----------------------------------------------------------------------
 
@@ -166,13 +169,16 @@ class TaskQueue:
             message="the worker stopped renewing its lease (crashed, killed or cut off)",
             retryable=True,
         )
-        return self.db.query(
-            "reclaim_expired",
-            now=time.time(),
-            backoff_base_s=self.policy.backoff_base_s,
-            backoff_cap_s=self.policy.backoff_cap_s,
-            lease_error=error.model_dump_json(),
-        )
+        with self.db.transaction():
+            rows = self.db.query(
+                "reclaim_expired",
+                now=time.time(),
+                backoff_base_s=self.policy.backoff_base_s,
+                backoff_cap_s=self.policy.backoff_cap_s,
+                lease_error=error.model_dump_json(),
+            )
+            self.attempts.ended([r["task_id"] for r in rows], "expired", error.model_dump_json())
+        return rows
 
     def claim(
         self,
@@ -197,7 +203,9 @@ class TaskQueue:
                 user_id=caller.user_id,
                 limit=limit,
             )
-            files = files_by_task(self.db, [row["task_id"] for row in rows])
+            task_ids = [row["task_id"] for row in rows]
+            self.attempts.opened(task_ids)
+            files = files_by_task(self.db, task_ids)
             specs = [task_spec(row, files.get(row["task_id"], [])) for row in rows]
         specs.sort(key=lambda spec: (-spec.priority, spec.task_id))
         return specs
@@ -244,6 +252,26 @@ class TaskQueue:
         digest = result_hash(body.status, stored)
         now = time.time()
         timings = _json(body.timings)
+        with self.db.transaction():
+            state = self._store(caller, task_id, body, stored, digest, timings, now)
+            if state is not None:
+                error = stored if body.status == "failed" else None
+                self.attempts.finished(task_id, body.lease_token, body.status, error, timings, now)
+                return state
+        return self._repeat_or_lost(task_id, body.lease_token, digest)
+
+    def _store(
+        self,
+        caller: Caller,
+        task_id: str,
+        body: ResultRequest,
+        stored: str,
+        digest: str,
+        timings: str,
+        now: float,
+    ) -> str | None:
+        """The fenced update for a result or failure: the new state, or None when the
+        caller's lease is not current."""
         if body.status == "completed":
             changed = self.db.one(
                 "complete",
@@ -255,26 +283,22 @@ class TaskQueue:
                 lease_token=body.lease_token,
                 key_id=caller.key_id,
             )
-            if changed is not None:
-                return "completed"
-        else:
-            assert body.error is not None
-            changed = self.db.one(
-                "fail",
-                retryable=body.error.retryable,
-                now=now,
-                backoff_base_s=self.policy.backoff_base_s,
-                backoff_cap_s=self.policy.backoff_cap_s,
-                error=stored,
-                result_hash=digest,
-                timings=timings,
-                task_id=task_id,
-                lease_token=body.lease_token,
-                key_id=caller.key_id,
-            )
-            if changed is not None:
-                return str(changed["state"])
-        return self._repeat_or_lost(task_id, body.lease_token, digest)
+            return "completed" if changed is not None else None
+        assert body.error is not None
+        changed = self.db.one(
+            "fail",
+            retryable=body.error.retryable,
+            now=now,
+            backoff_base_s=self.policy.backoff_base_s,
+            backoff_cap_s=self.policy.backoff_cap_s,
+            error=stored,
+            result_hash=digest,
+            timings=timings,
+            task_id=task_id,
+            lease_token=body.lease_token,
+            key_id=caller.key_id,
+        )
+        return str(changed["state"]) if changed is not None else None
 
     def _repeat_or_lost(self, task_id: str, token: str, digest: str) -> str:
         row = self.db.one("lease_state", task_id=task_id)
@@ -288,25 +312,29 @@ class TaskQueue:
         )
 
     def release(self, caller: Caller, task_id: str, token: str) -> None:
-        if (
-            self.db.one(
+        with self.db.transaction():
+            released = self.db.one(
                 "release", now=time.time(), task_id=task_id, lease_token=token, key_id=caller.key_id
             )
-            is None
-        ):
-            self._repeat_or_lost(task_id, token, digest="")
+            if released is not None:
+                self.attempts.ended([task_id], "released")
+                return
+        self._repeat_or_lost(task_id, token, digest="")
 
     def release_worker(self, caller: Caller, worker_id: str, instance_id: str = "") -> list[str]:
         """Give back the worker's leases: the instance's only, or (without one, as the
         seed's clients call it) every lease this key holds under the worker id."""
-        rows = self.db.query(
-            "release_worker",
-            now=time.time(),
-            worker_id=worker_id,
-            key_id=caller.key_id,
-            instance_id=instance_id,
-        )
-        return [row["task_id"] for row in rows]
+        with self.db.transaction():
+            rows = self.db.query(
+                "release_worker",
+                now=time.time(),
+                worker_id=worker_id,
+                key_id=caller.key_id,
+                instance_id=instance_id,
+            )
+            released = [row["task_id"] for row in rows]
+            self.attempts.ended(released, "released")
+        return released
 
     def _info(self, row: dict[str, Any]) -> TaskInfo:
         return task_info(row, files_by_task(self.db, [row["task_id"]]).get(row["task_id"], []))

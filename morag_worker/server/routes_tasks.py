@@ -1,4 +1,4 @@
-"""User-side endpoints: submit, inspect, cancel and fetch results of tasks; files."""
+"""User-side endpoints: submit, inspect, cancel, retry and fetch results of tasks; files."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from morag_worker.protocol import (
     URL_TASK_TYPES,
+    TaskAttemptList,
     TaskCreated,
     TaskInfo,
     TaskList,
@@ -28,7 +29,7 @@ from morag_worker.server.files import StoredFile
 from morag_worker.server.limits import MAX_PARAMETERS_DEPTH, error_responses, json_depth
 from morag_worker.server.multipart import MultipartUpload
 from morag_worker.server.paging import BadCursor
-from morag_worker.server.queue import TaskPage
+from morag_worker.server.queue import NotRetryable, TaskPage
 from morag_worker.server.state import DEFAULT_TIMEOUTS_S, ServerState
 from morag_worker.server.workers import serving
 from morag_worker.task_params import describe, parameter_problem
@@ -191,6 +192,8 @@ DEFAULT_PAGE = 50
 #: Most tasks per page: larger pages hold a request (and the database lock) too long;
 #: page through with ``cursor`` instead.
 MAX_PAGE = 500
+#: Longest search text: a file name is at most 255 bytes, a URL rarely longer.
+MAX_SEARCH_CHARS = 512
 
 
 @router.get("/tasks", response_model=TaskList)
@@ -199,16 +202,39 @@ async def list_tasks(
     task_type: str | None = Query(default=None, description="only tasks of this type"),
     limit: int = Query(default=DEFAULT_PAGE, ge=1, le=MAX_PAGE, description="tasks per page"),
     cursor: str = Query(default="", description="next_cursor of the previous page"),
+    user_id: str | None = Query(
+        default=None, max_length=128, description="only this user's tasks (admins)"
+    ),
+    created_after: float | None = Query(
+        default=None, ge=0, le=1e11, description="created at or after (epoch seconds)"
+    ),
+    created_before: float | None = Query(
+        default=None, ge=0, le=1e11, description="created before (epoch seconds)"
+    ),
+    q: str | None = Query(
+        default=None,
+        max_length=MAX_SEARCH_CHARS,
+        description="text in the URL or an input file's name (any case), or a task id",
+    ),
     who: Caller = Depends(caller),
     st: ServerState = Depends(state),
 ) -> TaskList:
-    """The caller's tasks (an admin's: everyone's), newest first, one page at a time."""
+    """The caller's tasks (an admin's: everyone's, or one user's), newest first, one
+    page at a time, filtered by state, type, creation time and text."""
     require(who, "user", "admin")
+    if user_id and who.role != "admin" and user_id != who.user_id:
+        raise ApiError(
+            403, "forbidden", "user_id: only an admin lists another user's tasks", "user_id"
+        )
     page = TaskPage(
         state=state_filter.value if state_filter else None,
         task_type=_check_type(st, task_type) if task_type else None,
         limit=limit,
         cursor=cursor,
+        owner=user_id or None,
+        created_after=created_after,
+        created_before=created_before,
+        text=q.strip() or None if q else None,
     )
     try:
         tasks, next_cursor = st.queue.list_tasks(who, page)
@@ -261,6 +287,34 @@ async def cancel_task(
     """Cancel a queued or running task; a running one is stopped at its next heartbeat."""
     require(who, "user", "admin")
     return st.queue.cancel(task_id, who)
+
+
+@router.post(
+    "/tasks/{task_id}/retry",
+    response_model=TaskInfo,
+    responses={409: {"description": "the task is not failed or dead"}},
+)
+async def retry_task(
+    task_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
+) -> TaskInfo:
+    """Put a failed or dead task back in the queue, its attempts counted from zero again
+    (the earlier ones stay in its attempts history)."""
+    require(who, "user", "admin")
+    try:
+        info = st.queue.retry(task_id, who)
+    except NotRetryable as exc:
+        raise ApiError(409, "not_retryable", str(exc)) from None
+    await st.notifier.notify()
+    return info
+
+
+@router.get("/tasks/{task_id}/attempts", response_model=TaskAttemptList)
+async def task_attempts(
+    task_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
+) -> TaskAttemptList:
+    """Every lease of the task, oldest first: its worker, times, outcome, error, timings."""
+    require(who, "user", "admin")
+    return TaskAttemptList(attempts=st.queue.attempts_of(task_id, who))
 
 
 @router.get("/files/{file_id}")

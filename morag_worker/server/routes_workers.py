@@ -115,6 +115,7 @@ async def register(
         instance_id=instance_id,
         max_body_bytes=st.config.limits.max_body_bytes,
         max_result_bytes=st.config.limits.max_result_bytes,
+        worker_status=True,
     )
 
 
@@ -216,11 +217,15 @@ async def next_task(
 async def heartbeat(
     worker_id: str,
     body: HeartbeatRequest,
+    request: Request,
     who: Caller = Depends(caller),
     st: ServerState = Depends(state),
 ) -> HeartbeatResponse:
+    """Renew the listed leases; keep the worker's status report when it sends one."""
     _worker(who)
     st.workers.touch(worker_id)
+    if body.status is not None:
+        st.workers.store_status(who, worker_id, _instance(request) or "", body.status)
     return st.queue.heartbeat(who, body.leases)
 
 

@@ -23,6 +23,7 @@ from morag_worker.server.limits import LongPollGate, RequestLimits
 from morag_worker.server.migrate import Migrator
 from morag_worker.server.notify import Notifier
 from morag_worker.server.queue import QueuePolicy, TaskQueue
+from morag_worker.server.sessions import SessionStore
 from morag_worker.server.workers import WorkerRegistry
 
 #: Default deadline per task type, in seconds: long media may take a while on a busy GPU,
@@ -94,6 +95,7 @@ class ServerState:
     workers: WorkerRegistry
     disk: DiskMonitor
     long_polls: LongPollGate
+    sessions: SessionStore
     storage: Any = None
     storage_error: str = ""
 
@@ -111,16 +113,18 @@ def build_state(config: ServerConfig) -> ServerState:
             migrator.migrate(progress=logger.info)
         else:
             migrator.require_current()
+        keys = KeyStore(db)
         st = ServerState(
             config=config,
             db=db,
             queue=TaskQueue(db, config.policy),
-            keys=KeyStore(db),
+            keys=keys,
             files=FileStore(config.data_dir / "files"),
             notifier=Notifier(db),
             workers=WorkerRegistry(db, live_window_s=config.max_wait_s + config.policy.lease_ttl_s),
             disk=DiskMonitor(config.data_dir, config.min_free_disk_bytes),
             long_polls=LongPollGate(config.limits.max_long_polls_per_key),
+            sessions=SessionStore(db, keys),
         )
         if config.auto_migrate:
             migrate_data_dir(config.data_dir, st, progress=logger.info)

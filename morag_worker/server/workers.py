@@ -21,7 +21,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from morag_worker.protocol import DeviceInfo, RegisterRequest, WorkerInfo, canonical_task_type
+from morag_worker.protocol import (
+    DeviceInfo,
+    RegisterRequest,
+    WorkerInfo,
+    WorkerStatusReport,
+    canonical_task_type,
+)
 from morag_worker.server.auth import Caller
 from morag_worker.server.db import Database
 from morag_worker.server.metrics import ONLINE_WINDOW_S
@@ -138,6 +144,20 @@ class WorkerRegistry:
             self._touched[worker_id] = now
             self.db.execute("touch_worker", worker_id=worker_id, now=now)
 
+    def store_status(
+        self, who: Caller, worker_id: str, instance_id: str, report: WorkerStatusReport
+    ) -> None:
+        """Keep the worker's latest status report (its instance's, or without an
+        instance its key's; a report for a worker id held by another is dropped)."""
+        self.db.execute(
+            "store_worker_status",
+            status=report.model_dump_json(),
+            now=time.time(),
+            worker_id=worker_id,
+            key_id=who.key_id,
+            instance_id=instance_id,
+        )
+
     def task_types(self, worker_id: str) -> list[str]:
         """The types the worker registered (empty when unknown)."""
         registered = self._types.get(worker_id)
@@ -173,6 +193,10 @@ class WorkerRegistry:
                 registered_at=row["registered_at"],
                 last_seen_at=row["last_seen_at"],
                 online=row["last_seen_at"] >= since,
+                status=WorkerStatusReport.model_validate_json(row["status"])
+                if row["status"]
+                else None,
+                status_at=row["status_at"],
             )
             for row in rows
         ]

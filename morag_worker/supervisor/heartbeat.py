@@ -1,35 +1,54 @@
 """The heartbeat thread: one batched call per interval renews every held lease.
 
 Leases the server reports lost or cancelled are handed to the main loop through the
-inbox, which stops the task in its child.
+inbox, which stops the task in its child. When the server keeps worker status reports
+(its registration reply says so), each beat also carries the supervisor's report
+(``StatusViews.report``); a worker that holds no lease still sends one every
+:data:`IDLE_REPORT_S`, so the dashboard shows its children while it waits for work.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from loguru import logger
 
 from morag_worker.client import ServerError, Unreachable, WorkerClient
-from morag_worker.protocol import HeartbeatRequest, LeaseRenewal
+from morag_worker.protocol import HeartbeatRequest, LeaseRenewal, WorkerStatusReport
 from morag_worker.supervisor.book import LeaseBook
 from morag_worker.supervisor.inbox import Inbox
 from morag_worker.supervisor.messages import LeaseCancelled, LeaseLost
 
+#: How often an idle worker (no lease held) reports its status: its Workers page stays
+#: within half a minute of the truth for one small call per half minute.
+IDLE_REPORT_S = 30.0
+
 
 class Heartbeater(threading.Thread):
+    """Renews leases every ``interval_s``. ``report`` builds the status report to send
+    along (None: the server keeps none, send nothing extra)."""
+
     def __init__(
-        self, client: WorkerClient, book: LeaseBook, inbox: Inbox, interval_s: float
+        self,
+        client: WorkerClient,
+        book: LeaseBook,
+        inbox: Inbox,
+        interval_s: float,
+        report: Callable[[], WorkerStatusReport] | None = None,
     ) -> None:
         super().__init__(name="heartbeat", daemon=True)
         self.client = client
         self.book = book
         self.inbox = inbox
         self.interval_s = interval_s
+        self.report = report
         self.stop_event = threading.Event()
         #: When the server last answered a heartbeat (or there was nothing to renew).
         self.last_ok = time.monotonic()
+        #: When the last status report was sent (time.monotonic()).
+        self.reported_at = float("-inf")
 
     def run(self) -> None:
         while not self.stop_event.wait(self.interval_s):
@@ -37,7 +56,8 @@ class Heartbeater(threading.Thread):
 
     def beat(self) -> None:
         held = [h for h in self.book.all() if h.stage != "dropped"]
-        if not held:
+        status = self._status(holding=bool(held))
+        if not held and status is None:
             self.last_ok = time.monotonic()
             return
         renewals = [
@@ -51,7 +71,7 @@ class Heartbeater(threading.Thread):
         ]
         try:
             reply = self.client.heartbeat(
-                HeartbeatRequest(leases=renewals), retry_for_s=self.interval_s
+                HeartbeatRequest(leases=renewals, status=status), retry_for_s=self.interval_s
             )
         except (Unreachable, ServerError) as exc:
             logger.warning("heartbeat failed: {}", exc)
@@ -61,3 +81,18 @@ class Heartbeater(threading.Thread):
             self.inbox.put(LeaseLost(task_id))
         for task_id in reply.cancel:
             self.inbox.put(LeaseCancelled(task_id))
+
+    def _status(self, holding: bool) -> WorkerStatusReport | None:
+        """The report to send with this beat: with every beat that renews leases, every
+        :data:`IDLE_REPORT_S` otherwise; None when there is none to send. A report that
+        cannot be built is logged and left out: it must never cost the leases a beat."""
+        now = time.monotonic()
+        if self.report is None or (not holding and now - self.reported_at < IDLE_REPORT_S):
+            return None
+        try:
+            status = self.report()
+        except Exception:
+            logger.exception("building the status report failed; heartbeat sent without it")
+            return None
+        self.reported_at = now
+        return status

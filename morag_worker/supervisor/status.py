@@ -1,8 +1,9 @@
-"""What the supervisor tells the outside: health, readiness, status, metrics, systemd.
+"""What the supervisor tells the outside: health, readiness, status, metrics, systemd,
+and the status report its heartbeats carry to the server's dashboard.
 
-All views are snapshots read from other threads (the HTTP thread, a Prometheus scrape):
-they read the :class:`RunState` the main loop refreshes, the pool and the lease book,
-and never change anything.
+All views are snapshots read from other threads (the HTTP thread, a Prometheus scrape,
+the heartbeat thread): they read the :class:`RunState` the main loop refreshes, the pool
+and the lease book, and never change anything.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from typing import Any
 from morag_worker import __version__
 from morag_worker.observability import sdnotify
 from morag_worker.observability.metrics import SupervisorMetrics
-from morag_worker.supervisor.book import IN_CHILD, LeaseBook
+from morag_worker.protocol import (
+    MAX_REPORTED_MODELS,
+    ChildReport,
+    ReportedError,
+    WorkerStatusReport,
+)
+from morag_worker.supervisor.book import IN_CHILD, Held, LeaseBook
 from morag_worker.supervisor.devices import DeviceError, Nvml
 from morag_worker.supervisor.disk import DiskGuard
 from morag_worker.supervisor.pool import ChildPool, Slot
@@ -26,6 +33,9 @@ from morag_worker.supervisor.watchdog import Watchdog, process_tree
 LOOP_STALL_S = 30.0
 #: WATCHDOG=1 is sent only while the server answered within this window.
 SERVER_SILENCE_S = 120.0
+#: Recent errors in a status report: the dashboard shows what just went wrong; /status
+#: keeps the longer list.
+REPORTED_ERRORS = 5
 
 
 @dataclass
@@ -47,6 +57,8 @@ class RunState:
     paused: str = ""
     task_types: list[str] = field(default_factory=list)
     lease_types: list[str] = field(default_factory=list)
+    #: The server keeps status reports (its registration reply said so).
+    status_reports: bool = False
 
 
 class StatusViews:
@@ -144,6 +156,26 @@ class StatusViews:
             "recent_errors": self.errors.snapshot(),
         }
 
+    def report(self) -> WorkerStatusReport:
+        """The compact status report the heartbeats carry to the server (the dashboard's
+        Workers page): each child with its device, cores, state, task, models, memory
+        and crashes; draining, paused leasing, quarantined GPUs, the last errors."""
+        run = self.run
+        held = {h.slot: h for h in self.book.all() if h.slot is not None}
+        errors = self.errors.snapshot()[-REPORTED_ERRORS:]
+        return WorkerStatusReport(
+            children=[_child_report(s, held.get(s.name)) for s in list(self.pool.slots.values())],
+            draining=run.draining,
+            leasing_paused=run.paused[:512] or None,
+            quarantined_gpus={str(g): why[:512] for g, why in self.pool.bad_gpus.items()},
+            tasks_done=run.done,
+            uptime_s=round(time.monotonic() - run.started, 1),
+            recent_errors=[
+                ReportedError(at=e["at"], type=str(e["type"])[:64], message=str(e["message"])[:512])
+                for e in errors
+            ],
+        )
+
     def devices(self) -> list[dict[str, Any]]:
         """Each GPU in use, read from NVML now, with whether it is quarantined."""
         found = []
@@ -230,3 +262,26 @@ def _child_view(s: Slot) -> dict[str, Any]:
         "gpu_memory_bytes": s.gpu_bytes,
         "tasks_until_recycle": max(0, s.task_limit - s.tasks_done) if s.task_limit else None,
     }
+
+
+def _child_report(s: Slot, held: Held | None) -> ChildReport:
+    """One child in a status report, cut to the report's bounds."""
+    return ChildReport(
+        name=s.name[:32],
+        pool=s.pool,
+        gpu=s.gpu,
+        cores=sorted(s.spec.cpus),
+        state=s.state,
+        task_id=s.task_id,
+        task_type=held.spec.task_type[:64] if held else None,
+        stage=(held.child_stage or held.stage)[:64] if held else None,
+        progress=held.progress if held else None,
+        models=[m[:200] for m in s.models[:MAX_REPORTED_MODELS]],
+        cache_bytes=s.cache_bytes,
+        rss_bytes=s.rss_bytes,
+        gpu_memory_bytes=s.gpu_bytes,
+        tasks_done=s.tasks_done,
+        restarts=s.restarts,
+        crashes=len(s.crashes),
+        quarantine=s.quarantine_reason[:512] or None,
+    )

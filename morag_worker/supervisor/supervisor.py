@@ -191,6 +191,7 @@ class Supervisor:
         if reply.max_result_bytes:  # a result the server would refuse fails here, named
             self.max_result_bytes = min(self.max_result_bytes, reply.max_result_bytes - 4096)
         self.run_state.registered = True
+        self.run_state.status_reports = reply.worker_status
         logger.info(
             "registered as {} with {} (server {}, protocol {}, lease {} s)",
             reply.worker_id,
@@ -212,7 +213,10 @@ class Supervisor:
 
     def start_threads(self) -> None:
         self.transfers = Transfers(self.client, self.inbox, self.lease_ttl_s)
-        self.heartbeater = Heartbeater(self.client, self.book, self.inbox, self.lease_ttl_s / 3)
+        report = self.views.report if self.run_state.status_reports else None
+        self.heartbeater = Heartbeater(
+            self.client, self.book, self.inbox, self.lease_ttl_s / 3, report
+        )
         self.leaser = Leaser(
             self.client,
             self.book,

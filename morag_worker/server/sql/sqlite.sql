@@ -70,9 +70,18 @@ ORDER BY task_id, position;
 -- name: list_tasks
 -- Newest first, one page. Keyset paging on (created_at, task_id): a page costs the same
 -- however deep it is, and tasks submitted meanwhile do not shift the later pages.
+-- :pattern is a LIKE pattern (wildcards in the search text escaped with a backslash)
+-- matched against the URL parameter and the input files' names; :text matches a task id.
 SELECT * FROM tasks WHERE (:all_users OR user_id = :user_id)
+  AND (:owner IS NULL OR user_id = :owner)
   AND (:state IS NULL OR state = :state)
   AND (:task_type IS NULL OR task_type = :task_type)
+  AND (:created_after IS NULL OR created_at >= :created_after)
+  AND (:created_before IS NULL OR created_at < :created_before)
+  AND (:pattern IS NULL OR task_id = :text
+       OR lower(coalesce(json_extract(parameters, '$.url'), '')) LIKE lower(:pattern) ESCAPE '\'
+       OR EXISTS (SELECT 1 FROM task_files f WHERE f.task_id = tasks.task_id
+                  AND lower(f.name) LIKE lower(:pattern) ESCAPE '\'))
   AND (:before_at IS NULL OR created_at < :before_at
        OR (created_at = :before_at AND task_id < :before_id))
 ORDER BY created_at DESC, task_id DESC LIMIT :limit;
@@ -187,6 +196,7 @@ WHERE f.file_id = :file_id AND t.user_id = :user_id LIMIT 1;
 SELECT DISTINCT file_id FROM task_files WHERE file_id IN (SELECT value FROM json_each(:file_ids));
 
 -- name: upsert_worker
+-- A new instance starts without a status report: the previous one described other children.
 INSERT INTO workers (worker_id, key_id, user_id, host, worker_type, task_types, capacity,
                      devices, version, protocol_version, instance_id, pid, registered_at,
                      last_seen_at)
@@ -198,7 +208,8 @@ ON CONFLICT (worker_id) DO UPDATE SET key_id = excluded.key_id, user_id = exclud
     devices = excluded.devices, version = excluded.version,
     protocol_version = excluded.protocol_version, instance_id = excluded.instance_id,
     pid = excluded.pid,
-    registered_at = excluded.registered_at, last_seen_at = excluded.last_seen_at;
+    registered_at = excluded.registered_at, last_seen_at = excluded.last_seen_at,
+    status = NULL, status_at = NULL;
 
 -- name: get_worker
 SELECT * FROM workers WHERE worker_id = :worker_id;
@@ -243,3 +254,87 @@ UPDATE tasks SET indexed_at = :now WHERE task_id = :task_id;
 -- name: notify
 -- Waking other replicas needs PostgreSQL's NOTIFY; one SQLite server has none to wake.
 SELECT 1;
+
+-- ---- attempts: one row per lease (server/attempts.py) ------------------------------------
+
+-- name: open_attempts
+-- The leases a claim just made, in the claim's transaction; the token names each one.
+INSERT INTO task_attempts (task_id, lease_token, attempt, worker_id, instance_id, started_at)
+SELECT task_id, lease_token, attempt, worker_id, lease_instance_id, started_at FROM tasks
+WHERE task_id IN (SELECT value FROM json_each(:task_ids)) AND state = 'leased';
+
+-- name: close_attempt
+-- A result or a failure ends the lease it was sent with.
+UPDATE task_attempts SET finished_at = :now, outcome = :outcome, error = :error,
+                         timings = :timings
+WHERE task_id = :task_id AND lease_token = :lease_token AND finished_at IS NULL;
+
+-- name: close_open_attempts
+-- Expiry, release, cancel: a task has at most one open attempt, its current lease.
+UPDATE task_attempts SET finished_at = :now, outcome = :outcome, error = :error
+WHERE task_id IN (SELECT value FROM json_each(:task_ids)) AND finished_at IS NULL;
+
+-- name: attempts_of_task
+SELECT attempt, worker_id, started_at, finished_at, outcome, error, timings
+FROM task_attempts WHERE task_id = :task_id ORDER BY started_at, attempt;
+
+-- name: retry
+-- A failed or dead task back to the queue as if new: attempts from zero, no error, no
+-- lease (its history stays in task_attempts). Fenced on the states a retry may leave.
+UPDATE tasks SET state = 'queued', attempt = 0, available_at = :now, started_at = NULL,
+    finished_at = NULL, last_error = NULL, result_hash = NULL, timings = NULL,
+    lease_token = NULL, lease_expires_at = NULL, lease_key_id = NULL,
+    lease_instance_id = NULL, worker_id = NULL, progress = NULL, stage = NULL
+WHERE task_id = :task_id AND state IN ('failed', 'dead')
+RETURNING task_id;
+
+-- ---- workers' status reports (server/workers.py) -------------------------------------------
+
+-- name: store_worker_status
+-- Only the instance that holds the worker id (or, without one, its key) reports for it.
+UPDATE workers SET status = :status, status_at = :now
+WHERE worker_id = :worker_id AND key_id = :key_id
+  AND (:instance_id = '' OR instance_id = :instance_id);
+
+-- ---- dashboard sessions (server/sessions.py) -----------------------------------------------
+
+-- name: insert_session
+INSERT INTO ui_sessions (session_hash, key_id, created_at, expires_at)
+VALUES (:session_hash, :key_id, :now, :expires_at);
+
+-- name: get_session
+SELECT key_id, expires_at FROM ui_sessions
+WHERE session_hash = :session_hash AND expires_at > :now;
+
+-- name: delete_session
+DELETE FROM ui_sessions WHERE session_hash = :session_hash;
+
+-- name: delete_expired_sessions
+DELETE FROM ui_sessions WHERE expires_at <= :now;
+
+-- name: delete_key_sessions
+DELETE FROM ui_sessions WHERE key_id = :key_id;
+
+-- ---- dashboard overview (server/overview.py) -----------------------------------------------
+
+-- name: ui_queue_counts
+SELECT task_type, state, count(*) AS n FROM tasks
+WHERE (:all_users OR user_id = :user_id)
+GROUP BY task_type, state;
+
+-- name: ui_finished_per_bucket
+-- Tasks that ended in [since, until), per bucket of bucket_s seconds from since; failed
+-- and dead count as failed. Served by the index on finished_at.
+SELECT CAST((finished_at - :since) / :bucket_s AS INTEGER) AS bucket,
+       CASE WHEN state = 'completed' THEN 'completed' ELSE 'failed' END AS outcome,
+       count(*) AS n
+FROM tasks
+WHERE finished_at >= :since AND finished_at < :until
+  AND state IN ('completed', 'failed', 'dead')
+  AND (:all_users OR user_id = :user_id)
+GROUP BY bucket, outcome;
+
+-- name: ui_oldest_queued
+SELECT task_id, task_type, user_id, created_at, available_at FROM tasks
+WHERE state = 'queued' AND (:all_users OR user_id = :user_id)
+ORDER BY created_at, task_id LIMIT 1;

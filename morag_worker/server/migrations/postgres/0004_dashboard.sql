@@ -1,0 +1,36 @@
+-- 0004: what the dashboard (/ui) reads and writes.
+-- task_attempts: one row per lease, opened by the claim and closed when the attempt ends
+-- (result, failure, expiry, release, cancel), so a task's history survives its retries.
+-- A lease's token names it: a released task may be leased again under the same attempt
+-- number, never under the same token. Leases taken before this migration have no row.
+-- workers.status: the compact report a supervisor sends with its heartbeats (children,
+-- models, quarantine), as JSON; NULL until one arrives (older supervisors send none).
+-- ui_sessions: dashboard sign-ins; only a SHA-256 of the cookie's token is stored.
+-- The indexes serve the dashboard's newest-first lists (every user's, for admins) and
+-- its completions-per-minute chart.
+
+CREATE TABLE task_attempts (
+    task_id TEXT NOT NULL,
+    lease_token TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    worker_id TEXT,
+    instance_id TEXT,
+    started_at DOUBLE PRECISION NOT NULL,
+    finished_at DOUBLE PRECISION,
+    outcome TEXT,
+    error TEXT,
+    timings TEXT,
+    PRIMARY KEY (task_id, lease_token)
+);
+CREATE INDEX task_attempts_open ON task_attempts (task_id, finished_at);
+ALTER TABLE workers ADD COLUMN status TEXT;
+ALTER TABLE workers ADD COLUMN status_at DOUBLE PRECISION;
+CREATE TABLE ui_sessions (
+    session_hash TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX ui_sessions_expiry ON ui_sessions (expires_at);
+CREATE INDEX tasks_created ON tasks (created_at, task_id);
+CREATE INDEX tasks_finished ON tasks (finished_at);
