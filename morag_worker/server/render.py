@@ -88,6 +88,12 @@ def split_parts(text: str) -> list[tuple[int, int]]:
     last_blank = -1
     for line in text.splitlines(keepends=True):
         end = pos + len(line)
+        if end - start > HARD_PART_CHARS and pos > start:
+            parts.append((start, pos))  # no blank line for too long: cut at a line break
+            start = pos
+        while end - start > HARD_PART_CHARS:  # one line longer than a part: cut it
+            parts.append((start, start + HARD_PART_CHARS))
+            start += HARD_PART_CHARS
         match = _FENCE.match(line)
         if match and (not fence or match[1].startswith(fence)):
             fence = "" if fence else match[1]
@@ -96,13 +102,6 @@ def split_parts(text: str) -> list[tuple[int, int]]:
         if end - start >= PART_CHARS and last_blank > start:
             parts.append((start, last_blank))
             start = last_blank
-        elif end - start >= HARD_PART_CHARS:
-            cut = end if end - start <= 2 * HARD_PART_CHARS else start + HARD_PART_CHARS
-            while cut < end:  # an endless line: cut it into hard parts
-                parts.append((start, cut))
-                start, cut = cut, cut + HARD_PART_CHARS
-            parts.append((start, end))
-            start = end
         pos = end
     if start < len(text):
         parts.append((start, len(text)))

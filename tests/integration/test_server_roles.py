@@ -32,6 +32,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/tasks/{task_id}"): USERS,
     ("GET", "/api/v1/tasks/{task_id}/result"): USERS,
     ("DELETE", "/api/v1/tasks/{task_id}"): USERS,
+    ("POST", "/api/v1/tasks/{task_id}/retry"): USERS,
+    ("GET", "/api/v1/tasks/{task_id}/attempts"): USERS,
     ("GET", "/api/v1/files/{file_id}"): ANY_KEY,  # workers: only files of leased tasks
     ("POST", "/api/v1/search"): USERS,
     ("POST", "/api/v1/keys"): USERS,  # a user: only worker keys for itself
@@ -48,6 +50,19 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/workers/{worker_id}/results"): WORKERS,
     ("POST", "/api/v1/workers/{worker_id}/tasks/{task_id}/release"): WORKERS,
     ("DELETE", "/api/v1/workers/{worker_id}"): WORKERS,
+    # the dashboard: its page and files hold no data; its calls are the users'
+    ("GET", "/ui"): EVERYONE,
+    ("GET", "/ui/static/{name}"): EVERYONE,
+    ("POST", "/ui/api/session"): USERS,  # a worker key cannot sign in
+    ("GET", "/ui/api/session"): USERS,
+    ("DELETE", "/ui/api/session"): USERS,
+    ("GET", "/ui/api/overview"): USERS,
+    ("GET", "/ui/api/tasks/{task_id}/content"): USERS,
+    ("GET", "/ui/api/tasks/{task_id}/items"): USERS,
+}
+#: Required query parameters, so that a refusal can only come from the role check.
+QUERIES: dict[tuple[str, str], str] = {
+    ("GET", "/ui/api/tasks/{task_id}/items"): "?kind=chunks",
 }
 
 _FAILED = {"type": "x", "message": "y", "retryable": True}
@@ -115,10 +130,11 @@ def test_every_role_against_every_route(cluster: Cluster, tmp_path: Path) -> Non
         "file_id": task["input_files"][0]["file_id"],
         "worker_id": "w-matrix",
         "key_id": "000000000000",
+        "name": "app.js",
     }
     wrong = []
     for (method, path), allowed in sorted(ALLOWED.items()):
-        url = cluster.url + path.format(**values)
+        url = cluster.url + path.format(**values) + QUERIES.get((method, path), "")
         for role, key in keys.items():
             headers = {"Authorization": f"Bearer {key}"} if key else {}
             body = BODIES.get((method, path))
