@@ -30,7 +30,9 @@ function parseHash() {
   return { path, params: new URLSearchParams(search) };
 }
 
-function route() {
+// Each page change moves focus to the new page (screen readers announce it); the first
+// page of a visit leaves focus at the top, where the skip link is.
+function route({ focus = true } = {}) {
   stopPage();
   stopPage = () => {};
   if (!session) return;
@@ -42,7 +44,7 @@ function route() {
     clear(main);
     const stop = page()(main, { session, params, arg: match[1] });
     stopPage = typeof stop === "function" ? stop : () => {};
-    main.focus({ preventScroll: true });
+    if (focus) main.focus({ preventScroll: true });
     return;
   }
   clear(main, h("h1", { text: "Not found" }), h("p", { text: `No page ${path}.` }));
@@ -56,7 +58,7 @@ function markTab(tab) {
   document.title = `${tab[0].toUpperCase()}${tab.slice(1)} · morag dashboard`;
 }
 
-function showSignedIn(info) {
+function showSignedIn(info, { focus = true } = {}) {
   session = info;
   document.body.classList.add("signed-in");
   nav.hidden = false;
@@ -65,7 +67,7 @@ function showSignedIn(info) {
     h("span", { class: "who-name", text: `${info.user_id} (${info.role})` }),
     h("button", { type: "button", class: "link", onclick: signOut, text: "Sign out" }),
   );
-  route();
+  route({ focus });
 }
 
 function showSignIn(message = "") {
@@ -137,9 +139,9 @@ async function start() {
     main.focus();
   });
   whenSignedOut((failure) => showSignIn(failure.message));
-  window.addEventListener("hashchange", route);
+  window.addEventListener("hashchange", () => route());
   try {
-    showSignedIn(await api("/ui/api/session"));
+    showSignedIn(await api("/ui/api/session"), { focus: false });
   } catch (err) {
     if (!(err instanceof ApiFailure) || err.status !== 401) showSignIn(err.message);
   }

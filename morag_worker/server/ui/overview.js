@@ -53,7 +53,7 @@ function depthTable(counts) {
         "table",
         { class: "grid" },
         h("caption", { class: "sr-only", text: "Tasks per type and state" }),
-        h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "type" }), STATES.map((s) => h("th", { scope: "col", text: s })))),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "type" }), STATES.map((s) => h("th", { scope: "col", class: "num", text: s })))),
         h(
           "tbody",
           {},
