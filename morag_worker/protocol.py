@@ -11,7 +11,14 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 API_PREFIX = "/api/v1"
 #: The worker protocol's version, sent at registration. It changes only with an
@@ -292,6 +299,15 @@ class HeartbeatRequest(_Model):
         description="the supervisor's own state, for the dashboard; only to servers whose "
         "registration reply says worker_status",
     )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_status(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """No ``status`` key at all when there is no report: servers before 0.2.0 refuse
+        a field they do not know, even as null."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("status") is None:
+            data.pop("status", None)
+        return data
 
 
 class RenewedLease(_Reply):

@@ -102,6 +102,13 @@ def test_todays_supervisor_works_with_a_release_server(tmp_path: Path, release_c
             for task_id in ids:
                 assert user.wait(task_id, 60)["state"] == "completed"
             assert "server 0.1.0, protocol 1" in sup.log()
+            # a task that outlives a few heartbeats: they carry no status report, which
+            # that server would refuse (422), and renew the lease as they always did
+            slow = user.post_json(
+                "/api/v1/tasks", {"task_type": "noop", "parameters": {"sleep_s": 6}}
+            )
+            assert user.wait(slow["task_id"], 60)["state"] == "completed"
+            assert "heartbeat failed" not in sup.log()
         finally:
             assert sup.stop() == 0
         wait_for(lambda: admin.get("/api/v1/workers")["workers"] == [], 10, "unregistered")
