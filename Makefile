@@ -57,6 +57,7 @@ bench: system-deps install
 	$(PY) bench/embed.py
 	$(PY) bench/supervisor_overhead.py
 	$(PY) bench/doc_limits.py
+	$(PY) bench/dashboard_queries.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

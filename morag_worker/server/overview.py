@@ -29,26 +29,31 @@ HIDDEN_ITEM_FIELDS = frozenset({"embedding", "words"})
 
 def overview(db: Database, workers: WorkerRegistry, caller: Caller) -> Overview:
     now = time.time()
-    scope = {"all_users": caller.role == "admin", "user_id": caller.user_id}
-    counts = [QueueCount(**row) for row in db.query("ui_queue_counts", **scope)]
-    oldest = db.one("ui_oldest_queued", **scope)
+    # An admin sees everyone's tasks; a user its own, through the "_of_user" queries.
+    of_user, scope = (
+        ("", {}) if caller.role == "admin" else ("_of_user", {"user_id": caller.user_id})
+    )
+    counts = [QueueCount(**row) for row in db.query("ui_queue_counts" + of_user, **scope)]
+    oldest = db.one("ui_oldest_queued" + of_user, **scope)
     return Overview(
         generated_at=now,
         all_users=caller.role == "admin",
         counts=counts,
-        throughput=throughput(db, scope, now),
+        throughput=throughput(db, of_user, scope, now),
         oldest_queued=OldestQueued(**oldest) if oldest else None,
         workers=workers.visible(caller),
     )
 
 
-def throughput(db: Database, scope: dict[str, Any], now: float) -> Throughput:
+def throughput(db: Database, of_user: str, scope: dict[str, Any], now: float) -> Throughput:
     buckets = int(WINDOW_S // BUCKET_S)
     # Bars end at the next whole bucket, so a bar is a clock minute and stays put.
     until = (now // BUCKET_S + 1) * BUCKET_S
     since = until - buckets * BUCKET_S
     series: dict[str, list[int]] = {"completed": [0] * buckets, "failed": [0] * buckets}
-    rows = db.query("ui_finished_per_bucket", since=since, until=until, bucket_s=BUCKET_S, **scope)
+    rows = db.query(
+        "ui_finished_per_bucket" + of_user, since=since, until=until, bucket_s=BUCKET_S, **scope
+    )
     for row in rows:
         if 0 <= row["bucket"] < buckets:
             series[row["outcome"]][row["bucket"]] += row["n"]

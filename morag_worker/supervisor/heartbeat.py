@@ -4,7 +4,9 @@ Leases the server reports lost or cancelled are handed to the main loop through 
 inbox, which stops the task in its child. When the server keeps worker status reports
 (its registration reply says so), each beat also carries the supervisor's report
 (``StatusViews.report``); a worker that holds no lease still sends one every
-:data:`IDLE_REPORT_S`, so the dashboard shows its children while it waits for work.
+:data:`IDLE_REPORT_S`, or at its next beat when something an operator looks for
+changed (a child's state, a quarantine, draining), so the dashboard shows its children
+while it waits for work.
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ class Heartbeater(threading.Thread):
         self.stop_event = threading.Event()
         #: When the server last answered a heartbeat (or there was nothing to renew).
         self.last_ok = time.monotonic()
-        #: When the last status report was sent (time.monotonic()).
+        #: When the last status report was sent (time.monotonic()), and what it said.
         self.reported_at = float("-inf")
+        self.reported_shape: tuple[object, ...] = ()
 
     def run(self) -> None:
         while not self.stop_event.wait(self.interval_s):
@@ -83,16 +86,36 @@ class Heartbeater(threading.Thread):
             self.inbox.put(LeaseCancelled(task_id))
 
     def _status(self, holding: bool) -> WorkerStatusReport | None:
-        """The report to send with this beat: with every beat that renews leases, every
-        :data:`IDLE_REPORT_S` otherwise; None when there is none to send. A report that
-        cannot be built is logged and left out: it must never cost the leases a beat."""
-        now = time.monotonic()
-        if self.report is None or (not holding and now - self.reported_at < IDLE_REPORT_S):
+        """The report to send with this beat: with every beat that renews leases; while
+        idle, when its shape changed or every :data:`IDLE_REPORT_S`; None when there is
+        none to send. A report that cannot be built is logged and left out: it must never
+        cost the leases a beat."""
+        if self.report is None:
             return None
+        now = time.monotonic()
         try:
             status = self.report()
         except Exception:
             logger.exception("building the status report failed; heartbeat sent without it")
             return None
-        self.reported_at = now
+        shape = _shape(status)
+        if not holding and shape == self.reported_shape and now - self.reported_at < IDLE_REPORT_S:
+            return None
+        self.reported_at, self.reported_shape = now, shape
         return status
+
+
+def _shape(report: WorkerStatusReport) -> tuple[object, ...]:
+    """What an operator looks for in a report, without the readings that change on
+    every sample (memory, uptime, progress)."""
+    children = tuple(
+        (c.name, c.state, c.task_id, c.quarantine, tuple(c.models), c.restarts, c.crashes)
+        for c in report.children
+    )
+    return (
+        children,
+        report.draining,
+        report.leasing_paused,
+        tuple(sorted(report.quarantined_gpus.items())),
+        report.tasks_done,
+    )

@@ -48,6 +48,18 @@ def test_crash_looping_slot_backs_off_then_quarantines_its_gpu_others_keep_worki
     assert restarts(health, "boot") == 5
     assert _quarantined(health, "1") == 1 and _quarantined(health, "0") == 0
     assert metrics(health)[("morag_worker_capacity", ())] == 1
+    # The server's worker view (the dashboard's Workers page) says so too.
+    reported = wait_for(
+        lambda: (cluster.admin.get("/api/v1/workers")["workers"][0]["status"] or {}).get(
+            "quarantined_gpus"
+        ),
+        30,
+        "the quarantine in the supervisor's status report",
+    )
+    assert list(reported) == ["1"]
+    [worker] = cluster.admin.get("/api/v1/workers")["workers"]
+    states = {c["name"]: (c["state"], c["crashes"]) for c in worker["status"]["children"]}
+    assert states["gpu1"] == ("quarantined", 5) and states["gpu0"][0] in ("idle", "busy")
     # The quarantined slot stays down; work still flows.
     assert user.wait(submit_noop(user), 30)["state"] == "completed"
     assert status(health)["children"][1]["state"] == "quarantined"

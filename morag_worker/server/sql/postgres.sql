@@ -75,12 +75,29 @@ SELECT * FROM task_files WHERE task_id IN (SELECT json_array_elements_text(CAST(
 ORDER BY task_id, position;
 
 -- name: list_tasks
--- Newest first, one page. Keyset paging on (created_at, task_id): a page costs the same
--- however deep it is, and tasks submitted meanwhile do not shift the later pages.
--- :pattern is a LIKE pattern (wildcards in the search text escaped with a backslash)
--- matched against the URL parameter and the input files' names; :text matches a task id.
-SELECT * FROM tasks WHERE (CAST(:all_users AS boolean) OR user_id = :user_id)
-  AND (CAST(:owner AS text) IS NULL OR user_id = :owner)
+-- Everyone's tasks (an admin's list), newest first, one page. Keyset paging on
+-- (created_at, task_id): a page costs the same however deep it is, and tasks submitted
+-- meanwhile do not shift the later pages. The index tasks_created is walked backwards
+-- and the filters are checked on the way. :pattern is a LIKE pattern (wildcards in the
+-- search text escaped with a backslash) for the URL parameter and the input files'
+-- names; :text matches a task id.
+SELECT * FROM tasks WHERE TRUE
+  AND (CAST(:state AS text) IS NULL OR state = :state)
+  AND (CAST(:task_type AS text) IS NULL OR task_type = :task_type)
+  AND (CAST(:created_after AS double precision) IS NULL OR created_at >= :created_after)
+  AND (CAST(:created_before AS double precision) IS NULL OR created_at < :created_before)
+  AND (CAST(:pattern AS text) IS NULL OR task_id = :text
+       OR lower(coalesce(CAST(parameters AS json)->>'url', '')) LIKE lower(CAST(:pattern AS text)) ESCAPE '\'
+       OR EXISTS (SELECT 1 FROM task_files f WHERE f.task_id = tasks.task_id
+                  AND lower(f.name) LIKE lower(CAST(:pattern AS text)) ESCAPE '\'))
+  AND (CAST(:before_at AS double precision) IS NULL OR created_at < :before_at
+       OR (created_at = :before_at AND task_id < :before_id))
+ORDER BY created_at DESC, task_id DESC LIMIT :limit;
+
+-- name: list_tasks_of_user
+-- One user's tasks, the same way, on the index tasks_user_created (a separate query:
+-- "all users OR this user" in one statement would keep either index from being used).
+SELECT * FROM tasks WHERE user_id = :user_id
   AND (CAST(:state AS text) IS NULL OR state = :state)
   AND (CAST(:task_type AS text) IS NULL OR task_type = :task_type)
   AND (CAST(:created_after AS double precision) IS NULL OR created_at >= :created_after)
@@ -326,7 +343,11 @@ DELETE FROM ui_sessions WHERE key_id = :key_id;
 
 -- name: ui_queue_counts
 SELECT task_type, state, count(*) AS n FROM tasks
-WHERE (CAST(:all_users AS boolean) OR user_id = :user_id)
+GROUP BY task_type, state;
+
+-- name: ui_queue_counts_of_user
+SELECT task_type, state, count(*) AS n FROM tasks
+WHERE user_id = :user_id
 GROUP BY task_type, state;
 
 -- name: ui_finished_per_bucket
@@ -338,10 +359,25 @@ SELECT CAST(floor((finished_at - :since) / :bucket_s) AS integer) AS bucket,
 FROM tasks
 WHERE finished_at >= :since AND finished_at < :until
   AND state IN ('completed', 'failed', 'dead')
-  AND (CAST(:all_users AS boolean) OR user_id = :user_id)
+GROUP BY bucket, outcome;
+
+-- name: ui_finished_per_bucket_of_user
+-- The same for one user's tasks.
+SELECT CAST(floor((finished_at - :since) / :bucket_s) AS integer) AS bucket,
+       CASE WHEN state = 'completed' THEN 'completed' ELSE 'failed' END AS outcome,
+       count(*) AS n
+FROM tasks
+WHERE finished_at >= :since AND finished_at < :until
+  AND state IN ('completed', 'failed', 'dead')
+  AND user_id = :user_id
 GROUP BY bucket, outcome;
 
 -- name: ui_oldest_queued
 SELECT task_id, task_type, user_id, created_at, available_at FROM tasks
-WHERE state = 'queued' AND (CAST(:all_users AS boolean) OR user_id = :user_id)
+WHERE state = 'queued'
+ORDER BY created_at, task_id LIMIT 1;
+
+-- name: ui_oldest_queued_of_user
+SELECT task_id, task_type, user_id, created_at, available_at FROM tasks
+WHERE state = 'queued' AND user_id = :user_id
 ORDER BY created_at, task_id LIMIT 1;

@@ -68,12 +68,29 @@ SELECT * FROM task_files WHERE task_id IN (SELECT value FROM json_each(:task_ids
 ORDER BY task_id, position;
 
 -- name: list_tasks
--- Newest first, one page. Keyset paging on (created_at, task_id): a page costs the same
--- however deep it is, and tasks submitted meanwhile do not shift the later pages.
--- :pattern is a LIKE pattern (wildcards in the search text escaped with a backslash)
--- matched against the URL parameter and the input files' names; :text matches a task id.
-SELECT * FROM tasks WHERE (:all_users OR user_id = :user_id)
-  AND (:owner IS NULL OR user_id = :owner)
+-- Everyone's tasks (an admin's list), newest first, one page. Keyset paging on
+-- (created_at, task_id): a page costs the same however deep it is, and tasks submitted
+-- meanwhile do not shift the later pages. The index tasks_created is walked backwards
+-- and the filters are checked on the way. :pattern is a LIKE pattern (wildcards in the
+-- search text escaped with a backslash) for the URL parameter and the input files'
+-- names; :text matches a task id.
+SELECT * FROM tasks WHERE TRUE
+  AND (:state IS NULL OR state = :state)
+  AND (:task_type IS NULL OR task_type = :task_type)
+  AND (:created_after IS NULL OR created_at >= :created_after)
+  AND (:created_before IS NULL OR created_at < :created_before)
+  AND (:pattern IS NULL OR task_id = :text
+       OR lower(coalesce(json_extract(parameters, '$.url'), '')) LIKE lower(:pattern) ESCAPE '\'
+       OR EXISTS (SELECT 1 FROM task_files f WHERE f.task_id = tasks.task_id
+                  AND lower(f.name) LIKE lower(:pattern) ESCAPE '\'))
+  AND (:before_at IS NULL OR created_at < :before_at
+       OR (created_at = :before_at AND task_id < :before_id))
+ORDER BY created_at DESC, task_id DESC LIMIT :limit;
+
+-- name: list_tasks_of_user
+-- One user's tasks, the same way, on the index tasks_user_created (a separate query:
+-- "all users OR this user" in one statement would keep either index from being used).
+SELECT * FROM tasks WHERE user_id = :user_id
   AND (:state IS NULL OR state = :state)
   AND (:task_type IS NULL OR task_type = :task_type)
   AND (:created_after IS NULL OR created_at >= :created_after)
@@ -319,7 +336,11 @@ DELETE FROM ui_sessions WHERE key_id = :key_id;
 
 -- name: ui_queue_counts
 SELECT task_type, state, count(*) AS n FROM tasks
-WHERE (:all_users OR user_id = :user_id)
+GROUP BY task_type, state;
+
+-- name: ui_queue_counts_of_user
+SELECT task_type, state, count(*) AS n FROM tasks
+WHERE user_id = :user_id
 GROUP BY task_type, state;
 
 -- name: ui_finished_per_bucket
@@ -331,10 +352,25 @@ SELECT CAST((finished_at - :since) / :bucket_s AS INTEGER) AS bucket,
 FROM tasks
 WHERE finished_at >= :since AND finished_at < :until
   AND state IN ('completed', 'failed', 'dead')
-  AND (:all_users OR user_id = :user_id)
+GROUP BY bucket, outcome;
+
+-- name: ui_finished_per_bucket_of_user
+-- The same for one user's tasks.
+SELECT CAST((finished_at - :since) / :bucket_s AS INTEGER) AS bucket,
+       CASE WHEN state = 'completed' THEN 'completed' ELSE 'failed' END AS outcome,
+       count(*) AS n
+FROM tasks
+WHERE finished_at >= :since AND finished_at < :until
+  AND state IN ('completed', 'failed', 'dead')
+  AND user_id = :user_id
 GROUP BY bucket, outcome;
 
 -- name: ui_oldest_queued
 SELECT task_id, task_type, user_id, created_at, available_at FROM tasks
-WHERE state = 'queued' AND (:all_users OR user_id = :user_id)
+WHERE state = 'queued'
+ORDER BY created_at, task_id LIMIT 1;
+
+-- name: ui_oldest_queued_of_user
+SELECT task_id, task_type, user_id, created_at, available_at FROM tasks
+WHERE state = 'queued' AND user_id = :user_id
 ORDER BY created_at, task_id LIMIT 1;

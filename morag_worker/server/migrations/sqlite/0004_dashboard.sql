@@ -6,8 +6,10 @@
 -- workers.status: the compact report a supervisor sends with its heartbeats (children,
 -- models, quarantine), as JSON; NULL until one arrives (older supervisors send none).
 -- ui_sessions: dashboard sign-ins; only a SHA-256 of the cookie's token is stored.
--- The indexes serve the dashboard's newest-first lists (every user's, for admins) and
--- its completions-per-minute chart.
+-- The indexes serve the dashboard's newest-first lists (everyone's for admins, one
+-- user's), its tasks-ended-per-minute chart, and the queue depth by type and state that
+-- the overview and /metrics count (an index-only scan instead of the whole table);
+-- bench/dashboard_queries.py measures each.
 
 CREATE TABLE task_attempts (
     task_id TEXT NOT NULL,
@@ -33,4 +35,6 @@ CREATE TABLE ui_sessions (
 );
 CREATE INDEX ui_sessions_expiry ON ui_sessions (expires_at);
 CREATE INDEX tasks_created ON tasks (created_at, task_id);
+CREATE INDEX tasks_user_created ON tasks (user_id, created_at, task_id);
 CREATE INDEX tasks_finished ON tasks (finished_at);
+CREATE INDEX tasks_type_state ON tasks (task_type, state);
