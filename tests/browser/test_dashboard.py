@@ -60,6 +60,7 @@ def test_sign_in_and_watch_a_task_go_from_queued_to_completed(
     page: Page = new_context(viewport=LAPTOP, base_url=dash.url).new_page()
     page.goto("/ui")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator("#login-error")).to_be_empty()  # no session yet is not an error
     assert accessibility_problems(page) == []
     shot(page, "login")
     page.get_by_label("API key").fill("mrg_wrong_key")
@@ -280,6 +281,9 @@ def test_keys_page_as_an_admin(new_context: Callable[..., Any], dash: Dashboard)
     expect(secret).to_have_value(re.compile("^mrg_"))
     key = secret.input_value()
     assert Api(dash.url, key).get("/api/v1/tasks")["tasks"] == []  # the new key works
+    dash.keys["carol"] = key
+    carol = sign_in(new_context, dash, "carol")
+    carol.get_by_role("link", name="Tasks").click()
     page.get_by_role("button", name="Done, hide it").click()
     row = page.locator("tr", has_text="carol's laptop")
     expect(row).to_contain_text("never")
@@ -290,6 +294,9 @@ def test_keys_page_as_an_admin(new_context: Callable[..., Any], dash: Dashboard)
     page.once("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="Revoke").click()
     expect(row).to_contain_text("revoked")
+    # carol's open dashboard notices at its next update: her session ended with her key
+    expect(carol.get_by_role("alert")).to_contain_text("Your session ended: API key revoked")
+    expect(carol.get_by_label("API key")).to_be_visible()
     status = page.request.get("/api/v1/tasks", headers={"Authorization": f"Bearer {key}"})
     assert status.status == 401
 

@@ -282,10 +282,11 @@ SELECT pg_notify('morag_tasks', '');
 -- ---- attempts: one row per lease (server/attempts.py) ------------------------------------
 
 -- name: open_attempts
--- The leases a claim just made, in the claim's transaction; the token names each one.
+-- The leases a claim just made, in the claim's transaction (by primary key: the ids
+-- come from the claim itself); the token names each one.
 INSERT INTO task_attempts (task_id, lease_token, attempt, worker_id, instance_id, started_at)
 SELECT task_id, lease_token, attempt, worker_id, lease_instance_id, started_at FROM tasks
-WHERE task_id IN (SELECT json_array_elements_text(CAST(:task_ids AS json))) AND state = 'leased';
+WHERE task_id IN (SELECT json_array_elements_text(CAST(:task_ids AS json)));
 
 -- name: close_attempt
 -- A result or a failure ends the lease it was sent with.

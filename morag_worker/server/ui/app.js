@@ -138,7 +138,9 @@ async function start() {
     event.preventDefault();
     main.focus();
   });
-  whenSignedOut((failure) => showSignIn(failure.message));
+  // A 401 after signing in means the session ended (expired, signed out elsewhere, key
+  // revoked): say so. Before, it only means there is no session yet.
+  whenSignedOut((failure) => showSignIn(session ? `Your session ended: ${failure.message}` : ""));
   window.addEventListener("hashchange", () => route());
   try {
     showSignedIn(await api("/ui/api/session"), { focus: false });
