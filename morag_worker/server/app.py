@@ -59,14 +59,14 @@ async def _sweep(sweeper: FileSweeper) -> None:
 def create_app(config: ServerConfig) -> FastAPI:
     st = build_state(config)
     indexer = Indexer(st)
-    sweeper = FileSweeper(st.files, st.db, config.file_grace_s)
+    sweeper = FileSweeper(st.files, st.queue.referenced_files, config.file_grace_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         created = st.keys.bootstrap_admin(config.data_dir)
         if created:
             logger.info("created the first admin key; it is in {} (mode 0600)", created)
-        collector = QueueCollector(st.db, config.task_types)
+        collector = QueueCollector(st.queue.counts, st.workers.online_count, config.task_types)
         REGISTRY.register(collector)
         LONG_POLLS_WAITING.set_function(st.long_polls.total)
         indexer.start()
