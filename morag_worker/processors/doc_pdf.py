@@ -4,11 +4,13 @@
   milliseconds), reads the metadata, tells whether a page has a text layer, and
   renders pages that have none for OCR (:func:`morag_worker.processors.ocr.recognize`,
   Tesseract by default).
-- Pages with text: pypdfium2 gives the lines with their sizes and positions, and
-  pdfplumber the ruled tables of pages that draw vector paths (:mod:`doc_pdf_text`).
-  Headings are lines set larger than the body text (:mod:`doc_pdf_layout`); tables
-  become pipe tables at their place on the page. Without pdfplumber, or when it fails
-  on a page, that page's table text stays as plain lines.
+- Pages with text: pypdfium2 gives the lines with their sizes and positions (and
+  figures: images and drawn shapes), and pdfplumber the ruled tables of pages that
+  draw vector paths (:mod:`doc_pdf_text`). :mod:`doc_pdf_layout` takes out running
+  headers, footers and page numbers, keeps footnotes as Markdown footnotes, reads
+  columns in order, and finds headings (lines set larger than the body text);
+  tables become pipe tables at their place on the page. Without pdfplumber, or when
+  it fails on a page, that page's table text stays as plain lines.
 - With ``--docling-artifacts-path`` set, docling's PDF pipeline (local layout and
   table models, :mod:`doc_pdf_docling`) converts the pages that have text instead.
 
@@ -26,8 +28,10 @@ from morag_worker.errors import BadInput, Cancelled, ModelMissing
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.chunking import page_marker
 from morag_worker.processors.doc_pdf_docling import docling_pdf_pages
-from morag_worker.processors.doc_pdf_layout import PageItems, Table, render_pages
+from morag_worker.processors.doc_pdf_items import PageItems, Table
+from morag_worker.processors.doc_pdf_layout import render_document
 from morag_worker.processors.doc_pdf_text import (
+    figures,
     has_vector_paths,
     outside_tables,
     pdfium_lines,
@@ -109,7 +113,8 @@ def _text_page(pdfium_page: Any, plumber: Any, number: int) -> PageItems:
             tables = ruled_tables(plumber.pages[number - 1])
         except Exception:  # pdfminer cannot lay this page out; its text stays as lines
             tables = []
-    return PageItems(number, outside_tables(lines, tables), tables)
+    lines = outside_tables(lines, tables)
+    return PageItems(number, lines, tables, figures=figures(pdfium_page, lines))
 
 
 def _ocr(pdfium_page: Any, number: int, ctx: TaskContext) -> PageItems:
@@ -166,6 +171,8 @@ def convert_pdf(path: Path, ctx: TaskContext) -> tuple[str, dict[str, Any]]:
         meta["ocr_pages"] = ocr_pages
         scores = [p.ocr_confidence or 0.0 for p in pages if p.ocr_paragraphs is not None]
         meta["ocr_confidence"] = round(sum(scores) / len(scores), 4)
-    bodies = render_pages(pages)
-    markdown = "\n\n".join(f"{page_marker(p.number)}\n\n{b}".rstrip() for p, b in bodies)
+    rendered = render_document(pages)
+    if rendered.furniture:
+        meta["page_furniture"] = rendered.furniture
+    markdown = "\n\n".join(f"{page_marker(p.number)}\n\n{b}".rstrip() for p, b in rendered.pages)
     return markdown + "\n", meta
