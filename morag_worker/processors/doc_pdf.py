@@ -31,8 +31,7 @@ from morag_worker.processors.doc_pdf_docling import docling_pdf_pages
 from morag_worker.processors.doc_pdf_items import PageItems, Table
 from morag_worker.processors.doc_pdf_layout import render_document
 from morag_worker.processors.doc_pdf_text import (
-    figures,
-    has_vector_paths,
+    drawn_objects,
     outside_tables,
     pdfium_lines,
     ruled_tables,
@@ -107,14 +106,19 @@ def _plumber(path: Path) -> Iterator[Any]:
 def _text_page(pdfium_page: Any, plumber: Any, number: int) -> PageItems:
     """Lines from pdfium; ruled tables from pdfplumber where the page draws paths."""
     lines = pdfium_lines(pdfium_page)
+    paths, figures = drawn_objects(pdfium_page, lines)
     tables: list[Table] = []
-    if plumber is not None and has_vector_paths(pdfium_page):
+    if plumber is not None and paths:
         try:
             tables = ruled_tables(plumber.pages[number - 1])
         except Exception:  # pdfminer cannot lay this page out; its text stays as lines
             tables = []
-    lines = outside_tables(lines, tables)
-    return PageItems(number, lines, tables, figures=figures(pdfium_page, lines))
+    figures = [f for f in figures if not any(_overlap(f.bbox, t.bbox) for t in tables)]
+    return PageItems(number, outside_tables(lines, tables), tables, figures=figures)
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _ocr(pdfium_page: Any, number: int, ctx: TaskContext) -> PageItems:

@@ -11,8 +11,9 @@ paragraph unless one of these says a new one starts:
 
 Across flows (a column break, a page break) the paragraph goes on when the previous
 line is full, the next line is not indented, and either the document marks paragraphs
-by indents or the previous line does not end a sentence. Going down to a new stretch,
-the step must also be an ordinary line pitch.
+by indents, or it is justified and the previous line ends flush right (a paragraph's
+last line is not), or the previous line does not end a sentence. Going down to a new
+stretch, the step must also be an ordinary line pitch.
 
 Heading lines of one level that follow each other closely are one wrapped heading.
 """
@@ -39,6 +40,8 @@ MAX_INDENT_HEIGHTS = 5.0
 #: The next word's width is guessed from its characters and the line's mean
 #: character width; it must fit with this margin (letters are wider than spaces).
 ROOM_MARGIN = 1.3
+#: A justified line ends this close (points) to its column's right edge.
+FLUSH_PT = 1.0
 #: Wrapped heading lines are at most this many of their line heights apart.
 HEADING_GAP_HEIGHTS = 0.5
 
@@ -57,6 +60,7 @@ class TextStyle:
     levels: dict[float, int]  # line size -> heading level
     pitch: float = 0.0  # usual top-to-top distance of body lines; 0 when unknown
     indents: bool = False  # paragraphs start with an indent, not with space
+    justified: bool = False  # lines end flush with their column's right edge
     labels: dict[str, str] = field(default_factory=dict)  # footnote label -> Markdown label
 
 
@@ -145,9 +149,13 @@ def carries_over(previous: Line, before: Flow, line: Line, after: Flow, style: T
         height = previous.bottom - previous.top
         if line.top - previous.top > style.pitch + PARAGRAPH_STEP_HEIGHTS * height:
             return False
-    if style.indents:
+    if style.indents or (style.justified and flush_right(previous, before)):
         return True
     return not previous.text.rstrip().endswith(_SENTENCE_END) or line.text[:1].islower()
+
+
+def flush_right(line: Line, flow: Flow) -> bool:
+    return line.x1 >= flow.right - FLUSH_PT
 
 
 def continues(block: Block, line: Line, flow: Flow, style: TextStyle) -> bool:

@@ -24,14 +24,16 @@ The order is found recursively, like an XY cut that only cuts where columns are:
 4. Where no gutter is left, regions are read in rows: top to bottom, left to right.
 
 A title centred over the page sits above the first row of a stretch without being
-aligned with a column's left edge, set apart by some space; such a region (or one
-below the last row) is taken out of the stretch and read where it stands. So is a first or last row that
+aligned with a column's left edge, set apart by some space; such a region is taken
+out of the stretch and read where it stands. So is a first or last row that
 stands :data:`APART_HEIGHTS` line heights apart from the rest (a header that is no
 running header, as on a document's only other page).
 """
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 #: A gutter is at least this many line heights wide (a line height is about 1.17 em):
@@ -47,12 +49,17 @@ MIN_TWO_SIDED = 3
 #: Lines of running text, even in narrow newspaper columns, hold 20 characters and
 #: more; most table cells hold fewer.
 MIN_CHARS_PER_LINE = 12
-#: A line this many line heights right of its side's left edge is not aligned with it.
-ALIGN_HEIGHTS = 1.5
+#: A line this many line heights right of its side's left edge is not aligned with it
+#: (first-line indents reach about two line heights).
+ALIGN_HEIGHTS = 2.5
 #: A first or last row this many line heights away from the rest of a stretch stands
 #: apart from it (a header in the top margin); paragraph spacing and the space above
 #: a heading stay well under it in both columns at once.
 APART_HEIGHTS = 1.8
+#: …or this many when its lines are smaller than this share of the body's: page
+#: headers and footers usually are, and sit more than a paragraph space away.
+SMALL_APART_HEIGHTS = 0.8
+SMALL_SHARE = 0.95
 
 
 @dataclass(frozen=True)
@@ -134,20 +141,33 @@ def _crosses(region: Region, cut: float) -> bool:
     return region.x0 < cut - 0.5 and region.x1 > cut + 0.5
 
 
+class _ByTop:
+    """Regions sorted by top, to find those beside a region without looking at all."""
+
+    def __init__(self, ids: list[int], regions: list[Region]) -> None:
+        self.ids = sorted(ids, key=lambda i: regions[i].top)
+        self.tops = [regions[i].top for i in self.ids]
+        self.tallest = max((regions[i].bottom - regions[i].top for i in ids), default=0.0)
+        self.regions = regions
+
+    def beside(self, region: Region) -> Iterator[int]:
+        k = bisect.bisect_left(self.tops, region.bottom)
+        while k > 0 and self.tops[k - 1] > region.top - self.tallest:
+            k -= 1
+            if _beside(region, self.regions[self.ids[k]]):
+                yield self.ids[k]
+
+
 def _candidates(ids: list[int], regions: list[Region], line_height: float) -> list[float]:
     """x positions just left of lines that have, on their row, a line far to their left."""
     gap_min = MIN_GUTTER_HEIGHTS * line_height
-    texts = sorted((i for i in ids if regions[i].chars), key=lambda i: regions[i].top)
+    texts = _ByTop([i for i in ids if regions[i].chars], regions)
     found: set[float] = set()
-    for k, i in enumerate(texts):
+    for i in texts.ids:
         r = regions[i]
-        nearest = None
-        for j in texts[max(0, k - 40) : k + 40]:
-            o = regions[j]
-            if j != i and o.x1 <= r.x0 + 0.5 and _beside(r, o):
-                nearest = o.x1 if nearest is None else max(nearest, o.x1)
-        if nearest is not None and r.x0 - nearest >= gap_min:
-            found.add(round(r.x0 - min((r.x0 - nearest) / 2, 0.3 * line_height)))
+        lefts = [regions[j].x1 for j in texts.beside(r) if j != i and regions[j].x1 <= r.x0 + 0.5]
+        if lefts and r.x0 - max(lefts) >= gap_min:
+            found.add(round(r.x0 - min((r.x0 - max(lefts)) / 2, 0.3 * line_height)))
     return sorted(found)
 
 
@@ -171,16 +191,14 @@ def _runs(ids: list[int], regions: list[Region], cut: float) -> list[list[int]]:
 def _stretch(run: list[int], regions: list[Region], cut: float, line_height: float) -> _Stretch | None:
     """The run as a column stretch at ``cut``, or None when it is not one."""
     before, after = _apart(run, regions, line_height)
-    core = [i for i in run if i not in before and i not in after]
+    apart = set(before + after)
+    core = [i for i in run if i not in apart]
     left = [i for i in core if regions[i].x0 + regions[i].x1 < 2 * cut]
     right = [i for i in core if regions[i].x0 + regions[i].x1 >= 2 * cut]
     text_left = [i for i in left if regions[i].chars]
     text_right = [i for i in right if regions[i].chars]
-    if len(text_left) < MIN_SIDE_LINES or len(text_right) < MIN_SIDE_LINES:
+    if not _sides_hold_text(text_left, text_right, regions):
         return None
-    for side in (text_left, text_right):
-        if sorted(regions[i].chars for i in side)[len(side) // 2] < MIN_CHARS_PER_LINE:
-            return None
     edge = min(regions[i].x0 for i in text_right)
     if edge - cut > ALIGN_HEIGHTS * line_height:  # the right side starts elsewhere: no gutter here
         return None
@@ -188,37 +206,54 @@ def _stretch(run: list[int], regions: list[Region], cut: float, line_height: flo
     width = max(regions[i].x1 for i in run) - min(regions[i].x0 for i in run)
     if not MIN_GUTTER_HEIGHTS * line_height <= gap + 1.0 or gap > MAX_GUTTER_SHARE * width:
         return None
-    beside = [i for i in text_left if any(_beside(regions[i], regions[j]) for j in text_right)]
-    beside += [j for j in text_right if any(_beside(regions[i], regions[j]) for i in text_left)]
-    if len(beside) < MIN_TWO_SIDED:
+    rights, lefts = _ByTop(text_right, regions), _ByTop(text_left, regions)
+    beside = [i for i in text_left if next(rights.beside(regions[i]), None) is not None]
+    beside += [j for j in text_right if next(lefts.beside(regions[j]), None) is not None]
+    if len(beside) < (2 if min(len(text_left), len(text_right)) == 1 else MIN_TWO_SIDED):
         return None
     stretch = _trim(left, right, beside, regions, line_height)
     return _Stretch(before + stretch.before, stretch.left, stretch.right, stretch.after + after, stretch.beside)
 
 
+def _sides_hold_text(left: list[int], right: list[int], regions: list[Region]) -> bool:
+    """Both sides hold running text: :data:`MIN_SIDE_LINES` lines each whose median
+    is not table-cell short; or one side holds a single line (the short end of a
+    column) beside a side of :data:`MIN_TWO_SIDED` lines or more."""
+    if min(len(left), len(right)) == 1:
+        return max(len(left), len(right)) >= MIN_TWO_SIDED
+    if min(len(left), len(right)) < MIN_SIDE_LINES:
+        return False
+    return all(
+        sorted(regions[i].chars for i in side)[len(side) // 2] >= MIN_CHARS_PER_LINE
+        for side in (left, right)
+    )
+
+
 def _trim(
     left: list[int], right: list[int], beside: list[int], regions: list[Region], line_height: float
 ) -> _Stretch:
-    """Take out unaligned regions above the first row of lines beside each other, or below the last."""
-    before: list[int] = []
-    after: list[int] = []
+    """Take out unaligned regions above the first row of lines beside each other.
+
+    Below the last row nothing is taken out: there, one column running longer than
+    the other is the rule, and its next paragraph's first line is indented.
+    """
     first = min(regions[i].top for i in beside)
-    last = max(regions[i].bottom for i in beside)
+    before: list[int] = []
     sides: list[list[int]] = []
+    beside_set = set(beside)
     for side in (left, right):
-        edge = min(regions[i].x0 for i in side if i in set(beside)) if set(side) & set(beside) else None
+        edges = [regions[i].x0 for i in side if i in beside_set]
+        edge = min(edges) if edges else None
         kept = []
         for i in side:
             r = regions[i]
             aligned = edge is None or not r.chars or abs(r.x0 - edge) <= ALIGN_HEIGHTS * line_height
             if not aligned and r.bottom <= first + 0.5 and _alone(i, side, regions, line_height):
                 before.append(i)
-            elif not aligned and r.top >= last - 0.5 and _alone(i, side, regions, line_height):
-                after.append(i)
             else:
                 kept.append(i)
         sides.append(kept)
-    return _Stretch(before, sides[0], sides[1], after, len(beside))
+    return _Stretch(before, sides[0], sides[1], [], len(beside))
 
 
 def _alone(i: int, side: list[int], regions: list[Region], line_height: float) -> bool:
@@ -236,12 +271,19 @@ def _apart(ids: list[int], regions: list[Region], line_height: float) -> tuple[l
     ordered = sorted(ids, key=lambda i: regions[i].top)
     top_row = [i for i in ordered if regions[i].top < regions[ordered[0]].bottom]
     rest = [i for i in ordered if i not in top_row]
-    before = top_row if rest and _gap(top_row, rest, regions) > APART_HEIGHTS * line_height else []
+    before = top_row if rest and _stands_apart(top_row, _gap(top_row, rest, regions), regions, line_height) else []
     ordered = sorted(ids, key=lambda i: -regions[i].bottom)
-    bottom_row = [i for i in ordered if regions[i].bottom > regions[ordered[0]].top]
+    bottom_row = [i for i in ordered if regions[i].bottom > regions[ordered[0]].top and i not in before]
     rest = [i for i in ordered if i not in bottom_row and i not in before]
-    after = bottom_row if rest and _gap(rest, bottom_row, regions) > APART_HEIGHTS * line_height else []
-    return before, [i for i in after if i not in before]
+    after = bottom_row if rest and _stands_apart(bottom_row, _gap(rest, bottom_row, regions), regions, line_height) else []
+    return before, after
+
+
+def _stands_apart(row: list[int], gap: float, regions: list[Region], line_height: float) -> bool:
+    """A row :data:`APART_HEIGHTS` line heights away; or, when set smaller than the
+    body (as headers and footers are), :data:`SMALL_APART_HEIGHTS` away."""
+    small = all(0 < regions[i].height < SMALL_SHARE * line_height for i in row)
+    return gap > (SMALL_APART_HEIGHTS if small else APART_HEIGHTS) * line_height
 
 
 def _gap(upper: list[int], lower: list[int], regions: list[Region]) -> float:

@@ -21,9 +21,10 @@ this order:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from morag_worker.processors.doc_pdf_blocks import (
     Block,
@@ -31,6 +32,7 @@ from morag_worker.processors.doc_pdf_blocks import (
     TextStyle,
     carries_over,
     escape,
+    flush_right,
     heading_level,
     indented,
     list_item,
@@ -46,8 +48,12 @@ from morag_worker.processors.doc_pdf_notes import Footnote, split_footnotes
 __all__ = ["Line", "PageItems", "RenderedPdf", "Table", "render_document", "render_pages"]
 __all__ += ["table_markdown"]
 
+_MARKER = re.compile(r"\[\^([^\]]+)\]")
 MAX_HEADING_WORDS = 16
 MAX_LEVELS = 4
+#: A document is justified when more than this share of lines that a paragraph goes
+#: on after end flush right: all but paragraphs' last lines do there, a few elsewhere.
+JUSTIFIED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,18 @@ def _flow(items: list[Line | Table | Figure]) -> Flow:
     lines = [i for i in merged if isinstance(i, Line)]
     if not lines:
         return Flow(merged)
-    return Flow(merged, min(line.x0 for line in lines), max(line.x1 for line in lines))
+    return Flow(merged, min(line.x0 for line in lines), _right_edge(lines))
+
+
+def _right_edge(lines: list[Line]) -> float:
+    """The right edge of a flow's text: the rightmost line end that another line's end
+    comes close to (a caption or a line sticking out alone does not set it)."""
+    ends = sorted((line.x1 for line in lines), reverse=True)
+    height = sorted(line.bottom - line.top for line in lines)[len(lines) // 2]
+    for end, following in zip(ends, ends[1:], strict=False):
+        if end - following <= 0.5 * height:
+            return end
+    return ends[0]
 
 
 def page_flows(page: PageItems, lines: list[Line]) -> list[Flow]:
@@ -121,7 +138,7 @@ def _pairs(flows: Iterable[Flow]) -> Iterable[tuple[Line, Line, Flow]]:
 
 
 def text_style(flows: list[Flow], levels: dict[float, int], body: float) -> TextStyle:
-    """The document's line pitch, and whether its paragraphs start with indents."""
+    """The document's line pitch; whether paragraphs start with indents; whether it is justified."""
     style = TextStyle(levels)
     steps = sorted(
         line.top - previous.top
@@ -141,6 +158,13 @@ def text_style(flows: list[Flow], levels: dict[float, int], body: float) -> Text
         elif indented(line, flow) and not indented(previous, flow):
             by_indent += room_for_next_word(previous, line, flow)
     style.indents = by_indent >= 2 and by_indent > by_space
+    inner = [
+        flush_right(previous, flow)
+        for previous, line, flow in _pairs(flows)
+        if abs(previous.size - body) < 0.6
+        and 0 < line.top - previous.top <= style.pitch + 0.2 * (line.bottom - line.top)
+    ]
+    style.justified = len(inner) >= 4 and sum(inner) > JUSTIFIED_SHARE * len(inner)
     return style
 
 
@@ -155,55 +179,75 @@ def _labels(notes: list[Footnote], page: int, used: set[str]) -> dict[str, str]:
     return labels
 
 
+@dataclass
+class _TextPage:
+    """One page with a text layer, on its way to Markdown."""
+
+    lines: list[Line]  # the body: no furniture, no footnotes
+    notes: list[Footnote] = field(default_factory=list)
+    flows: list[Flow] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
+    definitions: list[tuple[str, str]] = field(default_factory=list)  # (Markdown label, text)
+
+    def markdown(self) -> str:
+        parts = [b.markdown() for b in self.blocks]
+        if self.definitions:
+            parts.append("\n".join(f"[^{label}]: {text}" for label, text in self.definitions))
+        return "\n\n".join(p for p in parts if p)
+
+
 def render_document(pages: list[PageItems]) -> RenderedPdf:
     """Each page with its Markdown body, and the running headers and footers found."""
     furniture, running = find_furniture(pages)
-    bodies = {
-        p.number: [line for i, line in enumerate(p.lines) if i not in furniture.get(p.number, ())]
+    text = {
+        p.number: _TextPage([ln for i, ln in enumerate(p.lines) if i not in furniture.get(p.number, set())])
         for p in pages
         if p.has_text_layer
     }
-    body = body_size(line for lines in bodies.values() for line in lines)
-    notes: dict[int, list[Footnote]] = {}
-    for number, lines in bodies.items():
-        bodies[number], notes[number] = split_footnotes(lines, body)
-    levels = heading_levels([line for lines in bodies.values() for line in lines], body)
-    flows = {p.number: page_flows(p, bodies[p.number]) for p in pages if p.has_text_layer}
-    style = text_style([f for page in flows.values() for f in page], levels, body)
+    body = body_size(line for page in text.values() for line in page.lines)
+    for page in text.values():
+        page.lines, page.notes = split_footnotes(page.lines, body)
+    levels = heading_levels([line for page in text.values() for line in page.lines], body)
+    for number, page in text.items():
+        page.flows = page_flows(next(p for p in pages if p.number == number), page.lines)
+    style = text_style([flow for page in text.values() for flow in page.flows], levels, body)
     used: set[str] = set()
-    blocks: dict[int, list[Block]] = {}
-    labels: dict[int, dict[str, str]] = {}
-    for number, page_flow in flows.items():
-        labels[number] = _labels(notes[number], number, used)
-        blocks[number] = page_blocks(page_flow, dataclasses.replace(style, labels=labels[number]))
-    _join_across_pages([p.number for p in pages if p.has_text_layer], blocks, style)
+    for number, page in text.items():
+        labels = _labels(page.notes, number, used)
+        page.blocks = page_blocks(page.flows, dataclasses.replace(style, labels=labels))
+        page.definitions = [(labels[n.label], n.text) for n in page.notes]
+    _join_across_pages(text, style)
     rendered = []
     for page in pages:
         if page.markdown is not None:
-            parts = [page.markdown] if page.markdown else []
+            body_md = page.markdown
         elif page.ocr_paragraphs is not None:
-            parts = [escape(p) for p in page.ocr_paragraphs if p.strip()]
+            body_md = "\n\n".join(escape(p) for p in page.ocr_paragraphs if p.strip())
         else:
-            parts = [b.markdown() for b in blocks[page.number]]
-            note_lines = [f"[^{labels[page.number][n.label]}]: {n.text}" for n in notes[page.number]]
-            parts += ["\n".join(note_lines)] if note_lines else []
-        rendered.append((page, "\n\n".join(p for p in parts if p)))
+            body_md = text[page.number].markdown()
+        rendered.append((page, body_md))
     return RenderedPdf(rendered, running)
 
 
-def _join_across_pages(numbers: list[int], blocks: dict[int, list[Block]], style: TextStyle) -> None:
-    """A paragraph running on over a page break stays whole, on the page where it starts."""
-    for before, after in zip(numbers, numbers[1:], strict=False):
-        if after != before + 1 or not blocks[before] or not blocks[after]:
+def _join_across_pages(text: dict[int, _TextPage], style: TextStyle) -> None:
+    """A paragraph running on over a page break stays whole, on the page where it starts;
+    the footnotes whose markers move go along."""
+    for number, before in text.items():
+        after = text.get(number + 1)
+        if after is None or not before.blocks or not after.blocks:
             continue
-        last, first = blocks[before][-1], blocks[after][0]
+        last, first = before.blocks[-1], after.blocks[0]
         if last.kind != "paragraph" or first.kind != "paragraph":
             continue
-        if last.last and last.last_flow and first.first and first.first_flow:
-            if carries_over(last.last, last.last_flow, first.first, first.first_flow, style):
-                last.parts += first.parts
-                last.last, last.last_flow = first.last, first.last_flow
-                blocks[after].pop(0)
+        if not (last.last and last.last_flow and first.first and first.first_flow):
+            continue
+        if carries_over(last.last, last.last_flow, first.first, first.first_flow, style):
+            last.parts += first.parts
+            last.last, last.last_flow = first.last, first.last_flow
+            after.blocks.pop(0)
+            markers = {m for part in first.parts for m in _MARKER.findall(part)}
+            before.definitions += [d for d in after.definitions if d[0] in markers]
+            after.definitions = [d for d in after.definitions if d[0] not in markers]
 
 
 def render_pages(pages: list[PageItems]) -> list[tuple[PageItems, str]]:

@@ -21,8 +21,8 @@ Coordinates are flipped to top-down so they compare with pdfplumber's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 from morag_worker.processors.doc_pdf_items import Figure, Line, Table
 
@@ -34,50 +34,64 @@ GAP_HEIGHTS = 0.6
 SUPERSCRIPT_SIZE = 0.85
 #: …and its bottom sits at least this many line heights above the line's bottom.
 SUPERSCRIPT_RISE = 0.15
+#: Height of the buckets that find rows (points): a few per line.
+_BUCKET_PT = 4.0
 #: Images and drawn shapes at least this large (points) are figures that steer reading order.
 MIN_FIGURE_PT = (36.0, 18.0)
 
 
-@dataclass(frozen=True, slots=True)
-class _Char:
+class _Char(NamedTuple):  # a tuple: pages have thousands, and tuples are quick to make
     index: int  # into the page text
     left: float
     right: float
     top: float
     bottom: float
+    height: float
 
-    @property
-    def height(self) -> float:
-        return self.bottom - self.top
+
+class _Piece:
+    """Characters on one visual line, with their running extent."""
+
+    __slots__ = ("chars", "left", "right", "top", "bottom", "height")
+
+    def __init__(self, chars: list[_Char]) -> None:
+        self.chars = chars
+        self.left, self.right = min(c.left for c in chars), max(c.right for c in chars)
+        self.top, self.bottom = min(c.top for c in chars), max(c.bottom for c in chars)
+        self.height = max(c.height for c in chars)
+
+    def add(self, other: _Piece) -> None:
+        self.chars += other.chars
+        self.left, self.right = min(self.left, other.left), max(self.right, other.right)
+        self.top, self.bottom = min(self.top, other.top), max(self.bottom, other.bottom)
+        self.height = max(self.height, other.height)
+
+    def beside(self, other: _Piece) -> bool:
+        """Whether one's vertical middle lies within the other's extent."""
+        return (
+            self.top <= (other.top + other.bottom) / 2 <= self.bottom
+            or other.top <= (self.top + self.bottom) / 2 <= other.bottom
+        )
 
 
 def _chars(textpage: Any, text: str, start: int, end: int, page_height: float) -> list[_Char]:
     import pypdfium2.raw as pdfium_c
 
-    box = pdfium_c.FS_RECTF()
+    box, raw, loose_box = pdfium_c.FS_RECTF(), textpage.raw, pdfium_c.FPDFText_GetLooseCharBox
     chars: list[_Char] = []
     for i in range(start, end):
         if text[i].isspace():
             continue
-        if pdfium_c.FPDFText_GetLooseCharBox(textpage.raw, i, box):
+        if loose_box(raw, i, box):
             top, bottom = page_height - box.top, page_height - box.bottom
-            chars.append(_Char(i, box.left, box.right, top, bottom))
+            chars.append(_Char(i, box.left, box.right, top, bottom, bottom - top))
         elif chars:  # no box: keep the character at its neighbour's place
             prev = chars[-1]
-            chars.append(_Char(i, prev.right, prev.right, prev.top, prev.bottom))
+            chars.append(_Char(i, prev.right, prev.right, prev.top, prev.bottom, prev.height))
     return chars
 
 
-def _same_row(a: _Char, b: _Char) -> bool:
-    """Whether one's vertical middle lies within the other's extent."""
-    return a.top <= (b.top + b.bottom) / 2 <= a.bottom or b.top <= (a.top + a.bottom) / 2 <= b.bottom
-
-
-def _extent(piece: list[_Char]) -> tuple[float, float]:
-    return min(c.top for c in piece), max(c.bottom for c in piece)
-
-
-def _split(chars: list[_Char]) -> list[list[_Char]]:
+def _split(chars: list[_Char]) -> list[_Piece]:
     """pdfium's line cut where a character jumps a gutter away or to another row.
 
     A gutter is wider than :data:`GAP_HEIGHTS` line heights and more than twice the
@@ -85,99 +99,90 @@ def _split(chars: list[_Char]) -> list[list[_Char]]:
     alike, a gutter stands out. A line with a single space is never cut: it cannot
     tell the two apart, and two columns written as one line rarely hold one word each.
     """
+    if not chars:
+        return []
     gaps = [b.left - a.right for a, b in zip(chars, chars[1:], strict=False)]
+    floor = GAP_HEIGHTS * max(min(c.height for c in chars), 1.0)
+    if all(-floor <= g <= floor for g in gaps) and max(c.top for c in chars) < min(
+        c.bottom for c in chars
+    ):  # the common case: nothing wide, one row
+        return [_Piece(chars)]
     spaces = sorted(g for g, a in zip(gaps, chars, strict=False) if g > 0.15 * a.height)
-    word_space = spaces[(len(spaces) - 1) // 2] if len(spaces) >= 2 else float("inf")
-    pieces: list[list[_Char]] = []
-    for k, char in enumerate(chars):
-        if pieces:
-            prev = pieces[-1][-1]
-            least = GAP_HEIGHTS * max(min(prev.height, char.height), 1.0)
-            if -least <= gaps[k - 1] <= max(least, 2 * word_space) and _same_row(prev, char):
-                pieces[-1].append(char)
-                continue
-        pieces.append([char])
-    return pieces
+    widest = 2 * spaces[(len(spaces) - 1) // 2] if len(spaces) >= 2 else float("inf")
+    starts = [0]
+    for k, gap in enumerate(gaps, 1):
+        prev, char = chars[k - 1], chars[k]
+        least = GAP_HEIGHTS * max(min(prev.height, char.height), 1.0)
+        same_row = (
+            prev.top <= (char.top + char.bottom) / 2 <= prev.bottom
+            or char.top <= (prev.top + prev.bottom) / 2 <= char.bottom
+        )
+        if not (-least <= gap <= max(least, widest) and same_row):
+            starts.append(k)
+    return [_Piece(chars[a:b]) for a, b in zip(starts, [*starts[1:], len(chars)], strict=True)]
 
 
-class _Row:
-    """Characters on one visual line, with the running extent of the row."""
+def _join_rows(pieces: list[_Piece]) -> list[_Piece]:
+    """Pieces side by side on one visual line, a word space apart or less, joined.
 
-    def __init__(self, piece: list[_Char]) -> None:
-        self.chars = list(piece)
-        self.right = max(c.right for c in piece)
-        self.top, self.bottom = _extent(piece)
-        self.height = max(c.height for c in piece)
-
-    def takes(self, piece: list[_Char], left: float, height: float) -> bool:
-        limit = GAP_HEIGHTS * min(self.height, height)
-        if not -limit <= left - self.right <= limit:
-            return False
-        top, bottom = _extent(piece)
-        middle = (top + bottom) / 2
-        return self.top <= middle <= self.bottom or top <= (self.top + self.bottom) / 2 <= bottom
-
-    def add(self, piece: list[_Char]) -> None:
-        self.chars += piece
-        self.right = max(self.right, max(c.right for c in piece))
-        top, bottom = _extent(piece)
-        self.top, self.bottom = min(self.top, top), max(self.bottom, bottom)
-        self.height = max(self.height, max(c.height for c in piece))
-
-
-def _join_rows(pieces: list[list[_Char]]) -> list[list[_Char]]:
-    """Pieces side by side on one visual line, a word space apart or less, joined."""
-    rows: list[_Row] = []
-    for piece in sorted(pieces, key=lambda p: min(c.left for c in p)):
-        left, height = min(c.left for c in piece), max(c.height for c in piece)
-        row = next((r for r in reversed(rows) if r.takes(piece, left, height)), None)
-        if row is None:
-            rows.append(_Row(piece))
+    Rows are found through buckets of their vertical extent, so a page of many lines
+    is not compared line against line.
+    """
+    rows: list[_Piece] = []
+    buckets: dict[int, list[_Piece]] = {}
+    for piece in sorted(pieces, key=lambda p: p.left):
+        found = None
+        for bucket in range(int(piece.top // _BUCKET_PT), int(piece.bottom // _BUCKET_PT) + 1):
+            for row in buckets.get(bucket, ()):
+                limit = GAP_HEIGHTS * min(row.height, piece.height)
+                if -limit <= piece.left - row.right <= limit and row.beside(piece):
+                    found = row
+                    break
+            if found:
+                break
+        if found is None:
+            rows.append(piece)
+            found = piece
         else:
-            row.add(piece)
-    return [row.chars for row in rows]
+            found.add(piece)
+        for bucket in range(int(found.top // _BUCKET_PT), int(found.bottom // _BUCKET_PT) + 1):
+            if found not in buckets.setdefault(bucket, []):
+                buckets[bucket].append(found)
+    return rows
 
 
-def _line(text: str, chars: list[_Char]) -> Line:
+def _line(text: str, piece: _Piece) -> Line:
+    chars = piece.chars
     heights = sorted(round(c.height * 2) / 2 for c in chars)
     middle = heights[len(heights) // 2]
-    bottoms = sorted(c.bottom for c in chars)
-    baseline = bottoms[len(bottoms) // 2]
-    raised = [
-        c.height < SUPERSCRIPT_SIZE * middle and c.bottom < baseline - SUPERSCRIPT_RISE * middle
-        for c in chars
-    ]
+    baseline = sorted(c.bottom for c in chars)[len(chars) // 2]
+    small, low = SUPERSCRIPT_SIZE * middle, baseline - SUPERSCRIPT_RISE * middle
+    raised = [c.height < small and c.bottom < low for c in chars]
     if all(raised):
         raised = [False] * len(chars)
     out: list[str] = []
     length = 0
     ranges: list[tuple[int, int]] = []
-    for k, char in enumerate(chars):
-        if k:
-            prev = chars[k - 1]
-            between = text[prev.index + 1 : char.index] if char.index > prev.index else ""
+    prev = None
+    for char, up in zip(chars, raised, strict=True):
+        if prev is not None:
             spaced = char.left - prev.right > 0.15 * middle
-            if spaced or (between and not between.strip()) or char.index < prev.index:
-                if spaced or not raised[k]:
-                    out.append(" ")
-                    length += 1
-        if raised[k]:
+            gap_text = char.index != prev.index + 1 and not text[prev.index + 1 : char.index].strip()
+            if spaced or (not up and (gap_text or char.index < prev.index)):
+                out.append(" ")
+                length += 1
+        if up:
             if ranges and ranges[-1][1] == length:
                 ranges[-1] = (ranges[-1][0], length + 1)
             else:
                 ranges.append((length, length + 1))
         out.append(text[char.index])
         length += 1
+        prev = char
     body = [c for c, up in zip(chars, raised, strict=True) if not up]
-    return Line(
-        min(c.top for c in body),
-        max(c.bottom for c in body),
-        middle,
-        "".join(out),
-        min(c.left for c in chars),
-        max(c.right for c in chars),
-        tuple(ranges),
-    )
+    top = min(c.top for c in body)
+    bottom = max(c.bottom for c in body)
+    return Line(top, bottom, middle, "".join(out), piece.left, piece.right, tuple(ranges))
 
 
 def pdfium_lines(page: Any) -> list[Line]:
@@ -190,7 +195,7 @@ def pdfium_lines(page: Any) -> list[Line]:
             rows = [row.strip() for row in text.replace("\r", "\n").split("\n")]
             return [Line(float(i), i + 0.8, 0.0, row) for i, row in enumerate(rows) if row]
         height = page.get_height()
-        pieces: list[list[_Char]] = []
+        pieces: list[_Piece] = []
         start = 0
         for i in range(count + 1):
             if i == count or text[i] in "\r\n":
@@ -203,27 +208,47 @@ def pdfium_lines(page: Any) -> list[Line]:
         textpage.close()
 
 
-def has_vector_paths(page: Any) -> bool:
+def drawn_objects(page: Any, lines: list[Line]) -> tuple[bool, list[Figure]]:
+    """Whether the page draws vector paths (so may hold a ruled table), and its figures:
+    images and shapes of at least :data:`MIN_FIGURE_PT` with no text line inside.
+
+    Walks pdfium's object list directly (and one level into form XObjects): wrapping
+    every text object in Python would cost more than reading the page's text.
+    """
+    import ctypes
+
     import pypdfium2.raw as pdfium_c
 
-    return any(True for _ in page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_PATH,), max_depth=2))
-
-
-def figures(page: Any, lines: list[Line]) -> list[Figure]:
-    """Images and drawn shapes large enough to be figures, with no text line inside."""
-    import pypdfium2.raw as pdfium_c
-
-    kinds = (pdfium_c.FPDF_PAGEOBJ_IMAGE, pdfium_c.FPDF_PAGEOBJ_PATH)
     height = page.get_height()
-    found = []
-    for obj in page.get_objects(filter=kinds, max_depth=2):
-        left, bottom, right, top = obj.get_bounds()
-        box = (left, height - top, right, height - bottom)
+    bounds = [ctypes.c_float() for _ in range(4)]
+    paths, found = False, []
+    for obj, kind in _objects(page.raw, pdfium_c):
+        paths = paths or kind == pdfium_c.FPDF_PAGEOBJ_PATH
+        if not pdfium_c.FPDFPageObj_GetBounds(obj, *(ctypes.byref(b) for b in bounds)):
+            continue
+        left, bottom, right, top = (b.value for b in bounds)
         if right - left < MIN_FIGURE_PT[0] or top - bottom < MIN_FIGURE_PT[1]:
             continue
+        box = (left, height - top, right, height - bottom)
         if not any(_inside(line, box) for line in lines):
             found.append(Figure(box))
-    return found
+    return paths, found
+
+
+def _objects(raw_page: Any, pdfium_c: Any) -> Iterator[tuple[Any, int]]:
+    """Image and path objects of a page, and of the form XObjects drawn on it."""
+    wanted = (pdfium_c.FPDF_PAGEOBJ_IMAGE, pdfium_c.FPDF_PAGEOBJ_PATH)
+    for i in range(pdfium_c.FPDFPage_CountObjects(raw_page)):
+        obj = pdfium_c.FPDFPage_GetObject(raw_page, i)
+        kind = pdfium_c.FPDFPageObj_GetType(obj)
+        if kind in wanted:
+            yield obj, kind
+        elif kind == pdfium_c.FPDF_PAGEOBJ_FORM:
+            for k in range(pdfium_c.FPDFFormObj_CountObjects(obj)):
+                inner = pdfium_c.FPDFFormObj_GetObject(obj, k)
+                inner_kind = pdfium_c.FPDFPageObj_GetType(inner)
+                if inner_kind in wanted:
+                    yield inner, inner_kind
 
 
 def ruled_tables(plumber_page: Any) -> list[Table]:
