@@ -2,12 +2,15 @@
 
 A flow is what :func:`doc_pdf_columns.reading_order` returns: one column of a stretch,
 or a full-width stretch, in reading order. Within a flow a line continues the open
-paragraph unless one of these says a new one starts:
+paragraph unless one of these says a new block starts:
 
 - a larger step down than the document's usual line pitch (paragraph spacing);
-- an indent, after a line that was not indented (first-line indents);
-- room at the end of the previous line for the next line's first word (the previous
-  line ended its paragraph; ragged or justified, a wrapped line is full).
+- an indent, in a document whose paragraphs start with one, or else after a line
+  that was not indented.
+
+When the previous line had room at its end for the next line's first word, it was
+no wrapped line (ragged or justified, those are full): the next line goes on the same
+block on a line of its own, so code, addresses and option lists keep their lines.
 
 Across flows (a column break, a page break) the paragraph goes on when the previous
 line is full, the next line is not indented, and either the document marks paragraphs
@@ -15,7 +18,8 @@ by indents, or it is justified and the previous line ends flush right (a paragra
 last line is not), or the previous line does not end a sentence. Going down to a new
 stretch, the step must also be an ordinary line pitch.
 
-Heading lines of one level that follow each other closely are one wrapped heading.
+Heading lines of one level that follow each other closely, the first one full, are
+one wrapped heading.
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ class Block:
     first_flow: Flow | None = None
     last: Line | None = None
     last_flow: Flow | None = None
+    #: Indexes of parts that start a new line of the block (a short line before them).
+    breaks: set[int] = field(default_factory=set)
 
     def markdown(self) -> str:
         if self.kind == "heading":
@@ -81,7 +87,12 @@ class Block:
             return "\n".join(self.parts)
         if self.kind == "table":
             return self.parts[0]
-        return escape(join_lines(self.parts))
+        lines: list[list[str]] = [[]]
+        for k, part in enumerate(self.parts):
+            if k in self.breaks:
+                lines.append([])
+            lines[-1].append(part)
+        return "\n".join(escape(join_lines(parts)) for parts in lines)
 
 
 def escape(text: str) -> str:
@@ -125,18 +136,20 @@ def room_for_next_word(previous: Line, line: Line, flow: Flow) -> bool:
     return previous.x1 + ROOM_MARGIN * (len(words[0]) + 1) * char_width < flow.right
 
 
-def _within(previous: Line, line: Line, flow: Flow, style: TextStyle, in_list: bool) -> bool:
+def _within(previous: Line, line: Line, flow: Flow, style: TextStyle, in_list: bool) -> str | None:
+    """How ``line`` goes on from ``previous`` in one flow: " " (same paragraph), "\\n"
+    (same block, new line: the previous line was short) or None (a new block)."""
     height = max(previous.bottom - previous.top, 1.0)
     if style.pitch and abs(previous.size - line.size) < 0.6 and line.top > previous.top:
         if line.top - previous.top > style.pitch + PARAGRAPH_STEP_HEIGHTS * height:
-            return False
+            return None
     elif line.top - previous.bottom >= 0.6 * height:
-        return False
+        return None
     if in_list:
-        return True
-    if indented(line, flow) and not indented(previous, flow):
-        return False
-    return not room_for_next_word(previous, line, flow)
+        return " "
+    if indented(line, flow) and (style.indents or not indented(previous, flow)):
+        return None  # (a line as indented as the one before goes on a block set in)
+    return "\n" if room_for_next_word(previous, line, flow) else " "
 
 
 def carries_over(previous: Line, before: Flow, line: Line, after: Flow, style: TextStyle) -> bool:
@@ -158,13 +171,16 @@ def flush_right(line: Line, flow: Flow) -> bool:
     return line.x1 >= flow.right - FLUSH_PT
 
 
-def continues(block: Block, line: Line, flow: Flow, style: TextStyle) -> bool:
+def continues(block: Block, line: Line, flow: Flow, style: TextStyle) -> str | None:
+    """How ``line`` goes on the open block: " ", "\\n" or None (see :func:`_within`)."""
     previous, before = block.last, block.last_flow
     if previous is None or before is None or abs(previous.size - line.size) >= 0.6:
-        return False
+        return None
     if before is flow:
         return _within(previous, line, flow, style, block.kind == "list")
-    return block.kind == "paragraph" and carries_over(previous, before, line, flow, style)
+    if block.kind == "paragraph" and carries_over(previous, before, line, flow, style):
+        return " "
+    return None
 
 
 def page_blocks(flows: list[Flow], style: TextStyle) -> list[Block]:
@@ -190,9 +206,9 @@ def _add_line(
     text = marked_text(line, style.labels).strip()
     if level := heading_level(line, style):
         last = blocks[-1] if blocks else None
-        if last and last.kind == "heading" and last.level == level and _wraps(last, line, flow):
+        if last and last.kind == "heading" and last.level == level and _wraps(last, line):
             last.parts.append(text)
-            last.last = line
+            last.last, last.last_flow = line, flow
         else:
             blocks.append(Block("heading", [text], level, line, flow, line, flow))
         return None
@@ -202,10 +218,12 @@ def _add_line(
         else:
             open_block = Block("list", [item], 0, line, flow)
             blocks.append(open_block)
-    elif open_block is not None and continues(open_block, line, flow, style):
+    elif open_block is not None and (joint := continues(open_block, line, flow, style)):
         if open_block.kind == "list":
             open_block.parts[-1] = join_lines([open_block.parts[-1], text])
         else:
+            if joint == "\n":
+                open_block.breaks.add(len(open_block.parts))
             open_block.parts.append(text)
     else:
         open_block = Block("paragraph", [text], 0, line, flow)
@@ -214,14 +232,20 @@ def _add_line(
     return open_block
 
 
-def _wraps(heading: Block, line: Line, flow: Flow) -> bool:
-    """Whether ``line`` goes on a heading: right below its last line (in any flow: the
-    first line of a title may cross a gutter that its short second line does not)."""
-    previous = heading.last
-    if previous is None or line.x0 >= previous.x1 or line.x1 <= previous.x0:
+def _wraps(heading: Block, line: Line) -> bool:
+    """Whether ``line`` goes on a heading: right below its last line, which had no room
+    for the line's first word (the first line of a title may cross a gutter that its
+    short second line does not, so the flows may differ)."""
+    previous, flow = heading.last, heading.last_flow
+    if previous is None or flow is None or line.x0 >= previous.x1 or line.x1 <= previous.x0:
         return False
-    gap = line.top - previous.bottom
-    return -0.3 * (line.bottom - line.top) <= gap <= HEADING_GAP_HEIGHTS * (line.bottom - line.top)
+    height = line.bottom - line.top
+    if not -0.3 * height <= line.top - previous.bottom <= HEADING_GAP_HEIGHTS * height:
+        return False
+    words = line.text.split()
+    char_width = (line.x1 - line.x0) / max(len(line.text), 1)
+    need = ROOM_MARGIN * (len(words[0]) + 1) * char_width if words else 0.0
+    return previous.x1 - previous.x0 + need >= flow.right - flow.left  # centred or not
 
 
 def table_markdown(rows: list[list[str | None]]) -> str:

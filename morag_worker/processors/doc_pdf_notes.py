@@ -23,6 +23,7 @@ from morag_worker.processors.doc_pdf_items import Line
 NOTE_SIZE = 0.92
 _LABEL = re.compile(r"^(\d{1,3}|[*†‡§¶]{1,3})[.)]?\s+(?=\S)")
 _SYMBOLS = "*†‡§¶"
+_SOFT_HYPHENS = ("\ufffe", "\u00ad")
 
 
 @dataclass(frozen=True)
@@ -75,14 +76,16 @@ def split_footnotes(lines: list[Line], body_size: float) -> tuple[list[Line], li
         foot.pop(0)
     if not foot:
         return lines, []
-    markers = {
-        text for k, line in enumerate(lines) if k not in set(foot) for text in superscript_texts(line)
-    }
+    in_foot = set(foot)
+    markers = {t for k, line in enumerate(lines) if k not in in_foot for t in superscript_texts(line)}
     notes: list[tuple[str, list[str]]] = []
     confirmed = False
-    for k in foot:
+    for n, k in enumerate(foot):
         found = _label(lines[k])
         if found is None:
+            if _far_below(lines[foot[n - 1]], lines[k]):  # small print under the notes
+                foot = foot[:n]
+                break
             notes[-1][1].append(lines[k].text)
             continue
         label, text, raised = found
@@ -95,14 +98,22 @@ def split_footnotes(lines: list[Line], body_size: float) -> tuple[list[Line], li
     return body, [Footnote(label, join_lines(parts)) for label, parts in notes]
 
 
+def _far_below(previous: Line, line: Line) -> bool:
+    """Whether ``line`` starts more than a line height below ``previous``."""
+    return line.top - previous.bottom > previous.bottom - previous.top
+
+
 def join_lines(parts: list[str]) -> str:
-    """Lines of one paragraph as one text; a hyphen at a line end before a lowercase letter goes."""
+    """Lines of one paragraph as one text; a hyphen at a line end before a lowercase
+    letter goes, and so does a soft hyphen (pdfium reads one as U+FFFE)."""
     text = ""
     for part in parts:
         part = part.strip()
         if not text:
             text = part
-        elif text.endswith("-") and text[-2:-1].isalpha() and part[:1].islower():
+        elif text.endswith(_SOFT_HYPHENS) or (
+            text.endswith("-") and text[-2:-1].isalpha() and part[:1].islower()
+        ):
             text = text[:-1] + part
         else:
             text = f"{text} {part}"

@@ -30,6 +30,8 @@ from morag_worker.processors.doc_pdf_items import Figure, Line, Table
 #: the narrowest gutters seen (about one em, 0.85 line heights), wider than word
 #: spaces (0.2-0.3), even most of those stretched by justification.
 GAP_HEIGHTS = 0.6
+#: Pieces of fewer characters are never cut off a line (bullets, numbers).
+MIN_PIECE_CHARS = 4
 #: A superscript character is smaller than this share of its line's median height…
 SUPERSCRIPT_SIZE = 0.85
 #: …and its bottom sits at least this many line heights above the line's bottom.
@@ -98,6 +100,9 @@ def _split(chars: list[_Char]) -> list[_Piece]:
     line's usual word space: justified narrow columns stretch every space of a line
     alike, a gutter stands out. A line with a single space is never cut: it cannot
     tell the two apart, and two columns written as one line rarely hold one word each.
+    Nor is a piece of fewer than :data:`MIN_PIECE_CHARS` characters cut off: that is a
+    bullet, an item number or a page number in a table of contents, not a column.
+    A character may start where the previous one did (a ligature's second letter).
     """
     if not chars:
         return []
@@ -117,7 +122,11 @@ def _split(chars: list[_Char]) -> list[_Piece]:
             prev.top <= (char.top + char.bottom) / 2 <= prev.bottom
             or char.top <= (prev.top + prev.bottom) / 2 <= char.bottom
         )
-        if not (-least <= gap <= max(least, widest) and same_row):
+        if not same_row:
+            starts.append(k)
+        elif (gap > max(least, widest) or char.left < prev.left - least) and (
+            k - starts[-1] >= MIN_PIECE_CHARS and len(chars) - k >= MIN_PIECE_CHARS
+        ):
             starts.append(k)
     return [_Piece(chars[a:b]) for a, b in zip(starts, [*starts[1:], len(chars)], strict=True)]
 
