@@ -132,8 +132,14 @@ def room_for_next_word(previous: Line, line: Line, flow: Flow) -> bool:
     words = line.text.split()
     if not words or flow.right == float("inf") or previous.x1 == float("inf"):
         return False
-    char_width = (line.x1 - line.x0) / max(len(line.text), 1)
-    return previous.x1 + ROOM_MARGIN * (len(words[0]) + 1) * char_width < flow.right
+    return previous.x1 + _word_width(words[0], line) < flow.right
+
+
+def _word_width(word: str, line: Line) -> float:
+    """A guess at ``word``'s width with a space, set as ``line``: its mean character
+    width (no more than a wide font's, when the line has a tab's gap in it), with margin."""
+    char_width = min((line.x1 - line.x0) / max(len(line.text), 1), 0.6 * (line.bottom - line.top))
+    return ROOM_MARGIN * (len(word) + 1) * char_width
 
 
 def _within(previous: Line, line: Line, flow: Flow, style: TextStyle, in_list: bool) -> str | None:
@@ -243,8 +249,7 @@ def _wraps(heading: Block, line: Line) -> bool:
     if not -0.3 * height <= line.top - previous.bottom <= HEADING_GAP_HEIGHTS * height:
         return False
     words = line.text.split()
-    char_width = (line.x1 - line.x0) / max(len(line.text), 1)
-    need = ROOM_MARGIN * (len(words[0]) + 1) * char_width if words else 0.0
+    need = _word_width(words[0], line) if words else 0.0
     return previous.x1 - previous.x0 + need >= flow.right - flow.left  # centred or not
 
 

@@ -13,7 +13,6 @@ are furniture only when the rows outside them were.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 
@@ -26,10 +25,16 @@ PAGE_NUMBER = re.compile(
     re.I,
 )
 _DIGITS = re.compile(r"\d+")
-_ROMAN = re.compile(rf"\b{_ROMAN_NUMERAL}\b", re.I)
+_ROMAN = re.compile(rf"\b(?=[ivxlcdm]+\b){_ROMAN_NUMERAL}(?<=[ivxlcdm])\b", re.I)  # whole words
 #: Rows looked at from each edge of a page: a header may sit above a second line (an
 #: author line under a journal name); more than two rows of furniture are rare.
 EDGE_ROWS = 2
+#: A line with a number in the same place on this many pages is a running header or
+#: footer: a book's running head ("Chapter 3: Utilities 6") may serve two pages only…
+MIN_PAGES = 2
+#: …a line without a number needs this many: a reference manual's pages may end with
+#: the same sentence twice.
+MIN_PAGES_PLAIN = 3
 #: A repeat within this many line heights counts as the same place on the page.
 SAME_PLACE_HEIGHTS = 0.5
 
@@ -73,9 +78,9 @@ def find_furniture(pages: list[PageItems]) -> tuple[dict[int, set[int]], list[st
                 for i in row:
                     line = page.lines[i]
                     places[_key(edge, line)].append((page.number, _place(edge, line), line.text))
-    needed = min(3, max(2, math.ceil(len(text_pages) / 2)))
     running: set[_Key] = set()
     for key, seen in places.items():
+        needed = MIN_PAGES if "#" in key[2] else min(MIN_PAGES_PLAIN, len(text_pages))
         if len({number for number, _, _ in seen}) >= needed and _same_place(seen, key[1]):
             running.add(key)
     furniture: dict[int, set[int]] = {}
