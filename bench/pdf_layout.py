@@ -65,6 +65,35 @@ def seeds(text: str) -> list[int]:
     return list(range(int(low), int(high or low) + 1))
 
 
+HEADER = (
+    "kind            docs pages  order  worst  base   whole  heads  marks  notes  furn  ms/page"
+)
+
+
+def row(kind: str, rows: list[Score], base: list[float], pages: int, seconds: float) -> str:
+    n = len(rows)
+
+    def mean(field: str) -> float:
+        return sum(getattr(r, field) for r in rows) / n
+
+    worst = min(r.order for r in rows)
+    return (
+        f"{kind:<15} {n:>4} {pages:>5}  {mean('order'):.3f}  {worst:.3f}  {sum(base) / n:.3f}"
+        f"  {mean('whole'):.3f}  {mean('headings'):.3f}  {mean('markers'):.3f}"
+        f"  {mean('footnotes'):.3f}  {sum(r.furniture for r in rows):>4}"
+        f"  {1000 * seconds / pages:>7.1f}"
+    )
+
+
+def show(kind_seed: str, tmp: Path) -> None:
+    kind, _, seed = kind_seed.rpartition("-")
+    path = tmp / "show.pdf"
+    truth = generate(kind, int(seed), path)
+    markdown = convert(path)
+    print(markdown)
+    print(score(markdown, truth))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0-9", help="a seed or a range, e.g. 100-119")
@@ -73,15 +102,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.show:
-            kind, _, seed = args.show.rpartition("-")
-            path = Path(tmp) / "show.pdf"
-            truth = generate(kind, int(seed), path)
-            markdown = convert(path)
-            print(markdown)
-            print(score(markdown, truth))
+            show(args.show, Path(tmp))
             return
-        header = "kind            docs pages  order  worst  base   whole  heads  marks  notes  furn  ms/page"
-        print(header)
+        print(HEADER)
         for kind in args.kinds.split(","):
             rows: list[Score] = []
             base: list[float] = []
@@ -97,14 +120,7 @@ def main() -> None:
                 base.append(score(plain_text(path), truth).order)
                 if rows[-1].order < 0.95:
                     print(f"  {kind}-{seed}: order {rows[-1].order:.3f}", file=sys.stderr)
-            n = len(rows)
-            mean = lambda f: sum(getattr(r, f) for r in rows) / n  # noqa: E731
-            print(
-                f"{kind:<15} {n:>4} {pages:>5}  {mean('order'):.3f}  {min(r.order for r in rows):.3f}"
-                f"  {sum(base) / n:.3f}  {mean('whole'):.3f}  {mean('headings'):.3f}"
-                f"  {mean('markers'):.3f}  {mean('footnotes'):.3f}  {sum(r.furniture for r in rows):>4}"
-                f"  {1000 * seconds / pages:>7.1f}"
-            )
+            print(row(kind, rows, base, pages, seconds))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 
 from morag_worker.processors.doc_pdf_items import Line, PageItems
 
@@ -52,7 +53,10 @@ def _edge_rows(lines: list[Line]) -> dict[str, list[list[int]]]:
     rows: list[list[int]] = []
     for i in order:
         line = lines[i]
-        if rows and lines[rows[-1][0]].top <= (line.top + line.bottom) / 2 <= lines[rows[-1][0]].bottom:
+        if (
+            rows
+            and lines[rows[-1][0]].top <= (line.top + line.bottom) / 2 <= lines[rows[-1][0]].bottom
+        ):
             rows[-1].append(i)
         else:
             rows.append([i])
@@ -63,6 +67,14 @@ def _place(edge: str, line: Line) -> float:
     return line.top if edge == "top" else line.bottom
 
 
+@dataclass(frozen=True)
+class _Seen:
+    page: int
+    place: float  # top of a header line, bottom of a footer line
+    text: str
+    row: tuple[int, str, int]  # page, edge, row
+
+
 def find_furniture(pages: list[PageItems]) -> tuple[dict[int, set[int]], list[str]]:
     """Per page number, the indexes of its furniture lines; and each running text once.
 
@@ -71,33 +83,55 @@ def find_furniture(pages: list[PageItems]) -> tuple[dict[int, set[int]], list[st
     """
     text_pages = [p for p in pages if p.has_text_layer and p.lines]
     edges = {p.number: _edge_rows(p.lines) for p in text_pages}
-    places: dict[_Key, list[tuple[int, float, str]]] = defaultdict(list)
+    seen: dict[_Key, list[_Seen]] = defaultdict(list)
     for page in text_pages:
         for edge, rows in edges[page.number].items():
-            for row in rows:
+            for k, row in enumerate(rows):
                 for i in row:
                     line = page.lines[i]
-                    places[_key(edge, line)].append((page.number, _place(edge, line), line.text))
-    running: set[_Key] = set()
-    for key, seen in places.items():
-        needed = MIN_PAGES if "#" in key[2] else min(MIN_PAGES_PLAIN, len(text_pages))
-        if len({number for number, _, _ in seen}) >= needed and _same_place(seen, key[1]):
-            running.add(key)
-    furniture: dict[int, set[int]] = {}
-    for page in text_pages:
-        furniture[page.number] = _page_furniture(page.lines, edges[page.number], running)
-    texts = [places[key][0][2] for key in sorted(running, key=lambda k: places[k][0][:2])]
-    return furniture, [t for t in texts if not PAGE_NUMBER.match(t.strip())]
+                    where = _Seen(
+                        page.number, _place(edge, line), line.text, (page.number, edge, k)
+                    )
+                    seen[_key(edge, line)].append(where)
+    running = _running(seen, len(text_pages))
+    furniture = {p.number: _page_furniture(p.lines, edges[p.number], running) for p in text_pages}
+    firsts = sorted((seen[key][0] for key in running), key=lambda s: (s.page, s.place))
+    return furniture, [s.text for s in firsts if not PAGE_NUMBER.match(s.text.strip())]
 
 
-def _same_place(seen: list[tuple[int, float, str]], size: float) -> bool:
-    spots = sorted(place for _, place, _ in seen)
+def _running(seen: dict[_Key, list[_Seen]], page_count: int) -> set[_Key]:
+    """Keys of running headers and footers: with a number, on :data:`MIN_PAGES` pages;
+    without, on :data:`MIN_PAGES_PLAIN`, or on :data:`MIN_PAGES` always in a row
+    beside a running line with a number (``Meadow Quarterly … Issue 1 / 2021``)."""
+
+    def repeats(key: _Key, pages_needed: int) -> bool:
+        pages = {s.page for s in seen[key]}
+        return len(pages) >= pages_needed and _same_place(seen[key], key[1])
+
+    numbered = {key for key in seen if "#" in key[2] and repeats(key, MIN_PAGES)}
+    rows = {s.row for key in numbered for s in seen[key]}
+    plain = {
+        key
+        for key in seen
+        if "#" not in key[2]
+        and (
+            repeats(key, min(MIN_PAGES_PLAIN, page_count))
+            or (repeats(key, MIN_PAGES) and all(s.row in rows for s in seen[key]))
+        )
+    }
+    return numbered | plain
+
+
+def _same_place(seen: list[_Seen], size: float) -> bool:
+    spots = sorted(s.place for s in seen)
     middle = spots[len(spots) // 2]
     close = sum(abs(place - middle) <= max(2.0, SAME_PLACE_HEIGHTS * size) for place in spots)
     return close >= 2
 
 
-def _page_furniture(lines: list[Line], edges: dict[str, list[list[int]]], running: set[_Key]) -> set[int]:
+def _page_furniture(
+    lines: list[Line], edges: dict[str, list[list[int]]], running: set[_Key]
+) -> set[int]:
     out: set[int] = set()
     for edge, rows in edges.items():
         for row in rows:

@@ -21,6 +21,7 @@ this order:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -86,16 +87,24 @@ def heading_levels(lines: list[Line], body: float) -> dict[float, int]:
 
 def _region(item: Line | Table | Figure) -> Region:
     if isinstance(item, Line):
-        return Region(item.x0, item.top, item.x1, item.bottom, len(item.text), item.bottom - item.top)
+        return Region(
+            item.x0, item.top, item.x1, item.bottom, len(item.text), item.bottom - item.top
+        )
     x0, top, x1, bottom = item.bbox
     return Region(x0, top, x1, bottom)
+
+
+def _same_row(last: Line, line: Line) -> bool:
+    return last.top <= (line.top + line.bottom) / 2 <= last.bottom and line.x0 >= last.x1
 
 
 def _merge_row(a: Line, b: Line) -> Line:
     shift = len(a.text) + 1
     size = a.size if len(a.text) >= len(b.text) else b.size
     sups = a.superscripts + tuple((s + shift, e + shift) for s, e in b.superscripts)
-    return Line(min(a.top, b.top), max(a.bottom, b.bottom), size, f"{a.text} {b.text}", a.x0, b.x1, sups)
+    return Line(
+        min(a.top, b.top), max(a.bottom, b.bottom), size, f"{a.text} {b.text}", a.x0, b.x1, sups
+    )
 
 
 def _flow(items: list[Line | Table | Figure]) -> Flow:
@@ -103,11 +112,10 @@ def _flow(items: list[Line | Table | Figure]) -> Flow:
     merged: list[Line | Table | Figure] = []
     for item in items:
         last = merged[-1] if merged else None
-        if isinstance(item, Line) and isinstance(last, Line):
-            if last.top <= (item.top + item.bottom) / 2 <= last.bottom and item.x0 >= last.x1:
-                merged[-1] = _merge_row(last, item)
-                continue
-        merged.append(item)
+        if isinstance(item, Line) and isinstance(last, Line) and _same_row(last, item):
+            merged[-1] = _merge_row(last, item)
+        else:
+            merged.append(item)
     lines = [i for i in merged if isinstance(i, Line)]
     if not lines:
         return Flow(merged)
@@ -119,7 +127,7 @@ def _right_edge(lines: list[Line]) -> float:
     comes close to (a caption or a line sticking out alone does not set it)."""
     ends = sorted((line.x1 for line in lines), reverse=True)
     height = sorted(line.bottom - line.top for line in lines)[len(lines) // 2]
-    for end, following in zip(ends, ends[1:], strict=False):
+    for end, following in itertools.pairwise(ends):
         if end - following <= 0.5 * height:
             return end
     return ends[0]
@@ -133,7 +141,7 @@ def page_flows(page: PageItems, lines: list[Line]) -> list[Flow]:
 def _pairs(flows: Iterable[Flow]) -> Iterable[tuple[Line, Line, Flow]]:
     for flow in flows:
         lines = [i for i in flow.items if isinstance(i, Line)]
-        for previous, line in zip(lines, lines[1:], strict=False):
+        for previous, line in itertools.pairwise(lines):
             yield previous, line, flow
 
 
@@ -143,7 +151,8 @@ def text_style(flows: list[Flow], levels: dict[float, int], body: float) -> Text
     steps = sorted(
         line.top - previous.top
         for previous, line, _ in _pairs(flows)
-        if abs(previous.size - body) < 0.6 and abs(line.size - body) < 0.6
+        if abs(previous.size - body) < 0.6
+        and abs(line.size - body) < 0.6
         and 0 < line.top - previous.top < 3 * (line.bottom - line.top)
     )
     if not steps:
@@ -200,7 +209,9 @@ def render_document(pages: list[PageItems]) -> RenderedPdf:
     """Each page with its Markdown body, and the running headers and footers found."""
     furniture, running = find_furniture(pages)
     text = {
-        p.number: _TextPage([ln for i, ln in enumerate(p.lines) if i not in furniture.get(p.number, set())])
+        p.number: _TextPage(
+            [ln for i, ln in enumerate(p.lines) if i not in furniture.get(p.number, set())]
+        )
         for p in pages
         if p.has_text_layer
     }
@@ -217,16 +228,15 @@ def render_document(pages: list[PageItems]) -> RenderedPdf:
         page.blocks = page_blocks(page.flows, dataclasses.replace(style, labels=labels))
         page.definitions = [(labels[n.label], n.text) for n in page.notes]
     _join_across_pages(text, style)
-    rendered = []
-    for page in pages:
-        if page.markdown is not None:
-            body_md = page.markdown
-        elif page.ocr_paragraphs is not None:
-            body_md = "\n\n".join(escape(p) for p in page.ocr_paragraphs if p.strip())
-        else:
-            body_md = text[page.number].markdown()
-        rendered.append((page, body_md))
-    return RenderedPdf(rendered, running)
+    return RenderedPdf([(p, _page_markdown(p, text.get(p.number))) for p in pages], running)
+
+
+def _page_markdown(page: PageItems, text: _TextPage | None) -> str:
+    if page.markdown is not None:
+        return page.markdown
+    if page.ocr_paragraphs is not None:
+        return "\n\n".join(escape(p) for p in page.ocr_paragraphs if p.strip())
+    return text.markdown() if text is not None else ""
 
 
 def _join_across_pages(text: dict[int, _TextPage], style: TextStyle) -> None:

@@ -61,7 +61,14 @@ def _foot_lines(lines: list[Line], body_size: float) -> list[int]:
         )
     ]
     regions = [
-        Region(lines[i].x0, lines[i].top, lines[i].x1, lines[i].bottom, len(lines[i].text), lines[i].size)
+        Region(
+            lines[i].x0,
+            lines[i].top,
+            lines[i].x1,
+            lines[i].bottom,
+            len(lines[i].text),
+            lines[i].size,
+        )
         for i in small
     ]
     return [small[k] for flow in reading_order(regions) for k in flow]
@@ -77,7 +84,9 @@ def split_footnotes(lines: list[Line], body_size: float) -> tuple[list[Line], li
     if not foot:
         return lines, []
     in_foot = set(foot)
-    markers = {t for k, line in enumerate(lines) if k not in in_foot for t in superscript_texts(line)}
+    markers = {
+        t for k, line in enumerate(lines) if k not in in_foot for t in superscript_texts(line)
+    }
     notes: list[tuple[str, list[str]]] = []
     confirmed = False
     for n, k in enumerate(foot):

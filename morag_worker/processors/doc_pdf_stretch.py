@@ -26,6 +26,7 @@ set aside too. Both are read where they stand, outside the columns.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -184,7 +185,7 @@ def _sides_hold_text(
 
 def _dense(side: list[int], page: Page) -> bool:
     tops = sorted(page.regions[i].top for i in side)
-    steps = [b - a for a, b in zip(tops, tops[1:], strict=False)]
+    steps = [b - a for a, b in itertools.pairwise(tops)]
     close = sum(step <= DENSE_STEP_HEIGHTS * page.line_height for step in steps)
     return close >= DENSE_SHARE * len(steps)
 

@@ -21,6 +21,7 @@ Coordinates are flipped to top-down so they compare with pdfplumber's.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -43,7 +44,7 @@ MIN_FIGURE_PT = (36.0, 18.0)
 
 
 class _Char(NamedTuple):  # a tuple: pages have thousands, and tuples are quick to make
-    index: int  # into the page text
+    at: int  # index into the page text
     left: float
     right: float
     top: float
@@ -54,7 +55,7 @@ class _Char(NamedTuple):  # a tuple: pages have thousands, and tuples are quick 
 class _Piece:
     """Characters on one visual line, with their running extent."""
 
-    __slots__ = ("chars", "left", "right", "top", "bottom", "height")
+    __slots__ = ("bottom", "chars", "height", "left", "right", "top")
 
     def __init__(self, chars: list[_Char]) -> None:
         self.chars = chars
@@ -106,7 +107,7 @@ def _split(chars: list[_Char]) -> list[_Piece]:
     """
     if not chars:
         return []
-    gaps = [b.left - a.right for a, b in zip(chars, chars[1:], strict=False)]
+    gaps = [b.left - a.right for a, b in itertools.pairwise(chars)]
     floor = GAP_HEIGHTS * max(min(c.height for c in chars), 1.0)
     if all(-floor <= g <= floor for g in gaps) and max(c.top for c in chars) < min(
         c.bottom for c in chars
@@ -122,11 +123,9 @@ def _split(chars: list[_Char]) -> list[_Piece]:
             prev.top <= (char.top + char.bottom) / 2 <= prev.bottom
             or char.top <= (prev.top + prev.bottom) / 2 <= char.bottom
         )
-        if not same_row:
-            starts.append(k)
-        elif (gap > max(least, widest) or char.left < prev.left - least) and (
-            k - starts[-1] >= MIN_PIECE_CHARS and len(chars) - k >= MIN_PIECE_CHARS
-        ):
+        jumps = gap > max(least, widest) or char.left < prev.left - least
+        long_enough = k - starts[-1] >= MIN_PIECE_CHARS and len(chars) - k >= MIN_PIECE_CHARS
+        if not same_row or (jumps and long_enough):
             starts.append(k)
     return [_Piece(chars[a:b]) for a, b in zip(starts, [*starts[1:], len(chars)], strict=True)]
 
@@ -176,8 +175,8 @@ def _line(text: str, piece: _Piece) -> Line:
     for char, up in zip(chars, raised, strict=True):
         if prev is not None:
             spaced = char.left - prev.right > 0.15 * middle
-            gap_text = char.index != prev.index + 1 and not text[prev.index + 1 : char.index].strip()
-            if spaced or (not up and (gap_text or char.index < prev.index)):
+            gap_text = char.at != prev.at + 1 and not text[prev.at + 1 : char.at].strip()
+            if spaced or (not up and (gap_text or char.at < prev.at)):
                 out.append(" ")
                 length += 1
         if up:
@@ -185,7 +184,7 @@ def _line(text: str, piece: _Piece) -> Line:
                 ranges[-1] = (ranges[-1][0], length + 1)
             else:
                 ranges.append((length, length + 1))
-        out.append(text[char.index])
+        out.append(text[char.at])
         length += 1
         prev = char
     body = [c for c, up in zip(chars, raised, strict=True) if not up]
