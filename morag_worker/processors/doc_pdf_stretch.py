@@ -4,17 +4,19 @@
 that cross x); this module says whether one run is a *column stretch*: running text on
 both sides of a gutter. What it asks, and why:
 
-- Both sides hold text lines, :data:`MIN_SIDE_LINES` each (or one side a single line,
-  the short end of a column, beside :data:`MIN_BESIDE` lines or more), and the median
-  line holds :data:`MIN_CHARS_PER_LINE` characters: table cells mostly hold fewer.
+- Both sides hold text lines, :data:`MIN_SIDE_LINES` each, and the median line holds
+  :data:`MIN_CHARS_PER_LINE` characters: table cells mostly hold fewer. One side may
+  hold a single line (the short end of a column) when it has lines of two columns
+  beside it on the page: a single line beside one line of text is more often a
+  right-aligned tag, a date or a page number.
 - Each side is dense: most of its lines have the next one within
   :data:`DENSE_STEP_HEIGHTS` line heights. A definition list's terms are not.
 - The right side reaches the right edge of the text being cut (within
   :data:`REACH_SHARE` of its width): columns fill the text block, a borderless
   table's last column mostly ends short of it.
-- The right side's text starts at x; the empty strip between the sides is at least
-  :data:`MIN_GUTTER_HEIGHTS` line heights and at most :data:`MAX_GUTTER_SHARE` of the
-  text width wide.
+- The right side's text starts at x; the empty strip between lines beside each other
+  is at least :data:`MIN_GUTTER_HEIGHTS` line heights and at most
+  :data:`MAX_GUTTER_SHARE` of the page's text width wide.
 - :data:`MIN_BESIDE` lines have a line of the other side beside them.
 
 Before that, a first or last row standing apart from the run (a header in the top
@@ -26,6 +28,7 @@ set aside too. Both are read where they stand, outside the columns.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,11 +90,18 @@ class Page:
 
     regions: list[Region]
     line_height: float  # median height of the text lines
+    texts: ByTop  # all text lines of the page
+    width: float  # of the page's text
 
     @classmethod
     def of(cls, regions: list[Region]) -> Page:
         heights = sorted(r.height for r in regions if r.chars and r.height > 0)
-        return cls(regions, heights[len(heights) // 2] if heights else 12.0)
+        ids = [i for i, r in enumerate(regions) if r.chars]
+        page = cls(
+            regions, heights[len(heights) // 2] if heights else 12.0, ByTop(ids, regions), 0.0
+        )
+        left, right = page.text_block(ids)
+        return dataclasses.replace(page, width=right - left)
 
     def text_block(self, ids: list[int]) -> tuple[float, float]:
         """Left and right edge of the text lines among ``ids``."""
@@ -150,17 +160,19 @@ def column_stretch(
     text_right = [i for i in right if regions[i].chars]
     if not _sides_hold_text(text_left, text_right, page, block):
         return None
-    edge = min(regions[i].x0 for i in text_right)
-    gap = edge - max(regions[i].x1 for i in text_left)
-    width = block[1] - block[0]
-    if edge - cut > EDGE_HEIGHTS * height or not MIN_GUTTER_HEIGHTS * height <= gap + 1.0:
-        return None
-    if gap > MAX_GUTTER_SHARE * width:
-        return None
     rights, lefts = ByTop(text_right, regions), ByTop(text_left, regions)
     found = [i for i in text_left if next(rights.beside(regions[i]), None) is not None]
-    found += [j for j in text_right if next(lefts.beside(regions[j]), None) is not None]
+    found_right = [j for j in text_right if next(lefts.beside(regions[j]), None) is not None]
+    found += found_right
     if len(found) < (2 if min(len(text_left), len(text_right)) == 1 else MIN_BESIDE):
+        return None
+    # the strip is measured between lines beside each other: a full-width paragraph's
+    # short last line just above the columns may end close to the gutter
+    edge = min(regions[i].x0 for i in text_right)
+    gap = edge - max(regions[i].x1 for i in found[: len(found) - len(found_right)])
+    if edge - cut > EDGE_HEIGHTS * height or not MIN_GUTTER_HEIGHTS * height <= gap + 1.0:
+        return None
+    if gap > MAX_GUTTER_SHARE * page.width:
         return None
     top_before, left, right = _set_aside_titles(left, right, found, page)
     return Stretch(before + top_before, left, right, after, len(found))
@@ -169,8 +181,10 @@ def column_stretch(
 def _sides_hold_text(
     left: list[int], right: list[int], page: Page, block: tuple[float, float]
 ) -> bool:
-    if min(len(left), len(right)) == 1:  # the short end of a column
-        return max(len(left), len(right)) >= MIN_BESIDE
+    if min(len(left), len(right)) == 1:  # the short end of a column, among two others
+        (single,) = left if len(left) == 1 else right
+        others = [i for i in page.texts.beside(page.regions[single]) if i != single]
+        return max(len(left), len(right)) >= MIN_BESIDE and len(others) >= 2
     if min(len(left), len(right)) < MIN_SIDE_LINES:
         return False
     regions = page.regions
