@@ -78,8 +78,9 @@ class _Seen:
 def find_furniture(pages: list[PageItems]) -> tuple[dict[int, set[int]], list[str]]:
     """Per page number, the indexes of its furniture lines; and each running text once.
 
-    The running texts are the header and footer lines as first seen (page numbers
-    alone are not listed).
+    The running texts are the header and footer lines as first seen, ``#`` for what
+    changes from page to page (``Report 2024 — page #``); page numbers alone are not
+    listed.
     """
     text_pages = [p for p in pages if p.has_text_layer and p.lines]
     edges = {p.number: _edge_rows(p.lines) for p in text_pages}
@@ -95,8 +96,19 @@ def find_furniture(pages: list[PageItems]) -> tuple[dict[int, set[int]], list[st
                     seen[_key(edge, line)].append(where)
     running = _running(seen, len(text_pages))
     furniture = {p.number: _page_furniture(p.lines, edges[p.number], running) for p in text_pages}
-    firsts = sorted((seen[key][0] for key in running), key=lambda s: (s.page, s.place))
-    return furniture, [s.text for s in firsts if not PAGE_NUMBER.match(s.text.strip())]
+    keys = sorted(running, key=lambda key: (seen[key][0].page, seen[key][0].place))
+    texts = [_pattern(seen[key]) for key in keys]
+    return furniture, [t for t in texts if not PAGE_NUMBER.match(t.replace("#", "1"))]
+
+
+def _pattern(seen: list[_Seen]) -> str:
+    """The text as first seen, with ``#`` for the words that change from page to page."""
+    words = seen[0].text.split()
+    others = [s.text.split() for s in seen[1:]]
+    return " ".join(
+        "#" if any(len(o) == len(words) and o[k] != w for o in others) else w
+        for k, w in enumerate(words)
+    )
 
 
 def _running(seen: dict[_Key, list[_Seen]], page_count: int) -> set[_Key]:
