@@ -14,8 +14,8 @@ from pathlib import Path
 from harness import Cluster
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
-from gen_layouts import generate  # noqa: E402
-from layout_score import score  # noqa: E402
+from gen_layouts import generate
+from layout_score import score
 
 
 def test_multi_column_pdfs_come_back_in_reading_order(cluster: Cluster, tmp_path: Path) -> None:

@@ -16,7 +16,18 @@ from morag_worker.processors.doc_pdf_items import Line, PageItems
 from morag_worker.processors.doc_pdf_layout import render_document
 from morag_worker.processors.doc_pdf_text import pdfium_lines
 
-WORDS = "river stone meadow copper lantern harbor signal timber orchard velvet".split()
+WORDS = [
+    "river",
+    "stone",
+    "meadow",
+    "copper",
+    "lantern",
+    "harbor",
+    "signal",
+    "timber",
+    "orchard",
+    "velvet",
+]
 
 
 def words(seed: int, count: int) -> str:

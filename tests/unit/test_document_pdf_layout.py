@@ -22,8 +22,8 @@ from morag_worker.processors.settings import ProcessorSettings
 from morag_worker.protocol import TaskResult
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
-from gen_layouts import KINDS, generate  # noqa: E402
-from layout_score import Score, score  # noqa: E402
+from gen_layouts import KINDS, generate
+from layout_score import Score, score
 
 SEEDS = (500, 501, 502)
 
