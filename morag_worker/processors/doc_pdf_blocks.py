@@ -34,6 +34,7 @@ _BULLET = re.compile(r"^[•●▪◦‣∙·\-*–]\s+")
 _NUMBERED = re.compile(r"^\(?\d{1,3}[.)]\s+")
 _MARKDOWN_START = re.compile(r"^(\s*)(#|\||>|```)")
 _SENTENCE_END = (".", "!", "?", ":", '."', ".”", ".)")
+#: A heading line holds at most this many words; a longer large line is a pull quote.
 MAX_HEADING_WORDS = 16
 #: A step down this many line heights beyond the usual pitch is paragraph spacing.
 PARAGRAPH_STEP_HEIGHTS = 0.2
@@ -52,6 +53,8 @@ HEADING_GAP_HEIGHTS = 0.5
 
 @dataclass
 class Flow:
+    """One column of a stretch, or a full-width stretch, in reading order."""
+
     items: list[Line | Table | Figure]
     left: float = 0.0  # left edge of the flow's text lines
     right: float = float("inf")  # right edge
@@ -70,6 +73,9 @@ class TextStyle:
 
 @dataclass
 class Block:
+    """A Markdown block on its way out: its lines, and where it starts and ends (a
+    paragraph may go on after a column or page break)."""
+
     kind: str  # "heading", "paragraph", "list" or "table"
     parts: list[str]
     level: int = 0

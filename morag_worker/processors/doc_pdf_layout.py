@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from morag_worker.processors.doc_pdf_blocks import (
+    MAX_HEADING_WORDS,
     Block,
     Flow,
     TextStyle,
@@ -47,13 +48,14 @@ from morag_worker.processors.doc_pdf_items import Figure, Line, PageItems, Table
 from morag_worker.processors.doc_pdf_notes import Footnote, split_footnotes
 
 __all__ = ["Line", "PageItems", "RenderedPdf", "Table", "render_document", "render_pages"]
-__all__ += ["table_markdown"]
+__all__ += ["table_markdown"]  # re-exported: the tests and older callers import them from here
 
 _MARKER = re.compile(r"\[\^([^\]]+)\]")
-MAX_HEADING_WORDS = 16
+#: Distinct heading sizes beyond this many share the deepest level.
 MAX_LEVELS = 4
-#: A document is justified when more than this share of lines that a paragraph goes
-#: on after end flush right: all but paragraphs' last lines do there, a few elsewhere.
+#: A document is justified when more than this share of the lines followed by another
+#: line of their paragraph end flush right: in a justified text all of them do, in a
+#: ragged one only the few that happen to be longest.
 JUSTIFIED_SHARE = 0.5
 
 
@@ -155,9 +157,15 @@ def text_style(flows: list[Flow], levels: dict[float, int], body: float) -> Text
         and abs(line.size - body) < 0.6
         and 0 < line.top - previous.top < 3 * (line.bottom - line.top)
     )
-    if not steps:
-        return style
-    style.pitch = steps[len(steps) // 2]
+    if steps:
+        style.pitch = steps[len(steps) // 2]
+        style.indents = _paragraphs_indented(flows, style)
+        style.justified = _justified(flows, style, body)
+    return style
+
+
+def _paragraphs_indented(flows: list[Flow], style: TextStyle) -> bool:
+    """More paragraphs start with an indent (after a short line) than with space."""
     by_indent = by_space = 0
     for previous, line, flow in _pairs(flows):
         if heading_level(line, style) or heading_level(previous, style) or list_item(line.text):
@@ -166,23 +174,25 @@ def text_style(flows: list[Flow], levels: dict[float, int], body: float) -> Text
             by_space += 1
         elif indented(line, flow) and not indented(previous, flow):
             by_indent += room_for_next_word(previous, line, flow)
-    style.indents = by_indent >= 2 and by_indent > by_space
+    return by_indent >= 2 and by_indent > by_space
+
+
+def _justified(flows: list[Flow], style: TextStyle, body: float) -> bool:
     inner = [
         flush_right(previous, flow)
         for previous, line, flow in _pairs(flows)
         if abs(previous.size - body) < 0.6
         and 0 < line.top - previous.top <= style.pitch + 0.2 * (line.bottom - line.top)
     ]
-    style.justified = len(inner) >= 4 and sum(inner) > JUSTIFIED_SHARE * len(inner)
-    return style
+    return len(inner) >= 4 and sum(inner) > JUSTIFIED_SHARE * len(inner)
 
 
 def _labels(notes: list[Footnote], page: int, used: set[str]) -> dict[str, str]:
-    """Markdown labels for a page's footnotes: as printed, or page-qualified when taken."""
+    """Markdown labels for a page's footnotes: as printed, or page-qualified when taken
+    (numbering that starts again on every page)."""
     labels = {}
     for note in notes:
-        label = note.label if note.label.isdigit() else f"n{len(used) + 1}"
-        label = label if label not in used else f"p{page}-{label}"
+        label = note.label if note.label not in used else f"p{page}-{note.label}"
         used.add(label)
         labels[note.label] = label
     return labels
