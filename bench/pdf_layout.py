@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 sys.path.insert(0, str(ROOT))
 
-from gen_layouts import KINDS, generate  # noqa: E402
+from gen_layouts import KINDS, generate, parse_kinds, parse_seeds  # noqa: E402
 from layout_score import Score, score  # noqa: E402
 
 from morag_worker.models.cache import ModelCache  # noqa: E402
@@ -60,11 +60,6 @@ def plain_text(path: Path) -> str:
     return "\n\n".join(parts)
 
 
-def seeds(text: str) -> list[int]:
-    low, _, high = text.partition("-")
-    return list(range(int(low), int(high or low) + 1))
-
-
 HEADER = (
     "kind            docs pages  order  worst  base   whole  heads  marks  notes  furn  ms/page"
 )
@@ -87,6 +82,8 @@ def row(kind: str, rows: list[Score], base: list[float], pages: int, seconds: fl
 
 def show(kind_seed: str, tmp: Path) -> None:
     kind, _, seed = kind_seed.rpartition("-")
+    if kind not in KINDS or not seed.isdigit():
+        sys.exit(f"--show wants KIND-SEED, e.g. mixed-7, with KIND one of {', '.join(KINDS)}")
     path = tmp / "show.pdf"
     truth = generate(kind, int(seed), path)
     markdown = convert(path)
@@ -96,8 +93,8 @@ def show(kind_seed: str, tmp: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", default="0-9", help="a seed or a range, e.g. 100-119")
-    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--seeds", type=parse_seeds, default=list(range(10)), help="7 or 100-119")
+    parser.add_argument("--kinds", type=parse_kinds, default=list(KINDS), help="comma-separated")
     parser.add_argument("--show", help="print the Markdown of one KIND-SEED")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,11 +102,11 @@ def main() -> None:
             show(args.show, Path(tmp))
             return
         print(HEADER)
-        for kind in args.kinds.split(","):
+        for kind in args.kinds:
             rows: list[Score] = []
             base: list[float] = []
             pages, seconds = 0, 0.0
-            for seed in seeds(args.seeds):
+            for seed in args.seeds:
                 path = Path(tmp) / f"{kind}-{seed}.pdf"
                 truth = generate(kind, seed, path)
                 started = time.perf_counter()
