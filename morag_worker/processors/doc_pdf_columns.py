@@ -20,6 +20,8 @@ The order is found recursively, like an XY cut that only cuts where columns are:
 
 from __future__ import annotations
 
+from collections import Counter
+
 from morag_worker.processors.doc_pdf_stretch import (
     MIN_GUTTER_HEIGHTS,
     ByTop,
@@ -29,6 +31,11 @@ from morag_worker.processors.doc_pdf_stretch import (
 )
 
 __all__ = ["Region", "reading_order"]
+
+#: Candidate gutters tried per cut, the best supported first: a real gutter has a line
+#: beside it on every row, and a page of scattered labels (a map, a chart) would
+#: otherwise try hundreds.
+MAX_CANDIDATES = 16
 
 
 def reading_order(regions: list[Region]) -> list[list[int]]:
@@ -81,16 +88,17 @@ def _crosses(region: Region, cut: float) -> bool:
 
 
 def _candidates(ids: list[int], page: Page) -> list[float]:
-    """x positions just left of lines that have, on their row, a line far to their left."""
+    """x positions just left of lines that have, on their row, a line far to their left;
+    the :data:`MAX_CANDIDATES` that most lines point at."""
     regions, height = page.regions, page.line_height
     texts = ByTop([i for i in ids if regions[i].chars], regions)
-    found: set[float] = set()
+    support: Counter[float] = Counter()
     for i in texts.ids:
         r = regions[i]
         lefts = [regions[j].x1 for j in texts.beside(r) if j != i and regions[j].x1 <= r.x0 + 0.5]
         if lefts and r.x0 - max(lefts) >= MIN_GUTTER_HEIGHTS * height:
-            found.add(round(r.x0 - min((r.x0 - max(lefts)) / 2, 0.3 * height)))
-    return sorted(found)
+            support[round(r.x0 - min((r.x0 - max(lefts)) / 2, 0.3 * height))] += 1
+    return sorted(x for x, _ in support.most_common(MAX_CANDIDATES))
 
 
 def _runs(ids: list[int], regions: list[Region], cut: float) -> list[list[int]]:
