@@ -146,7 +146,7 @@ def test_server_refuses_bad_settings_in_one_line(tmp_path: Path) -> None:
             "MORAG_SERVER_PORT: expected an integer, got 'eighty'",
         ),
         ({}, ("--max-wait", "0"), "--max-wait must be in (0, 300]"),
-        ({}, ("--port", "x"), "argument --port: invalid int value: 'x'"),
+        ({}, ("--port", "x"), "--port: expected an integer, got 'x'"),
     ):
         done = run("server", "--data-dir", str(tmp_path), *args, env=env)
         assert done.returncode in (1, 2) and words in done.stderr, done.stderr
