@@ -17,6 +17,7 @@ from pathlib import Path
 
 from morag_worker import settings as processor_settings
 from morag_worker.argparsing import Parser, add_version
+from morag_worker.connection import server_url_problem
 from morag_worker.errors import ConfigError
 from morag_worker.options import Option, add_options, merged_environment, parse_bool, raw_value
 from morag_worker.settings import ProcessorSettings
@@ -270,8 +271,9 @@ def load_config(
     env = merged_environment(args.env_file, os.environ if environ is None else environ)
     get = lambda flag: _lookup(args, env, flag)  # noqa: E731
     server_url = get("--server-url")
-    if not server_url.startswith(("http://", "https://")):
-        raise ConfigError(f"--server-url: expected an http(s) URL, got {server_url!r}")
+    problem = server_url_problem(server_url)
+    if problem is not None:
+        raise ConfigError(problem)
     worker_type, gpus, force_cpu = _worker_shape(args, env)
     log_format = get("--log-format").lower()
     if log_format not in ("auto", "json", "text"):

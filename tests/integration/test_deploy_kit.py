@@ -210,7 +210,7 @@ def test_launcher_without_the_package_uses_the_clones_venv(tmp_path):
         "k",
         env=env,
     )
-    assert "--server-url: expected an http(s) URL" in done.stderr, done.stderr
+    assert "the scheme is needed" in done.stderr, done.stderr
     assert done.returncode == 2
 
 

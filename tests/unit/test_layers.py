@@ -25,6 +25,7 @@ NEUTRAL = (
     "morag_worker.errors",
     "morag_worker.config",
     "morag_worker.task_params",
+    "morag_worker.connection",
 )
 #: (modules, prefixes they must not import)
 RULES: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
