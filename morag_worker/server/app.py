@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -82,6 +83,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         created = st.keys.bootstrap_admin(config.data_dir)
+        st.db.make_durable(time.monotonic())  # migrations and the first key: before serving
         if created:
             logger.info("created the first admin key; it is in {} (mode 0600)", created)
         collector = QueueCollector(st.queue.counts, st.workers.online_count, config.task_types)

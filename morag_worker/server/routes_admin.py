@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -59,11 +61,13 @@ async def create_key(
                 "a user key may only create (non-pool) worker keys for its own user",
             )
     try:
-        return st.keys.create(
+        created = st.keys.create(
             body.user_id, body.role, pool=body.pool, expires_days=body.expires_days, name=body.name
         )
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc), "pool") from None
+    await st.acknowledge(time.monotonic())  # the secret is shown once: the key must last
+    return created
 
 
 @router.get("/api/v1/keys", response_model=KeyList)
@@ -78,11 +82,13 @@ async def revoke_key(
 ) -> KeyInfo:
     require(who, "admin")
     try:
-        return st.keys.revoke(key_id)
+        revoked = st.keys.revoke(key_id)
     except KeyError:
         raise ApiError(404, "not_found", f"key {key_id} not found") from None
     except LastAdminKey as exc:
         raise ApiError(409, "last_admin_key", str(exc)) from None
+    await st.acknowledge(time.monotonic())
+    return revoked
 
 
 @router.get("/api/v1/workers", response_model=WorkerList)

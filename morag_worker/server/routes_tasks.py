@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pydantic_core
@@ -148,8 +149,10 @@ async def submit(
         max_attempts=spec.max_attempts,
         timeout_seconds=spec.timeout_seconds or DEFAULT_TIMEOUTS_S.get(task_type),
     )
+    committed = time.monotonic()
     st.disk.note_write_ok()
-    await st.notifier.notify()
+    await st.notifier.notify()  # a worker may claim it while the commit is made durable
+    await st.acknowledge(committed)
     return TaskCreated(task_id=task_id)
 
 
@@ -254,7 +257,9 @@ async def cancel_task(
 ) -> TaskInfo:
     """Cancel a queued or running task; a running one is stopped at its next heartbeat."""
     require(who, "user", "admin")
-    return st.queue.cancel(task_id, who)
+    info = st.queue.cancel(task_id, who)
+    await st.acknowledge(time.monotonic())
+    return info
 
 
 @router.get("/files/{file_id}")

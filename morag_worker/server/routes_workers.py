@@ -230,9 +230,11 @@ async def result(
 ) -> dict[str, str]:
     _worker(who)
     new_state = st.queue.finish(who, task_id, body)
+    committed = time.monotonic()
     st.disk.note_write_ok()
     if new_state == "queued":
         await st.notifier.notify()
+    await st.acknowledge(committed)  # the worker deletes its copy once we answer
     return {"task_id": task_id, "state": new_state}
 
 
@@ -246,9 +248,11 @@ async def results(
     """Several results at once; each is fenced on its own and gets its own outcome."""
     _worker(who)
     outcomes = st.queue.finish_batch(who, body.results)
+    committed = time.monotonic()
     st.disk.note_write_ok()
     if any(outcome.state == "queued" for outcome in outcomes):
         await st.notifier.notify()
+    await st.acknowledge(committed)  # the worker deletes its copies once we answer
     reply = BatchResultResponse(results=outcomes)
     return Response(reply.model_dump_json(), media_type="application/json")
 

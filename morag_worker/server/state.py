@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,13 @@ class ServerState:
     long_polls: LongPollGate
     storage: Any = None
     storage_error: str = ""
+
+    async def acknowledge(self, committed_at: float) -> None:
+        """Return once writes committed before ``committed_at`` survive a power loss: a
+        route awaits this before it acknowledges a write (server/walsync.py). Other
+        requests, claims included, run meanwhile."""
+        if self.db.dialect == "sqlite" and self.db.sqlite_synchronous == "full":
+            await asyncio.to_thread(self.db.make_durable, committed_at)
 
     def health_report(self) -> dict[str, object]:
         """What ``/health`` says: ``degraded`` (with ``problems`` in words) when the server
