@@ -39,7 +39,10 @@ from morag_worker.supervisor.tasks import STOP_GRACE_S, FlowSettings, TaskFlow
 
 
 class Recorder:
-    """Stands in for Transfers and for the client's release call (network boundary)."""
+    """Stands in for Transfers and for the link's release call (network boundary)."""
+
+    #: A server that takes tasks back (this project's own protocol).
+    gives_back = True
 
     def __init__(self) -> None:
         self.downloads: list[str] = []
