@@ -162,7 +162,8 @@ def test_results_become_the_put_body_morag_expects() -> None:
 
 def test_polls_always_ask_for_one_job() -> None:
     path = wire.poll_path("gpu host/1", ["audio", "video"])
-    assert path == "/api/v1/remote-jobs/poll?worker_id=gpu%20host%2F1&content_types=audio,video&max_jobs=1"
+    query = "worker_id=gpu%20host%2F1&content_types=audio,video&max_jobs=1"
+    assert path == f"/api/v1/remote-jobs/poll?{query}"
 
 
 def test_file_names_from_content_disposition() -> None:
@@ -321,12 +322,12 @@ def test_an_unusable_job_is_reported_with_its_id_for_a_failure_result(tmp_path: 
 def test_startup_needs_health_and_the_api(tmp_path: Path) -> None:
     request = RegisterRequest(worker_id="w1")
     routes = {"/health": lambda h: _json({"status": "healthy"})}
-    with serve(routes) as srv:  # no remote-jobs API: poll is 404
-        with pytest.raises(FatalStartup, match="does not speak MoRAG's remote-jobs API"):
-            _link(srv.url(""), tmp_path).register(request)
-    with serve({}) as srv:  # not even /health
-        with pytest.raises(FatalStartup, match=r"HTTP 404 to GET /health: is --server-url"):
-            _link(srv.url(""), tmp_path).register(request)
+    no_api = pytest.raises(FatalStartup, match="does not speak MoRAG's remote-jobs API")
+    with serve(routes) as srv, no_api:  # no remote-jobs API: poll is 404
+        _link(srv.url(""), tmp_path).register(request)
+    no_health = pytest.raises(FatalStartup, match=r"HTTP 404 to GET /health: is --server-url")
+    with serve({}) as srv, no_health:  # not even /health
+        _link(srv.url(""), tmp_path).register(request)
     routes["/api/v1/remote-jobs/poll"] = lambda h: _json({"detail": [{"type": "missing"}]}, 422)
     with serve(routes) as srv:
         reply = _link(srv.url(""), tmp_path).register(request)
