@@ -19,16 +19,17 @@ from dotenv import dotenv_values
 
 from morag_worker.cli.args import Parser, add_version
 from morag_worker.errors import ConfigError
+from morag_worker.links.settings import (
+    OWN_PROTOCOL,
+    REMOTE_JOBS,
+    parse_content_types,
+    parse_protocol,
+    state_dir,
+)
 from morag_worker.processors import settings as processor_settings
 from morag_worker.processors.settings import ProcessorSettings
 from morag_worker.supervisor.limits import Amount, MemoryLimit, parse_amount, parse_memory_limit
 from morag_worker.supervisor.routing import DEFAULT_POOL_TYPES, parse_pool_types
-
-#: The protocols ``--server-protocol`` accepts: this project's own, and MoRAG's
-#: ``/api/v1/remote-jobs`` (docs/morag.md).
-OWN_PROTOCOL = "morag"
-REMOTE_JOBS = "morag-remote-jobs"
-PROTOCOLS = (OWN_PROTOCOL, REMOTE_JOBS)
 
 #: (flag, environment variables in order of precedence, default, help). The names of
 #: MoRAG's own remote worker (``MORAG_API_BASE_URL``, ``MORAG_WORKER_*``, ``MORAG_TEMP_DIR``)
@@ -335,12 +336,12 @@ def load_config(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     work_dir = get("--work-dir")
-    protocol = _protocol(args, env)
+    protocol = parse_protocol(get("--server-protocol"))
     remote = protocol == REMOTE_JOBS
     return SupervisorConfig(
         server_protocol=protocol,
-        content_types=_content_types(args, env, protocol),
-        state_dir=_state_dir(get("--state-dir"), env),
+        content_types=parse_content_types(get("--content-types"), protocol),
+        state_dir=state_dir(get("--state-dir"), env),
         server_url=server_url.rstrip("/"),
         # MoRAG's remote-jobs API has no authentication; a key, when set, is sent anyway
         # (as MoRAG's own worker does), for a proxy in front of it.
@@ -401,49 +402,3 @@ def _optional_amount(flag: str, raw: str) -> Amount:
     if flag == "--max-result-bytes" and amount.share:
         raise ConfigError(f"{flag}: expected a size like 256M, got {raw!r}")
     return amount
-
-
-def _protocol(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    protocol = _lookup(args, env, "--server-protocol").strip().lower()
-    if protocol not in PROTOCOLS:
-        raise ConfigError(
-            f"--server-protocol (MORAG_SERVER_PROTOCOL): expected {' or '.join(PROTOCOLS)}, "
-            f"got {protocol!r}"
-        )
-    return protocol
-
-
-def _content_types(
-    args: argparse.Namespace, env: Mapping[str, str], protocol: str
-) -> tuple[str, ...]:
-    raw = _lookup(args, env, "--content-types")
-    names = tuple(dict.fromkeys(n.strip() for n in raw.split(",") if n.strip()))
-    if names and protocol != REMOTE_JOBS:
-        raise ConfigError(
-            "--content-types (MORAG_WORKER_CONTENT_TYPES) applies to --server-protocol "
-            f"{REMOTE_JOBS}; a morag-server is served the types --pool-types routes"
-        )
-    bad = [n for n in names if not n.replace("_", "").replace("-", "").isalnum()]
-    if bad:
-        raise ConfigError(
-            f"--content-types: {bad[0]!r} is not a content type; give names such as "
-            "audio,video,document"
-        )
-    return names
-
-
-def _state_dir(raw: str, env: Mapping[str, str]) -> Path:
-    """``--state-dir``, else systemd's ``StateDirectory=`` (its first entry), else the
-    XDG state directory."""
-    if raw:
-        return Path(raw).expanduser()
-    systemd = env.get("STATE_DIRECTORY", "").split(":")[0]
-    if systemd:
-        return Path(systemd)
-    xdg = env.get("XDG_STATE_HOME", "")
-    if xdg:
-        return Path(xdg) / "morag-worker"
-    try:
-        return Path.home() / ".local" / "state" / "morag-worker"
-    except RuntimeError:  # no home directory for this user
-        return Path(".morag-worker-state").resolve()

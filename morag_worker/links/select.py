@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from morag_worker.client import HttpClient, WorkerClient
-from morag_worker.config import REMOTE_JOBS, SupervisorConfig
+from morag_worker.config import SupervisorConfig
 from morag_worker.errors import ConfigError
 from morag_worker.links.base import ServerLink
 from morag_worker.links.morag import MoragLink
 from morag_worker.links.remote_jobs import RemoteJobsLink, RemoteJobsSettings
+from morag_worker.links.settings import REMOTE_JOBS
 from morag_worker.protocol import canonical_task_type
 
 
