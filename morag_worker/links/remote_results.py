@@ -79,10 +79,16 @@ class ResultCourier:
             finally:
                 with self._lock:
                     self._busy.discard(job_id)
-            if delivery is not None and delivery.outcome == "spooled":
+            if delivery is None:
+                continue
+            if delivery.outcome == "spooled":
                 return
-            if delivery is not None:
-                logger.info("kept result delivered: {}", delivery.outcome, task_id=job_id)
+            logger.info("kept result sent: {}", delivery.outcome, task_id=job_id)
+            if delivery.outcome == "refused" and body is not None and body.get("success"):
+                # No task waits for this answer any more: tell the server the job failed
+                # (sent with the next flush), or it stays "processing" for ever.
+                message = f"invalid_result: the server refused the result: {delivery.message}"
+                self.spool.put(job_id, {"success": False, "error_message": message[:8192]})
 
     def _send(self, job_id: str, body: dict[str, Any], retry_for_s: float) -> Delivery:
         """PUT one result; forget the kept copy once the server has answered for it."""

@@ -9,6 +9,7 @@ without the API), since the link must follow the table, not one implementation.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -337,3 +338,36 @@ def test_startup_needs_health_and_the_api(tmp_path: Path) -> None:
         with pytest.raises(ServerError) as busy:
             _link(srv.url(""), tmp_path).register(request)
         assert busy.value.status == 503
+
+
+def test_kept_results_are_sent_until_the_server_answers_for_them(tmp_path: Path) -> None:
+    statuses = {"job-a": [500, 200], "job-b": [422, 200]}
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def put(handler: Any) -> Reply:
+        job = handler.path.split("/")[4]
+        sent.append((job, json.loads(handler.request_body)))
+        status = statuses[job].pop(0)
+        if status == 200:
+            return _json({"status": "completed", "ingestion_continued": True})
+        return _json({"detail": [{"type": "missing", "loc": ["body", "x"]}]}, status)
+
+    routes = {f"/api/v1/remote-jobs/{j}/result": put for j in statuses}
+    with serve(routes) as srv:
+        link = _link(srv.url(""), tmp_path)
+        for job in statuses:  # results an earlier run could not deliver
+            link.spool.put(job, {"success": True, "content": f"content of {job}"})
+        link.courier.flush()
+        assert [j for j, _ in sent] == ["job-a"]  # 500: kept, and the flush stops there
+        link.courier.flush()  # job-a waits out its backoff; job-b is refused (422) ...
+        assert sent[-1] == ("job-b", {"success": True, "content": "content of job-b"})
+        body = link.spool.body("job-b")
+        assert body is not None and body["success"] is False  # ... and becomes a failure
+        assert "the server refused the result" in body["error_message"]
+        link.courier.flush()
+        assert sent[-1][0] == "job-b" and sent[-1][1]["success"] is False
+        assert link.spool.waiting() == ["job-a"]
+        time.sleep(1.2)  # job-a's first backoff
+        link.courier.flush()
+        assert sent[-1] == ("job-a", {"success": True, "content": "content of job-a"})
+        assert link.spool.waiting() == []
