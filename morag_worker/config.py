@@ -47,7 +47,12 @@ _OPTIONS: list[tuple[str, tuple[str, ...], str, str]] = [
         "http://127.0.0.1:8000",
         "the server's base URL",
     ),
-    ("--api-key", ("MORAG_API_KEY",), "", "worker API key (prefer --api-key-file)"),
+    (
+        "--api-key",
+        ("MORAG_API_KEY",),
+        "",
+        "worker API key (prefer --api-key-file); optional with morag-remote-jobs",
+    ),
     ("--api-key-file", ("MORAG_API_KEY_FILE",), "", "file holding the API key"),
     ("--worker-id", ("MORAG_WORKER_ID",), "", "stable id of this worker (default: host name)"),
     ("--worker-type", ("WORKER_TYPE",), "", "gpu or cpu (default: gpu when --gpus names any)"),

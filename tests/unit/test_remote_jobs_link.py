@@ -298,6 +298,21 @@ def test_one_poll_per_wanted_job_stopping_at_no_job_then_backing_off(tmp_path: P
         assert link.lease(1, ["document"], 30).tasks and link.idle.next_s == 0.5  # reset
 
 
+def test_a_key_is_sent_only_when_one_is_set(tmp_path: Path) -> None:
+    seen: list[str | None] = []
+
+    def poll(handler: Any) -> Reply:
+        seen.append(handler.headers.get("Authorization"))
+        return _json(NULL_JOB)
+
+    with serve({"/api/v1/remote-jobs/poll": poll}) as srv:
+        _link(srv.url(""), tmp_path).lease(1, ["document"], 0)
+        settings = RemoteJobsSettings(srv.url(""), "w1", (), 4.0, tmp_path / "state")
+        keyed = RemoteJobsLink(HttpClient(srv.url(""), "k3y"), settings, SERVED)
+        keyed.lease(1, ["document"], 0)
+    assert seen == [None, "Bearer k3y"]
+
+
 def test_a_failed_poll_after_a_claimed_job_keeps_the_job(tmp_path: Path) -> None:
     calls = []
 
