@@ -67,7 +67,14 @@ class ResultCourier:
 
     def flush(self) -> None:
         """Send kept results whose retry is due (from this run or an earlier one) and
-        that no thread is sending; stop at the first the server cannot take now."""
+        that no thread is sending; stop at the first the server cannot take now. Called
+        from the lease and heartbeat threads: a failing state dir is logged, not raised."""
+        try:
+            self._flush()
+        except OSError as exc:
+            logger.error("kept results cannot be read or removed: {}", exc)
+
+    def _flush(self) -> None:
         for job_id in self.spool.due(time.monotonic()):
             with self._lock:
                 if job_id in self._busy:
