@@ -15,6 +15,7 @@ from loguru import logger
 
 from morag_worker.client import ServerError, Unreachable
 from morag_worker.links.base import ServerLink
+from morag_worker.protocol import TaskError
 from morag_worker.supervisor.book import Held, LeaseBook
 
 #: How long a release call may keep retrying: short, the lease expiring is the fallback.
@@ -52,7 +53,8 @@ class Handback:
 
     def release_all(self, reason: str) -> list[Held]:
         """Release every task held; returns those that could not be given back and have
-        no answer on its way to the server yet (the caller reports them failed)."""
+        no answer on its way to the server yet (the caller reports them failed, with
+        :meth:`unfinished`)."""
         kept = []
         for held in self.book.all():
             if held.stage == "dropped" or self.release(held, reason):
@@ -60,6 +62,16 @@ class Handback:
             if held.stage != "uploading":  # an answer on its way is kept until delivered
                 kept.append(held)
         return kept
+
+    @staticmethod
+    def unfinished(drain_timeout_s: float) -> TaskError:
+        """The failure reported for a task that could not be given back and did not
+        finish before the stop (nobody else would ever run it)."""
+        return TaskError.of(
+            "stopped",
+            f"the worker stopped before the task finished (--drain-timeout {drain_timeout_s:g} s)",
+            retryable=True,
+        )
 
     def running(self) -> bool:
         """Whether a task is still in a child or on its way up to the server, or, when

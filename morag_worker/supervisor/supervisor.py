@@ -38,7 +38,7 @@ from morag_worker.observability import sdnotify
 from morag_worker.observability.health import HealthServer
 from morag_worker.observability.metrics import SupervisorMetrics
 from morag_worker.processors.base import load_plugins, registered_types
-from morag_worker.protocol import PROTOCOL_VERSION, RegisterRequest, TaskError, TaskSpec
+from morag_worker.protocol import PROTOCOL_VERSION, RegisterRequest, TaskSpec
 from morag_worker.supervisor.admission import admitted
 from morag_worker.supervisor.book import Held, LeaseBook
 from morag_worker.supervisor.devices import Nvml
@@ -465,15 +465,8 @@ class Supervisor:
         end = time.monotonic() + FINAL_UPLOAD_S  # 5
         while self.handback.uploading() and time.monotonic() < end:
             self.wait_for_events(0.1)
-        kept = self.handback.release_all("worker stopped before the task finished")  # 6
-        stopped = TaskError.of(
-            "stopped",
-            f"the worker stopped before the task finished (--drain-timeout "
-            f"{self.config.drain_timeout_s:g} s)",
-            retryable=True,
-        )
-        for held in kept:  # the server cannot take these back: it hears they failed
-            self._flow().fail(held, stopped)
+        for held in self.handback.release_all("worker stopped before the task finished"):  # 6
+            self._flow().fail(held, self.handback.unfinished(self.config.drain_timeout_s))
         self.heartbeater.stop_event.set()  # 7
         self.transfers.shutdown(timeout_s=2.0)
         try:
