@@ -148,12 +148,12 @@ class TaskFlow:
         """This worker's disk or file handles failed, not the task: give it back
         unattempted (or, to a server that cannot take it, report it failed) and stop
         leasing until the work dir is healthy again."""
+        if self.handback.gives_back:
+            logger.error("{}; the task goes back to the server", what, task_id=held.task_id)
         self.errors.note("infrastructure", what, task_id=held.task_id)
         self.metrics.infra_failures.inc()
         self.disk.report(what)
-        if self.handback.release(held, f"worker infrastructure failure: {what}"):
-            logger.error("{}; the task went back to the server", what, task_id=held.task_id)
-        else:
+        if not self.handback.release(held, f"worker infrastructure failure: {what}"):
             self.fail(held, TaskError.of(INFRA_ERROR, what, retryable=True))
 
     def on_unreadable(self, item: Unreadable) -> None:
