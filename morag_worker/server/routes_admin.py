@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from morag_worker import __version__
 from morag_worker.protocol import (
     KeyCreated,
     KeyCreateRequest,
@@ -33,18 +32,7 @@ router = APIRouter(tags=["admin"])
 async def health(st: ServerState = Depends(state)) -> dict[str, object]:
     """200 while the server serves. ``status`` is ``degraded`` (with ``problems`` in words)
     when it serves with a fault a restart cannot fix, such as a full disk."""
-    st.db.one("count_keys")  # the database answers
-    problems = st.disk.problems()
-    body: dict[str, object] = {
-        "status": "degraded" if problems else "ok",
-        "version": __version__,
-        "database": st.db.dialect,
-        "problems": problems,
-        "disk_free_bytes": st.disk.free_bytes(),
-    }
-    if st.db.dialect == "sqlite":
-        body["sqlite_synchronous"] = st.db.sqlite_synchronous_in_effect()
-    return body
+    return st.health_report()
 
 
 @router.get("/metrics")

@@ -8,6 +8,7 @@ from typing import Any
 
 from loguru import logger
 
+from morag_worker import __version__
 from morag_worker.protocol import TASK_TYPES
 from morag_worker.server.auth import KeyStore
 from morag_worker.server.datadir import (
@@ -96,6 +97,35 @@ class ServerState:
     long_polls: LongPollGate
     storage: Any = None
     storage_error: str = ""
+
+    def health_report(self) -> dict[str, object]:
+        """What ``/health`` says: ``degraded`` (with ``problems`` in words) when the server
+        serves with a fault a restart cannot fix (a full disk, search unavailable)."""
+        self.keys.count()  # the database answers (an error here is a 500)
+        problems = list(self.disk.problems())
+        search = search_status(self)
+        if search.startswith("unavailable"):
+            problems.append(f"search is {search}")
+        body: dict[str, object] = {
+            "status": "degraded" if problems else "ok",
+            "version": __version__,
+            "database": self.db.dialect,
+            "search": search,
+            "problems": problems,
+            "disk_free_bytes": self.disk.free_bytes(),
+        }
+        if self.db.dialect == "sqlite":
+            body["sqlite_synchronous"] = self.db.sqlite_synchronous_in_effect()
+        return body
+
+
+def search_status(st: ServerState) -> str:
+    """``on``, ``off`` (--no-index) or ``unavailable: <why>`` (the store failed to open)."""
+    if not st.config.index_results:
+        return "off"
+    if st.storage_error:
+        return f"unavailable: {st.storage_error}"
+    return "on"
 
 
 def build_state(config: ServerConfig) -> ServerState:
