@@ -1,7 +1,8 @@
 """The heartbeat thread: one batched call per interval renews every held lease.
 
 Leases the server reports lost or cancelled are handed to the main loop through the
-inbox, which stops the task in its child.
+inbox, which stops the task in its child. The call itself is the link's: a server
+without leases is only asked whether it is up.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import time
 
 from loguru import logger
 
-from morag_worker.client import ServerError, Unreachable, WorkerClient
+from morag_worker.client import ServerError, Unreachable
+from morag_worker.links.base import ServerLink
 from morag_worker.protocol import HeartbeatRequest, LeaseRenewal
 from morag_worker.supervisor.book import LeaseBook
 from morag_worker.supervisor.inbox import Inbox
@@ -19,11 +21,9 @@ from morag_worker.supervisor.messages import LeaseCancelled, LeaseLost
 
 
 class Heartbeater(threading.Thread):
-    def __init__(
-        self, client: WorkerClient, book: LeaseBook, inbox: Inbox, interval_s: float
-    ) -> None:
+    def __init__(self, link: ServerLink, book: LeaseBook, inbox: Inbox, interval_s: float) -> None:
         super().__init__(name="heartbeat", daemon=True)
-        self.client = client
+        self.link = link
         self.book = book
         self.inbox = inbox
         self.interval_s = interval_s
@@ -52,7 +52,7 @@ class Heartbeater(threading.Thread):
             for h in held
         ]
         try:
-            reply = self.client.heartbeat(
+            reply = self.link.heartbeat(
                 HeartbeatRequest(leases=renewals), retry_for_s=self.interval_s
             )
         except (Unreachable, ServerError) as exc:

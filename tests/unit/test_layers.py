@@ -37,6 +37,16 @@ RULES: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     ),
     (("morag_worker.models",), ("morag_worker.processors",)),
     (
+        ("morag_worker.links",),  # the supervisor uses the links, never the other way
+        (
+            "morag_worker.supervisor",
+            "morag_worker.server",
+            "morag_worker.cli",
+            "morag_worker.processors",
+            "morag_worker.models",
+        ),
+    ),
+    (
         NEUTRAL,
         (
             "morag_worker.supervisor",
