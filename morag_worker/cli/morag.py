@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from morag_worker.cli import index
 from morag_worker.cli.api import Api, ApiFailure, read_key
 
 
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="search your ingested content")
     search.add_argument("query")
     search.add_argument("--limit", type=int, default=5)
+    index.register(sub)
     demo = sub.add_parser("demo", help="run server + supervisor on the bundled samples")
     demo.add_argument("--keep", action="store_true", help="keep the demo's data dir")
     return p
@@ -173,6 +175,7 @@ COMMANDS = {
     "result": cmd_result,
     "tasks": cmd_tasks,
     "search": cmd_search,
+    "index": index.run,
 }
 
 

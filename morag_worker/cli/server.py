@@ -98,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qdrant-api-key", default=env("MORAG_QDRANT_API_KEY", ""))
     p.add_argument("--embedding-model", default=env("MORAG_EMBEDDING_MODEL", "all-MiniLM-L6-v2"))
     p.add_argument("--no-index", action="store_true", help="store results without indexing")
+    p.add_argument(
+        "--index-max-attempts",
+        type=int,
+        default=int(env("MORAG_INDEX_MAX_ATTEMPTS", "5")),
+        help="failed attempts before a result is marked failed for indexing",
+    )
+    p.add_argument(
+        "--index-retry-backoff",
+        type=float,
+        default=_env_float("MORAG_INDEX_RETRY_BACKOFF", 5.0),
+        help="base seconds between indexing attempts of a failing result (doubles each time)",
+    )
     p.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
     p.add_argument(
         "--log-format", default=env("MORAG_LOG_FORMAT", "auto"), choices=["auto", "json", "text"]
@@ -112,6 +124,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         (args.max_upload_bytes > 0, "--max-upload-bytes must be > 0"),
         (0 < args.max_wait <= 300, "--max-wait must be in (0, 300]"),
         (args.retry_backoff >= 0, "--retry-backoff must be >= 0"),
+        (args.index_max_attempts >= 1, "--index-max-attempts must be >= 1"),
+        (args.index_retry_backoff >= 0, "--index-retry-backoff must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:
@@ -135,6 +149,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         qdrant_api_key=args.qdrant_api_key,
         embedding_model=args.embedding_model,
         index_results=not args.no_index,
+        index_max_attempts=args.index_max_attempts,
+        index_retry_backoff_s=args.index_retry_backoff,
         auto_migrate=args.auto_migrate,
     )
 

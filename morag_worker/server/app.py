@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from loguru import logger
 
 from morag_worker import __version__
-from morag_worker.server import errors, routes_admin, routes_tasks, routes_workers
+from morag_worker.server import errors, routes_admin, routes_index, routes_tasks, routes_workers
 from morag_worker.server.indexer import Indexer
 from morag_worker.server.metrics import REGISTRY, QueueCollector
 from morag_worker.server.state import ServerConfig, ServerState, build_state
@@ -68,4 +68,5 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(routes_workers.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_index.router)
     return app

@@ -7,9 +7,12 @@ field is at fault. Validation errors name the first offending field by its path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from morag_worker.protocol import ErrorBody, ErrorDetail
@@ -38,11 +41,38 @@ def error_response(
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
+def field_path(loc: Sequence[object], ctx: object = None) -> str | None:
+    """A validation error's location as a request field: ``result.chunks[1].index``.
+
+    List positions are written ``[n]``; a validator that checks several fields at once
+    (a chunk list's distinct indexes) names the one at fault in its context's ``subpath``.
+    """
+    path = ""
+    for part in loc:
+        if part in ("body", "query", "path"):
+            continue
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    subpath = ctx.get("subpath") if isinstance(ctx, dict) else None
+    if subpath:
+        path += subpath if subpath.startswith("[") else f".{subpath}"
+    return path.lstrip(".") or None
+
+
+def validation_summary(exc: ValidationError) -> str:
+    """The first error of a model's validation as ``field: message``."""
+    errors = exc.errors()
+    if not errors:
+        return str(exc)
+    first = errors[0]
+    field = field_path(first.get("loc", ()), first.get("ctx"))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{field + ': ' if field else ''}{first.get('msg', 'invalid')}{more}"
+
+
 def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
-    field = ".".join(loc) or None
+    field = field_path(first.get("loc", ()), first.get("ctx"))
     message = str(first.get("msg", "invalid request"))
     if first.get("type") == "json_invalid":
         ctx = first.get("ctx")

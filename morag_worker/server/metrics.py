@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -21,6 +21,12 @@ LEASE_WAIT = Histogram(
     "morag_server_lease_wait_seconds",
     "How long lease requests waited before returning (long-poll).",
     buckets=(0.001, 0.005, 0.02, 0.1, 0.5, 2, 5, 15, 30, 60),
+    registry=REGISTRY,
+)
+INDEX_FAILURES = Counter(
+    "morag_server_index_failures",
+    "Attempts to index a completed result that failed (the store itself being down "
+    "is not counted).",
     registry=REGISTRY,
 )
 #: A worker counts as online if it called within this window (heartbeats come every
@@ -43,6 +49,16 @@ class QueueCollector(Collector):
                 tasks.add_metric([task_type, state.value], counts.get((task_type, state.value), 0))
         yield tasks
         online = self.db.one("workers_online", since=time.time() - ONLINE_WINDOW_S) or {"n": 0}
+        index = self.db.one("index_counts") or {"pending": 0, "failed": 0}
+        rows = GaugeMetricFamily(
+            "morag_server_index_rows",
+            "Completed results by search-indexing state: pending (waiting or retrying) "
+            "or failed (given up; an admin retries them).",
+            labels=["state"],
+        )
+        for name in ("pending", "failed"):
+            rows.add_metric([name], index[name] or 0)
+        yield rows
         yield GaugeMetricFamily(
             "morag_server_workers_online",
             "Workers seen within the last 90 seconds.",

@@ -57,6 +57,12 @@ class ServerConfig:
     embedding_model: str = "all-MiniLM-L6-v2"
     #: Turn indexing into Qdrant off (results are still stored and served).
     index_results: bool = True
+    #: Failed attempts before the indexer gives up on a result and marks it failed: five
+    #: ride out a flaky moment, and one bad result never holds back the rows behind it.
+    index_max_attempts: int = 5
+    #: Wait before a failed result's next attempt: base * 2^(attempts - 1), capped at 5
+    #: minutes, so five attempts span about a minute and a quarter.
+    index_retry_backoff_s: float = 5.0
     #: Apply pending schema and data-dir migrations at start. Operators who migrate
     #: explicitly (``morag-server migrate``) turn it off; the server then refuses to
     #: start on a schema that is not current.

@@ -175,6 +175,14 @@ class ChunkStore:
             self._ensure_collection()
             return self._client.count(self.collection, count_filter=user_only, exact=True).count
 
+    def check_health(self) -> None:
+        """Raise when the store cannot serve at all (a Qdrant server that does not answer)."""
+        with self._lock:
+            self._client.get_collections()
+
+    def describe(self) -> str:
+        return "qdrant server" if not self._local else "qdrant local mode"
+
     def close(self) -> None:
         """Close the client (and release local mode's directory lock); idempotent."""
         with self._lock:
