@@ -94,7 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated task types served by worker plugins",
     )
     p.add_argument("--qdrant-url", default=env("MORAG_QDRANT_URL", ""))
-    p.add_argument("--qdrant-path", default=env("MORAG_QDRANT_PATH", ""))
+    p.add_argument(
+        "--qdrant-path",
+        default=env("MORAG_QDRANT_PATH", ""),
+        help="Qdrant local-mode data of releases up to 0.1.x, migrated into the embedded "
+        "store at start (default <data-dir>/qdrant)",
+    )
+    p.add_argument(
+        "--vector-path",
+        default=env("MORAG_VECTOR_PATH", ""),
+        help="the embedded vector store's directory (default <data-dir>/vectors); "
+        "unused with --qdrant-url",
+    )
     p.add_argument("--qdrant-api-key", default=env("MORAG_QDRANT_API_KEY", ""))
     p.add_argument("--embedding-model", default=env("MORAG_EMBEDDING_MODEL", "all-MiniLM-L6-v2"))
     p.add_argument("--no-index", action="store_true", help="store results without indexing")
@@ -146,6 +157,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         extra_task_types=extra,
         qdrant_url=args.qdrant_url,
         qdrant_path=args.qdrant_path,
+        vector_path=args.vector_path,
         qdrant_api_key=args.qdrant_api_key,
         embedding_model=args.embedding_model,
         index_results=not args.no_index,

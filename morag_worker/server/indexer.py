@@ -57,7 +57,7 @@ def open_storage(st: Any) -> Any:
             f"the server extra is not fully installed ({exc}); install morag-worker[server]"
         )
         return None
-    location = config.qdrant_url or config.qdrant_path or str(config.data_dir / "qdrant")
+    location = config.qdrant_url or str(config.resolved_vector_path())
     try:
         embedder = Embedder(config.embedding_model)
         return ChunkStore(location, embedder, api_key=config.qdrant_api_key or None)

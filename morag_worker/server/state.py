@@ -49,9 +49,13 @@ class ServerConfig:
     policy: QueuePolicy = field(default_factory=QueuePolicy)
     #: Extra task types served by worker plugins, beyond the built-in ones.
     extra_task_types: tuple[str, ...] = ()
-    #: Qdrant: a URL for a server/cluster, else embedded local mode under the data dir.
+    #: Qdrant: a URL for a server/cluster, else the embedded store under the data dir.
     qdrant_url: str = ""
+    #: Where releases up to 0.1.x kept Qdrant local mode (migrated at start): default
+    #: ``<data_dir>/qdrant``.
     qdrant_path: str = ""
+    #: The embedded vector store's directory: default ``<data_dir>/vectors``.
+    vector_path: str = ""
     qdrant_api_key: str = ""
     #: Embedding model for stored chunks and queries (local path or cached name).
     embedding_model: str = "all-MiniLM-L6-v2"
@@ -71,6 +75,12 @@ class ServerConfig:
     @property
     def task_types(self) -> tuple[str, ...]:
         return TASK_TYPES + tuple(t for t in self.extra_task_types if t not in TASK_TYPES)
+
+    def resolved_vector_path(self) -> Path:
+        return Path(self.vector_path) if self.vector_path else self.data_dir / "vectors"
+
+    def resolved_qdrant_path(self) -> Path:
+        return Path(self.qdrant_path) if self.qdrant_path else self.data_dir / "qdrant"
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'morag.db'}"
