@@ -4,6 +4,8 @@
     morag index failures [--limit N]       results the indexer gave up on, with the error
     morag index retry TASK_ID… | --all     queue failed results for indexing again
     morag index rebuild [--wait]           index every completed result again
+    morag index export [FILE]              every point as JSON lines (default: stdout)
+    morag index import FILE                upsert points exported before (- for stdin)
 
 Every command is an HTTP call to the server, which owns the database, the embedding
 model and the vector store; the CLI only asks and shows.
@@ -12,15 +14,22 @@ model and the vector store; the CLI only asks and shows.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
+
+import requests
 
 from morag_worker.cli.api import Api, ApiFailure
 
 #: Seconds between progress lines while ``rebuild --wait`` waits.
 PROGRESS_INTERVAL_S = 2.0
+#: Bytes per read while streaming an export or an import.
+STREAM_CHUNK_BYTES = 1 << 20
 
 
 def register(sub: Any) -> None:
@@ -36,6 +45,10 @@ def register(sub: Any) -> None:
     rebuild = commands.add_parser("rebuild", help="index every completed result again")
     rebuild.add_argument("--wait", action="store_true", help="show progress until done")
     rebuild.add_argument("--timeout", type=float, default=24 * 3600.0, help="seconds to wait")
+    export = commands.add_parser("export", help="every point (id, vector, payload) as JSON lines")
+    export.add_argument("file", nargs="?", default="-", help="where to write (default: stdout)")
+    load = commands.add_parser("import", help="upsert points from an export")
+    load.add_argument("file", help="an export's JSON lines (- for stdin)")
 
 
 def run(api: Api, args: argparse.Namespace) -> int:
@@ -45,6 +58,8 @@ def run(api: Api, args: argparse.Namespace) -> int:
         "failures": _failures,
         "retry": _retry,
         "rebuild": _rebuild,
+        "export": _export,
+        "import": _import,
     }
     return handlers[args.index_command](api, args)
 
@@ -106,3 +121,47 @@ def _rebuild(api: Api, args: argparse.Namespace) -> int:
         raise ApiFailure(f"rebuild still has {status['pending']} results pending")
     print(f"rebuild done: {total - status['failed']} indexed, {status['failed']} failed")
     return 1 if status["failed"] else 0
+
+
+def _export(api: Api, args: argparse.Namespace) -> int:
+    url = f"{api.base}/api/v1/index/export"
+    try:
+        with contextlib.ExitStack() as stack:
+            response = stack.enter_context(api.session.get(url, stream=True, timeout=api.timeout_s))
+            if response.status_code >= 400:
+                api._check(response)  # raises with the server's message
+            out = (
+                sys.stdout.buffer
+                if args.file == "-"
+                else stack.enter_context(Path(args.file).open("wb"))
+            )
+            lines = 0
+            for chunk in response.iter_content(STREAM_CHUNK_BYTES):
+                out.write(chunk)
+                lines += chunk.count(b"\n")
+    except requests.RequestException as exc:
+        raise ApiFailure(f"export from {api.base} broke off: {exc}") from None
+    except OSError as exc:
+        raise ApiFailure(f"{args.file}: {exc.strerror}") from None
+    print(f"exported {lines} points", file=sys.stderr)
+    return 0
+
+
+def _read(path: str) -> Iterator[bytes]:
+    with contextlib.ExitStack() as stack:
+        handle = sys.stdin.buffer if path == "-" else stack.enter_context(Path(path).open("rb"))
+        while chunk := handle.read(STREAM_CHUNK_BYTES):
+            yield chunk
+
+
+def _import(api: Api, args: argparse.Namespace) -> int:
+    if args.file != "-" and not Path(args.file).is_file():
+        raise ApiFailure(f"{args.file}: no such file")
+    reply = api._request(
+        "POST",
+        "/api/v1/index/import",
+        data=_read(args.file),
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    print(f"imported {reply['imported']} points")
+    return 0

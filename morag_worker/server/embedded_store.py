@@ -72,6 +72,11 @@ class StoredPoint:
     payload: dict[str, Any]
 
 
+def _marks(values: list[Any]) -> str:
+    """``?, ?, …`` for an ``IN (…)`` of these values."""
+    return ",".join("?" * len(values))
+
+
 def _unit(vectors: list[list[float]], dimension: int) -> np.ndarray:
     matrix = np.asarray(vectors, dtype=np.float32).reshape(-1, dimension)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -147,23 +152,22 @@ class EmbeddedStore:
         users = [row[0] for row in self._db.execute("SELECT DISTINCT user_id FROM points")]
         for user_id in users:
             partition = self._partition(user_id)
-            live = {row[0] for row in self._db.execute(
-                "SELECT label FROM points WHERE user_id = ?", (user_id,)
-            )}
+            live = {
+                row[0]
+                for row in self._db.execute(
+                    "SELECT label FROM points WHERE user_id = ?", (user_id,)
+                )
+            }
             path = self._graph_path(user_id)
             in_graph = partition.load(path, live) if path.exists() else set()
             missing = sorted(live - in_graph)
             for start in range(0, len(missing), 10000):
                 part = missing[start : start + 10000]
-                rows = self._db.execute(
-                    f"SELECT label, vector FROM points WHERE label IN ({','.join('?' * len(part))})",
-                    part,
-                ).fetchall()
+                sql = f"SELECT label, vector FROM points WHERE label IN ({_marks(part)})"
+                rows = self._db.execute(sql, part).fetchall()
                 self._add_rows(partition, rows)
             if missing:
-                logger.info(
-                    "vector store: {} points of a user wait for their graph", len(missing)
-                )
+                logger.info("vector store: {} points of a user wait for their graph", len(missing))
 
     def _add_rows(self, partition: Partition, rows: list[tuple[int, bytes]]) -> None:
         if not rows:
@@ -226,10 +230,8 @@ class EmbeddedStore:
         return label
 
     def _delete_ids(self, point_ids: list[str]) -> list[int]:
-        marks = ",".join("?" * len(point_ids))
-        rows = self._db.execute(
-            f"DELETE FROM points WHERE point_id IN ({marks}) RETURNING label", point_ids
-        ).fetchall()
+        sql = f"DELETE FROM points WHERE point_id IN ({_marks(point_ids)}) RETURNING label"
+        rows = self._db.execute(sql, point_ids).fetchall()
         return [row[0] for row in rows]
 
     def delete_task(self, user_id: str, task_id: str, keep: set[str] | None = None) -> int:
@@ -273,7 +275,7 @@ class EmbeddedStore:
         args: list[str] = [user_id]
         for column in _FILTER_COLUMNS:
             if column in filters:
-                sql += f" AND {column} IN ({','.join('?' * len(filters[column]))})"
+                sql += f" AND {column} IN ({_marks(filters[column])})"
                 args += filters[column]
         with self._lock:
             return [row[0] for row in self._db.execute(sql, args)]
@@ -283,7 +285,7 @@ class EmbeddedStore:
             return []
         with self._lock:
             rows = self._db.execute(
-                f"SELECT label, vector FROM points WHERE label IN ({','.join('?' * len(labels))})",
+                f"SELECT label, vector FROM points WHERE label IN ({_marks(labels)})",
                 labels,
             ).fetchall()
         matrix = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, self.dimension)
@@ -296,10 +298,8 @@ class EmbeddedStore:
             return []
         labels = [label for label, _ in found]
         with self._lock:
-            rows = dict(self._db.execute(
-                f"SELECT label, payload FROM points WHERE label IN ({','.join('?' * len(labels))})",
-                labels,
-            ).fetchall())
+            sql = f"SELECT label, payload FROM points WHERE label IN ({_marks(labels)})"
+            rows = dict(self._db.execute(sql, labels).fetchall())
         # A point replaced or deleted since the graph answered has no row: it is skipped.
         return [(score, json.loads(rows[label])) for label, score in found if label in rows]
 
@@ -365,7 +365,9 @@ class EmbeddedStore:
         """Write the graphs of changed users (a cache: losing them only costs rebuilding)."""
         with self._lock:
             dirty, self._dirty = self._dirty, set()
-            partitions = {user: self._partitions[user] for user in dirty if user in self._partitions}
+            partitions = {
+                user: self._partitions[user] for user in dirty if user in self._partitions
+            }
         for user_id, partition in partitions.items():
             partition.save(self._graph_path(user_id))
 

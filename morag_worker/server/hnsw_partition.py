@@ -13,6 +13,7 @@ stay marked deleted in the graph (``replace_deleted`` reuses its slot for a new 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,10 +225,8 @@ class Partition:
             graph.load_index(str(path), allow_replace_deleted=True)
             stored = set(graph.get_ids_list())
             for label in stored - live:
-                try:
+                with contextlib.suppress(RuntimeError):  # deleted before the graph was saved
                     graph.mark_deleted(label)
-                except RuntimeError:
-                    pass  # deleted before the graph was saved
             self.graph = graph
             self.in_graph = stored & live
             return set(self.in_graph)

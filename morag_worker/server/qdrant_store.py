@@ -40,11 +40,15 @@ def _filter(user_id: str, filters: dict[str, list[str]]) -> models.Filter:
 
 
 class QdrantStore:
-    """One collection on a Qdrant server; created on first use, checked when it exists."""
+    """One collection on a Qdrant server; created on first use, checked when it exists.
+
+    ``location`` is the server's URL (or ``:memory:``, qdrant-client's in-process
+    implementation of the same API, where no server can run).
+    """
 
     def __init__(
         self,
-        url: str,
+        location: str,
         dimension_of: Any,
         model_id: str,
         *,
@@ -60,7 +64,7 @@ class QdrantStore:
         # No version probe: it would make constructing (at server start) wait on the
         # network; the first use checks the collection, which is what matters.
         self._client = QdrantClient(
-            url=url, api_key=api_key, timeout=QDRANT_TIMEOUT_S, check_compatibility=False
+            location=location, api_key=api_key, timeout=QDRANT_TIMEOUT_S, check_compatibility=False
         )
 
     def describe(self) -> str:
@@ -69,7 +73,9 @@ class QdrantStore:
     # ---- writing ---------------------------------------------------------------------
 
     def upsert(self, points: list[StoredPoint]) -> None:
-        structs = [models.PointStruct(id=p.point_id, vector=p.vector, payload=p.payload) for p in points]
+        structs = [
+            models.PointStruct(id=p.point_id, vector=p.vector, payload=p.payload) for p in points
+        ]
         with self._lock:
             self._ensure_collection()
             for start in range(0, len(structs), UPSERT_BATCH):
@@ -79,9 +85,7 @@ class QdrantStore:
     def delete_task(self, user_id: str, task_id: str, keep: set[str] | None = None) -> int:
         scope = _filter(user_id, {"task_id": [task_id]})
         if keep:
-            scope = models.Filter(
-                must=[scope], must_not=[models.HasIdCondition(has_id=list(keep))]
-            )
+            scope = models.Filter(must=[scope], must_not=[models.HasIdCondition(has_id=list(keep))])
         with self._lock:
             self._ensure_collection()
             found = self._client.count(self.collection, count_filter=scope, exact=True).count
@@ -121,8 +125,7 @@ class QdrantStore:
                     self.collection, limit=batch, offset=offset, with_vectors=True
                 )
             for point in points:
-                vector = point.vector
-                assert isinstance(vector, list)
+                vector: Any = point.vector  # one unnamed dense vector per point
                 yield StoredPoint(str(point.id), [float(x) for x in vector], point.payload or {})
             if offset is None:
                 return
