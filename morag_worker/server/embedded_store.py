@@ -77,6 +77,20 @@ def _marks(values: list[Any]) -> str:
     return ",".join("?" * len(values))
 
 
+def _row(label: int, point: StoredPoint, vector: np.ndarray) -> tuple[Any, ...]:
+    payload = point.payload
+    return (
+        label,
+        point.point_id,
+        payload["user_id"],
+        payload["task_id"],
+        payload.get("source"),
+        payload.get("task_type"),
+        json.dumps(payload, separators=(",", ":")),
+        vector.astype(np.float32).tobytes(),
+    )
+
+
 def _unit(vectors: list[list[float]], dimension: int) -> np.ndarray:
     matrix = np.asarray(vectors, dtype=np.float32).reshape(-1, dimension)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -109,6 +123,11 @@ class EmbeddedStore:
         self._db.executescript(_SCHEMA)
         self._lock = threading.RLock()
         self._check_meta(model_id)
+        #: Labels are never reused (a saved graph may still hold a deleted one), so the
+        #: next is past the largest ever given, which AUTOINCREMENT records.
+        seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'points'").fetchone()
+        top = self._db.execute("SELECT max(label) FROM points").fetchone()[0]
+        self._next_label = max(seq[0] if seq else 0, top or 0) + 1
         self._partitions: dict[str, Partition] = {}
         self._dirty: set[str] = set()
         self._load_partitions()
@@ -189,50 +208,41 @@ class EmbeddedStore:
         """Store points (replacing any with the same id), durably, searchable at once."""
         if not points:
             return
+        points = list({p.point_id: p for p in points}.values())  # the last of a repeated id
         vectors = _unit([p.vector for p in points], self.dimension)
-        #: user -> (labels replaced, labels inserted, rows of ``vectors``)
-        groups: dict[str, tuple[list[int], list[int], list[int]]] = {}
+        users = [p.payload["user_id"] for p in points]
         with self._lock:
+            first = self._next_label
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for row, (point, vector) in enumerate(zip(points, vectors, strict=True)):
-                    old, new, rows = groups.setdefault(point.payload["user_id"], ([], [], []))
-                    old += self._delete_ids([point.point_id])
-                    new.append(self._insert(point, vector))
-                    rows.append(row)
+                old = self._delete_ids([p.point_id for p in points], with_users=True)
+                self._db.executemany(
+                    "INSERT INTO points (label, point_id, user_id, task_id, source, task_type,"
+                    " payload, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        _row(first + i, p, v)
+                        for i, (p, v) in enumerate(zip(points, vectors, strict=True))
+                    ),
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            self._dirty.update(groups)
-        for user_id, (old, new, rows) in groups.items():
+            self._next_label = first + len(points)
+            self._dirty.update(users)
+        labels = np.arange(first, first + len(points), dtype=np.int64)
+        for user_id in set(users):
             partition = self._partition(user_id)
-            partition.remove(old)
-            partition.add(np.asarray(new, dtype=np.int64), vectors[rows])
+            partition.remove([label for label, owner in old if owner == user_id])
+            rows = [i for i, owner in enumerate(users) if owner == user_id]
+            partition.add(labels[rows], vectors[rows])
 
-    def _insert(self, point: StoredPoint, vector: np.ndarray) -> int:
-        payload = point.payload
-        cursor = self._db.execute(
-            "INSERT INTO points (point_id, user_id, task_id, source, task_type, payload, vector)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                point.point_id,
-                payload["user_id"],
-                payload["task_id"],
-                payload.get("source"),
-                payload.get("task_type"),
-                json.dumps(payload, separators=(",", ":")),
-                vector.astype(np.float32).tobytes(),
-            ),
-        )
-        label = cursor.lastrowid
-        assert label is not None
-        return label
-
-    def _delete_ids(self, point_ids: list[str]) -> list[int]:
-        sql = f"DELETE FROM points WHERE point_id IN ({_marks(point_ids)}) RETURNING label"
+    def _delete_ids(self, point_ids: list[str], with_users: bool = False) -> list[Any]:
+        """Delete rows by point id; returns their labels (with their users if asked)."""
+        returning = "label, user_id" if with_users else "label"
+        sql = f"DELETE FROM points WHERE point_id IN ({_marks(point_ids)}) RETURNING {returning}"
         rows = self._db.execute(sql, point_ids).fetchall()
-        return [row[0] for row in rows]
+        return [tuple(row) if with_users else row[0] for row in rows]
 
     def delete_task(self, user_id: str, task_id: str, keep: set[str] | None = None) -> int:
         """Delete the task's points except those whose ids are in ``keep``; returns how many."""
