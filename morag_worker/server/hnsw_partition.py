@@ -71,6 +71,11 @@ class _Tail:
         start = self.size - count
         taken = self._labels[start : self.size].copy(), self._vectors[start : self.size].copy()
         self.size = start
+        if self.size < len(self._labels) // 4:
+            # A drained tail gives its memory back (a bulk load leaves it large).
+            capacity = max(2 * self.size, 256)
+            self._labels = self._labels[:capacity].copy()
+            self._vectors = self._vectors[:capacity].copy()
         return taken
 
     def remove(self, labels: np.ndarray) -> None:
