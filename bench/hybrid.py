@@ -31,17 +31,91 @@ from morag_worker.models.embeddings import Embedder
 
 #: Kind of place -> (words a query uses instead, products -> their paraphrases).
 KINDS: dict[str, tuple[list[str], dict[str, str]]] = {
-    "bakery": (["bread shop", "baker's"], {"rye bread": "dark loaves", "croissants": "flaky French pastries", "wedding cakes": "tiered celebration sponges"}),
-    "ferry service": (["boat crossing", "water shuttle"], {"car transport": "carrying vehicles over the water", "island tours": "sightseeing trips around the isles", "freight": "shipping cargo"}),
-    "sawmill": (["timber mill", "lumber yard"], {"pine planks": "softwood boards", "oak beams": "hardwood rafters", "wood pellets": "compressed fuel for stoves"}),
-    "brewery": (["beer maker", "ale house"], {"pale ale": "light hoppy beer", "stout": "dark roasted beer", "cider": "fermented apple drink"}),
-    "dairy": (["milk farm", "creamery"], {"goat cheese": "cheese from goats", "butter": "churned cream spread", "yoghurt": "cultured milk pots"}),
-    "pottery": (["ceramics workshop", "clay studio"], {"glazed bowls": "shiny fired dishes", "tiles": "ceramic wall squares", "vases": "flower holders"}),
+    "bakery": (
+        ["bread shop", "baker's"],
+        {
+            "rye bread": "dark loaves",
+            "croissants": "flaky French pastries",
+            "wedding cakes": "tiered celebration sponges",
+        },
+    ),
+    "ferry service": (
+        ["boat crossing", "water shuttle"],
+        {
+            "car transport": "carrying vehicles over the water",
+            "island tours": "sightseeing trips around the isles",
+            "freight": "shipping cargo",
+        },
+    ),
+    "sawmill": (
+        ["timber mill", "lumber yard"],
+        {
+            "pine planks": "softwood boards",
+            "oak beams": "hardwood rafters",
+            "wood pellets": "compressed fuel for stoves",
+        },
+    ),
+    "brewery": (
+        ["beer maker", "ale house"],
+        {
+            "pale ale": "light hoppy beer",
+            "stout": "dark roasted beer",
+            "cider": "fermented apple drink",
+        },
+    ),
+    "dairy": (
+        ["milk farm", "creamery"],
+        {
+            "goat cheese": "cheese from goats",
+            "butter": "churned cream spread",
+            "yoghurt": "cultured milk pots",
+        },
+    ),
+    "pottery": (
+        ["ceramics workshop", "clay studio"],
+        {
+            "glazed bowls": "shiny fired dishes",
+            "tiles": "ceramic wall squares",
+            "vases": "flower holders",
+        },
+    ),
 }
-TOWNS = ["Torvik", "Ellesmere", "Quarndon", "Halvard", "Brisco", "Oakhampton", "Lindqvist",
-         "Marrow Bay", "Saltcombe", "Drummore", "Kelso Ridge", "Fenwick"]
-_SYLLABLES = ["var", "nholt", "bre", "ck", "ost", "fel", "dan", "mir", "ska", "lun", "tor", "vik",
-              "hal", "gren", "wyn", "dell", "ash", "bourne", "quill", "stead"]
+TOWNS = [
+    "Torvik",
+    "Ellesmere",
+    "Quarndon",
+    "Halvard",
+    "Brisco",
+    "Oakhampton",
+    "Lindqvist",
+    "Marrow Bay",
+    "Saltcombe",
+    "Drummore",
+    "Kelso Ridge",
+    "Fenwick",
+]
+_SYLLABLES = [
+    "var",
+    "nholt",
+    "bre",
+    "ck",
+    "ost",
+    "fel",
+    "dan",
+    "mir",
+    "ska",
+    "lun",
+    "tor",
+    "vik",
+    "hal",
+    "gren",
+    "wyn",
+    "dell",
+    "ash",
+    "bourne",
+    "quill",
+    "stead",
+]
 VOICES = [
     "{name} is a {kind} in {town}. It was founded in {year} and employs {staff} people. "
     "Most of its trade is {product}, and locals say the queue starts before eight.",
@@ -68,15 +142,27 @@ def corpus(entities: int, seed: int) -> tuple[list[str], list[tuple[str, str, in
         while not name or name in names:
             name = "".join(rng.choice(_SYLLABLES) for _ in range(3)).capitalize()
         names.add(name)
-        fields = {"name": name, "kind": kind, "town": town, "product": product,
-                  "year": rng.randint(1850, 2015), "staff": rng.randint(3, 90)}
+        fields = {
+            "name": name,
+            "kind": kind,
+            "town": town,
+            "product": product,
+            "year": rng.randint(1850, 2015),
+            "staff": rng.randint(3, 90),
+        }
         chunks.append(rng.choice(VOICES).format(**fields))
         synonyms, products = KINDS[kind]
         fields.update(kind_syn=rng.choice(synonyms), product_syn=products[product])
         for kind_of_query, template in QUESTIONS.items():
-            if kind_of_query == "mixed" and sum(
-                1 for k, t, p in combos[:entities] if t == town and KINDS[k][1].get(p) == products[product]
-            ) > 1:
+            if (
+                kind_of_query == "mixed"
+                and sum(
+                    1
+                    for k, t, p in combos[:entities]
+                    if t == town and KINDS[k][1].get(p) == products[product]
+                )
+                > 1
+            ):
                 continue  # would have two right answers
             queries.append((kind_of_query, template.format(**fields), index))
     return chunks, queries
@@ -101,7 +187,13 @@ class Bm25:
         scores = []
         for doc, length in zip(self.docs, self.lengths, strict=True):
             norm = self.k1 * (1 - self.b + self.b * length / self.avg)
-            scores.append(sum(self.idf[t] * doc[t] * (self.k1 + 1) / (doc[t] + norm) for t in terms if t in doc))
+            scores.append(
+                sum(
+                    self.idf[t] * doc[t] * (self.k1 + 1) / (doc[t] + norm)
+                    for t in terms
+                    if t in doc
+                )
+            )
         return sorted(range(len(scores)), key=lambda i: -scores[i])
 
 
@@ -116,8 +208,12 @@ def rrf(*rankings: list[int], k: int = 60, depth: int = 100) -> list[int]:
 def scores(rankings: list[list[int]], truth: list[int]) -> tuple[float, float, float]:
     r1 = np.mean([r[0] == t for r, t in zip(rankings, truth, strict=True)])
     r5 = np.mean([t in r[:5] for r, t in zip(rankings, truth, strict=True)])
-    mrr = np.mean([1 / (r[:10].index(t) + 1) if t in r[:10] else 0.0
-                   for r, t in zip(rankings, truth, strict=True)])
+    mrr = np.mean(
+        [
+            1 / (r[:10].index(t) + 1) if t in r[:10] else 0.0
+            for r, t in zip(rankings, truth, strict=True)
+        ]
+    )
     return float(r1), float(r5), float(mrr)
 
 
@@ -128,7 +224,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3", help="corpora to average over")
     args = parser.parse_args()
     embedder = Embedder(args.model)
-    print(f"{'queries':<10} {'method':<7} {'recall@1':>9} {'recall@5':>9} {'MRR@10':>7} {'vs dense':>9}")
+    print(
+        f"{'queries':<10} {'method':<7} {'recall@1':>9} {'recall@5':>9} "
+        f"{'MRR@10':>7} {'vs dense':>9}"
+    )
     totals: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         chunks, queries = corpus(args.entities, seed)
@@ -147,7 +246,9 @@ def main() -> None:
         base = np.mean(totals[(kind, "dense")], axis=0)
         for method in ("dense", "bm25", "hybrid"):
             r1, r5, mrr = np.mean(totals[(kind, method)], axis=0)
-            print(f"{kind:<10} {method:<7} {r1:>9.3f} {r5:>9.3f} {mrr:>7.3f} {mrr / base[2]:>8.2f}x")
+            print(
+                f"{kind:<10} {method:<7} {r1:>9.3f} {r5:>9.3f} {mrr:>7.3f} {mrr / base[2]:>8.2f}x"
+            )
 
 
 if __name__ == "__main__":

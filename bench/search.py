@@ -42,11 +42,46 @@ CHUNKS_PER_TASK = 20
 TOPICS = 2000
 BATCH = 256
 QUERIES = 200
-_WORDS = (
-    "model worker queue lease vector search document page table heading audio speaker "
-    "transcript chunk embedding server cluster retry result token budget harbour tide "
-    "the a of to and in is for on with that by from as at"
-).split()
+_WORDS = [
+    "model",
+    "worker",
+    "queue",
+    "lease",
+    "vector",
+    "search",
+    "document",
+    "page",
+    "table",
+    "heading",
+    "audio",
+    "speaker",
+    "transcript",
+    "chunk",
+    "embedding",
+    "server",
+    "cluster",
+    "retry",
+    "result",
+    "token",
+    "budget",
+    "harbour",
+    "tide",
+    "the",
+    "a",
+    "of",
+    "to",
+    "and",
+    "in",
+    "is",
+    "for",
+    "on",
+    "with",
+    "that",
+    "by",
+    "from",
+    "as",
+    "at",
+]
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -98,7 +133,7 @@ class Corpus:
     def queries(self) -> list[tuple[str, np.ndarray]]:
         rng = np.random.default_rng(99)
         picked = []
-        for q in range(QUERIES):
+        for _ in range(QUERIES):
             vectors, payloads = self.batch(int(rng.integers(0, self.size // BATCH)) * BATCH)
             i = int(rng.integers(len(payloads)))
             noisy = _unit(vectors[i : i + 1] + 0.05 * rng.standard_normal((1, DIM)))[0]
