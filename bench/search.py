@@ -97,14 +97,16 @@ class Corpus:
         self.topics = rng.standard_normal((TOPICS, DIM)).astype(np.float32)
         self.text = " ".join(rng.choice(_WORDS, 150))
 
+    def center(self, task: int) -> np.ndarray:
+        """A document's centre: its topic plus what makes this document its own."""
+        rng = np.random.default_rng(task + 10**9)
+        return self.topics[rng.integers(TOPICS)] + 0.8 * rng.standard_normal(DIM)
+
     def batch(self, start: int) -> tuple[np.ndarray, list[dict]]:
         count = min(BATCH, self.size - start)
         rng = np.random.default_rng(start + 1)
         tasks = (start + np.arange(count)) // CHUNKS_PER_TASK
-        task_rng = [np.random.default_rng(int(t) + 10**9) for t in tasks]
-        centers = np.stack(
-            [self.topics[r.integers(TOPICS)] + 0.8 * r.standard_normal(DIM) for r in task_rng]
-        )
+        centers = np.stack([self.center(int(t)) for t in tasks])
         vectors = _unit(centers + 0.9 * rng.standard_normal((count, DIM)).astype(np.float32))
         payloads = []
         for i, task in enumerate(tasks):
@@ -131,13 +133,16 @@ class Corpus:
             yield self.batch(start)
 
     def queries(self) -> list[tuple[str, np.ndarray]]:
+        """Questions about stored documents, worded like none of their chunks: each is
+        a fresh draw around a document's centre, as far from its chunks (cosine ~0.5)
+        as they are from each other."""
         rng = np.random.default_rng(99)
         picked = []
+        tasks = max(1, self.size // CHUNKS_PER_TASK)
         for _ in range(QUERIES):
-            vectors, payloads = self.batch(int(rng.integers(0, self.size // BATCH)) * BATCH)
-            i = int(rng.integers(len(payloads)))
-            noisy = _unit(vectors[i : i + 1] + 0.05 * rng.standard_normal((1, DIM)))[0]
-            picked.append((payloads[i]["user_id"], noisy))
+            task = int(rng.integers(tasks))
+            noise = 0.9 * rng.standard_normal((1, DIM))
+            picked.append((f"user{task % USERS}", _unit(self.center(task) + noise)[0]))
         return picked
 
 

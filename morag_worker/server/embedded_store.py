@@ -22,22 +22,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from loguru import logger
 
-from morag_worker.errors import ConfigError
+from morag_worker.server.embedded_rows import (
+    StoredPoint,
+    check_meta,
+    marks,
+    next_label,
+    open_points,
+    row_values,
+    unit,
+)
 from morag_worker.server.hnsw_partition import HnswParams, Partition
 
-#: Format of points.sqlite3; a reader refuses a newer one.
-FORMAT_VERSION = 1
+__all__ = ["EmbeddedStore", "StoredPoint"]
+
 #: Seconds between saves of changed graphs: a crash costs at most this much rebuilding.
 SAVE_INTERVAL_S = 300.0
 #: Builder's idle wait when no partition has a tail to move.
@@ -46,55 +52,6 @@ BUILD_IDLE_S = 0.5
 #: a broader one searches the graph with a label filter.
 EXACT_FILTER_MAX = 20000
 _FILTER_COLUMNS = ("task_id", "source", "task_type")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS points (
-    label INTEGER PRIMARY KEY AUTOINCREMENT,
-    point_id TEXT NOT NULL UNIQUE,
-    user_id TEXT NOT NULL,
-    task_id TEXT NOT NULL,
-    source TEXT,
-    task_type TEXT,
-    payload TEXT NOT NULL,
-    vector BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS points_user_task ON points (user_id, task_id);
-"""
-
-
-@dataclass(frozen=True)
-class StoredPoint:
-    """A point as stored: its id, unit vector and payload (``user_id``, ``task_id`` …)."""
-
-    point_id: str
-    vector: list[float]
-    payload: dict[str, Any]
-
-
-def _marks(values: list[Any]) -> str:
-    """``?, ?, …`` for an ``IN (…)`` of these values."""
-    return ",".join("?" * len(values))
-
-
-def _row(label: int, point: StoredPoint, vector: np.ndarray) -> tuple[Any, ...]:
-    payload = point.payload
-    return (
-        label,
-        point.point_id,
-        payload["user_id"],
-        payload["task_id"],
-        payload.get("source"),
-        payload.get("task_type"),
-        json.dumps(payload, separators=(",", ":")),
-        vector.astype(np.float32).tobytes(),
-    )
-
-
-def _unit(vectors: list[list[float]], dimension: int) -> np.ndarray:
-    matrix = np.asarray(vectors, dtype=np.float32).reshape(-1, dimension)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms == 0, 1.0, norms)
 
 
 class EmbeddedStore:
@@ -115,22 +72,10 @@ class EmbeddedStore:
         self.dimension = dimension
         self.params = params or HnswParams()
         (directory / "graphs").mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            directory / "points.sqlite3", isolation_level=None, check_same_thread=False
-        )
-        # Rows are ~3 kB (a 384-dim vector and a chunk's text): 16 KiB pages hold several
-        # without overflow pages (upserts ran ~20 % faster than with 4 KiB pages).
-        self._db.execute("PRAGMA page_size=16384")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_points(directory / "points.sqlite3")
         self._lock = threading.RLock()
-        self._check_meta(model_id)
-        #: Labels are never reused (a saved graph may still hold a deleted one), so the
-        #: next is past the largest ever given, which AUTOINCREMENT records.
-        seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'points'").fetchone()
-        top = self._db.execute("SELECT max(label) FROM points").fetchone()[0]
-        self._next_label = max(seq[0] if seq else 0, top or 0) + 1
+        check_meta(self._db, directory, dimension, model_id)
+        self._next_label = next_label(self._db)
         self._partitions: dict[str, Partition] = {}
         self._dirty: set[str] = set()
         self._load_partitions()
@@ -139,32 +84,6 @@ class EmbeddedStore:
         self._builder.start()
 
     # ---- opening ---------------------------------------------------------------------
-
-    def _check_meta(self, model_id: str | None) -> None:
-        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        if not meta:
-            rows = [("format", str(FORMAT_VERSION)), ("dimension", str(self.dimension))]
-            rows += [("embedding_model", model_id)] if model_id else []
-            self._db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
-            return
-        if int(meta.get("format", 0)) > FORMAT_VERSION:
-            raise ConfigError(
-                f"{self.directory} was written by a newer morag-server (format "
-                f"{meta['format']}); run that release"
-            )
-        if int(meta["dimension"]) != self.dimension:
-            raise ConfigError(
-                f"the vector store {self.directory} holds vectors of dimension "
-                f"{meta['dimension']}, but the embedding model {model_id} makes "
-                f"{self.dimension}: configure the model it was built with, or another path"
-            )
-        stored = meta.get("embedding_model")
-        if stored and model_id and stored != model_id:
-            raise ConfigError(
-                f"the vector store {self.directory} was built with the embedding model "
-                f"{stored}, not {model_id}: its vectors are not comparable; configure that "
-                "model, or another path"
-            )
 
     def _graph_path(self, user_id: str) -> Path:
         name = hashlib.sha256(user_id.encode()).hexdigest()[:32]
@@ -185,7 +104,7 @@ class EmbeddedStore:
             missing = sorted(live - in_graph)
             for start in range(0, len(missing), 10000):
                 part = missing[start : start + 10000]
-                sql = f"SELECT label, vector FROM points WHERE label IN ({_marks(part)})"
+                sql = f"SELECT label, vector FROM points WHERE label IN ({marks(part)})"
                 rows = self._db.execute(sql, part).fetchall()
                 self._add_rows(partition, rows)
             if missing:
@@ -212,7 +131,7 @@ class EmbeddedStore:
         if not points:
             return
         points = list({p.point_id: p for p in points}.values())  # the last of a repeated id
-        vectors = _unit([p.vector for p in points], self.dimension)
+        vectors = unit([p.vector for p in points], self.dimension)
         users = [p.payload["user_id"] for p in points]
         with self._lock:
             first = self._next_label
@@ -223,7 +142,7 @@ class EmbeddedStore:
                     "INSERT INTO points (label, point_id, user_id, task_id, source, task_type,"
                     " payload, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        _row(first + i, p, v)
+                        row_values(first + i, p, v)
                         for i, (p, v) in enumerate(zip(points, vectors, strict=True))
                     ),
                 )
@@ -243,7 +162,7 @@ class EmbeddedStore:
     def _delete_ids(self, point_ids: list[str], with_users: bool = False) -> list[Any]:
         """Delete rows by point id; returns their labels (with their users if asked)."""
         returning = "label, user_id" if with_users else "label"
-        sql = f"DELETE FROM points WHERE point_id IN ({_marks(point_ids)}) RETURNING {returning}"
+        sql = f"DELETE FROM points WHERE point_id IN ({marks(point_ids)}) RETURNING {returning}"
         rows = self._db.execute(sql, point_ids).fetchall()
         return [tuple(row) if with_users else row[0] for row in rows]
 
@@ -267,7 +186,7 @@ class EmbeddedStore:
         self, user_id: str, vector: list[float], limit: int, filters: dict[str, list[str]]
     ) -> list[tuple[float, dict[str, Any]]]:
         """``user_id``'s ``limit`` points nearest to ``vector``: (cosine, payload), best first."""
-        query = _unit([vector], self.dimension)[0]
+        query = unit([vector], self.dimension)[0]
         with self._lock:
             partition = self._partitions.get(user_id)
         if partition is None:
@@ -288,7 +207,7 @@ class EmbeddedStore:
         args: list[str] = [user_id]
         for column in _FILTER_COLUMNS:
             if column in filters:
-                sql += f" AND {column} IN ({_marks(filters[column])})"
+                sql += f" AND {column} IN ({marks(filters[column])})"
                 args += filters[column]
         with self._lock:
             return [row[0] for row in self._db.execute(sql, args)]
@@ -298,7 +217,7 @@ class EmbeddedStore:
             return []
         with self._lock:
             rows = self._db.execute(
-                f"SELECT label, vector FROM points WHERE label IN ({_marks(labels)})",
+                f"SELECT label, vector FROM points WHERE label IN ({marks(labels)})",
                 labels,
             ).fetchall()
         matrix = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, self.dimension)
@@ -311,7 +230,7 @@ class EmbeddedStore:
             return []
         labels = [label for label, _ in found]
         with self._lock:
-            sql = f"SELECT label, payload FROM points WHERE label IN ({_marks(labels)})"
+            sql = f"SELECT label, payload FROM points WHERE label IN ({marks(labels)})"
             rows = dict(self._db.execute(sql, labels).fetchall())
         # A point replaced or deleted since the graph answered has no row: it is skipped.
         return [(score, json.loads(rows[label])) for label, score in found if label in rows]
@@ -320,6 +239,14 @@ class EmbeddedStore:
         with self._lock:
             row = self._db.execute("SELECT count(*) FROM points WHERE user_id = ?", (user_id,))
             return int(row.fetchone()[0])
+
+    def check_health(self) -> None:
+        """Raise when the store's database cannot be read (closed, unreadable file)."""
+        with self._lock:
+            self._db.execute("SELECT count(*) FROM meta").fetchone()
+
+    def describe(self) -> str:
+        return f"embedded HNSW store at {self.directory}"
 
     def total(self) -> int:
         with self._lock:
