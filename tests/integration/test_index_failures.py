@@ -279,3 +279,30 @@ def _pythonpath() -> dict[str, str]:
     import os
 
     return {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+
+
+def test_a_store_that_is_down_is_not_blamed_on_the_rows(
+    cluster_factory: Callable[..., Cluster],
+) -> None:
+    # A Qdrant URL where nothing listens: every upsert fails, and the health check too.
+    from morag_worker.cli.local import free_port
+
+    dead_store = f"http://127.0.0.1:{free_port()}"
+    cluster = cluster_factory("--qdrant-url", dead_store, "--index-max-attempts", "1", index=True)
+    user = cluster.user("alice")
+    worker = _auth(cluster.key("alice", "worker"))
+    task_id = user.post_json("/api/v1/tasks", {"task_type": "noop"})["task_id"]
+    tokens = _lease(cluster, worker, 1)
+    reply = _complete(
+        cluster, worker, task_id, tokens[task_id], {"content": "x", "chunks": _chunks("a tide")}
+    )
+    assert reply.status_code == 200
+    wait_for(
+        lambda: "the vector store is unavailable" in cluster.server.log(), 120, "a failed attempt"
+    )
+    info = user.get(f"/api/v1/tasks/{task_id}")
+    # With one attempt allowed, blaming the row would have marked it failed at once.
+    assert info["index_state"] == "pending" and info["index_attempts"] == 0
+    assert cluster.admin.get("/api/v1/index/failures")["failures"] == []
+    metrics = requests.get(f"{cluster.url}/metrics", timeout=10).text
+    assert "morag_server_index_failures_total 0.0" in metrics
