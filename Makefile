@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-$(shell cat setup.cfg setup.py Makefile | sha1sum | 
 TORCH ?= torch==2.13.0
 EXTRAS ?= all,test,bench,models
 APT_PACKAGES := tesseract-ocr tesseract-ocr-eng espeak-ng sox ffmpeg fonts-dejavu-core \
-                systemd prometheus g++
+                systemd prometheus nginx g++
 export OMP_NUM_THREADS ?= 1
 export OMP_THREAD_LIMIT ?= 1
 export HF_HUB_OFFLINE := 1
@@ -47,7 +47,7 @@ test: system-deps install
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: install
-	$(VENV)/bin/ruff check morag_worker tests bench
+	$(VENV)/bin/ruff check morag_worker tests bench scripts
 	$(VENV)/bin/ruff format --check morag_worker
 	$(VENV)/bin/mypy morag_worker
 

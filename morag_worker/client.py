@@ -14,6 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urljoin
@@ -29,14 +30,17 @@ from morag_worker.protocol import (
     HeartbeatResponse,
     InputFile,
     LeaseRequest,
-    LeaseResponse,
     RegisterRequest,
     RegisterResponse,
     ReleaseRequest,
     ResultRequest,
+    TaskSpec,
 )
 
 M = TypeVar("M", bound=BaseModel)
+
+#: Header naming the supervisor instance on every call after registration.
+INSTANCE_HEADER = "X-Morag-Worker-Instance"
 
 #: Seconds to wait for a TCP connection: a healthy server on a LAN answers in milliseconds.
 CONNECT_TIMEOUT_S = 5.0
@@ -50,13 +54,17 @@ DOWNLOAD_CHUNK_BYTES = 1 << 20
 
 
 class ServerError(Exception):
-    """The server refused a call; ``message`` is its explanation."""
+    """The server refused a call; ``message`` is its explanation, ``details`` the
+    structured facts some errors carry."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"HTTP {status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.details = details or {}
 
 
 class LeaseLostError(ServerError):
@@ -68,13 +76,16 @@ class Unreachable(Exception):
 
 
 def _error_of(response: requests.Response) -> ServerError:
+    details: dict[str, Any] = {}
     try:
         detail = response.json()["error"]
         code, message = str(detail.get("code", "error")), str(detail.get("message", ""))
+        if isinstance(detail.get("details"), dict):
+            details = detail["details"]
     except (ValueError, KeyError, TypeError, AttributeError):
         code, message = "error", response.text[:500]
-    cls = LeaseLostError if response.status_code == 409 else ServerError
-    return cls(response.status_code, code, message)
+    cls = LeaseLostError if code == "lease_lost" else ServerError
+    return cls(response.status_code, code, message[:2000], details)
 
 
 def backoff_s(attempt: int, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKOFF_CAP_S) -> float:
@@ -110,6 +121,11 @@ class WorkerClient:
     def close(self) -> None:
         self._closed.set()
         self.session.close()
+
+    def set_instance(self, instance_id: str) -> None:
+        """Send the instance id the server issued at registration on every later call."""
+        if instance_id:
+            self.session.headers[INSTANCE_HEADER] = instance_id
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -193,7 +209,10 @@ class WorkerClient:
         )
         return self._model(RegisterResponse, response)
 
-    def lease(self, body: LeaseRequest, retry_for_s: float) -> LeaseResponse:
+    def lease(self, body: LeaseRequest, retry_for_s: float) -> LeaseReply:
+        """Lease tasks. Each task is read on its own: one the worker cannot read (deeply
+        nested or malformed parameters) is returned in ``unreadable`` instead of making
+        the whole reply, and every other task in it, unreadable."""
         response = self.call(
             "POST",
             f"{API_PREFIX}/workers/{self.worker_id}/lease",
@@ -202,7 +221,7 @@ class WorkerClient:
             read_timeout_s=body.wait_seconds + READ_TIMEOUT_S,
             retry_for_s=retry_for_s,
         )
-        return self._model(LeaseResponse, response)
+        return read_lease_reply(response.status_code, response.content)
 
     def heartbeat(self, body: HeartbeatRequest, retry_for_s: float) -> HeartbeatResponse:
         response = self.call(
@@ -284,6 +303,40 @@ class WorkerClient:
                 time.sleep(backoff_s(attempt))
                 attempt += 1
         _verify(dest, file)
+
+
+@dataclass(frozen=True)
+class LeaseReply:
+    tasks: list[TaskSpec]
+    #: (task_id, lease_token, why) of tasks that could not be read.
+    unreadable: list[tuple[str, str, str]]
+
+
+def read_lease_reply(status: int, content: bytes) -> LeaseReply:
+    try:
+        raw = json.loads(content)
+        items = raw["tasks"]
+        if not isinstance(items, list):
+            raise TypeError("tasks is not a list")
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise ServerError(status, "bad_reply", f"the lease reply is not readable: {exc}") from None
+    tasks, unreadable = [], []
+    for item in items:
+        try:
+            tasks.append(TaskSpec.model_validate(item))
+        except (ValidationError, RecursionError, ValueError) as exc:
+            ident = item if isinstance(item, dict) else {}
+            task_id, token = str(ident.get("task_id", ""))[:64], str(ident.get("lease_token", ""))
+            unreadable.append((task_id, token[:128], _first_error(exc)))
+    return LeaseReply(tasks, unreadable)
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))[:200]
+        return f"{where}: {first.get('msg', 'invalid')}"[:500]
+    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 def batch_body(items: list[tuple[str, ResultRequest]]) -> bytes:

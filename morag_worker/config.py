@@ -17,10 +17,11 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from morag_worker.cli.args import Parser, add_version
 from morag_worker.errors import ConfigError
 from morag_worker.processors import settings as processor_settings
 from morag_worker.processors.settings import ProcessorSettings
-from morag_worker.supervisor.limits import MemoryLimit, parse_memory_limit
+from morag_worker.supervisor.limits import Amount, MemoryLimit, parse_amount, parse_memory_limit
 from morag_worker.supervisor.routing import DEFAULT_POOL_TYPES, parse_pool_types
 
 #: (flag, environment variables in order of precedence, default, help)
@@ -39,7 +40,32 @@ _OPTIONS: list[tuple[str, tuple[str, ...], str, str]] = [
     ),
     ("--timeout", ("MORAG_TASK_TIMEOUT",), "86400", "cap on any task's run time, seconds"),
     ("--health-port", ("MORAG_HEALTH_PORT",), "8080", "port of /health /ready /status /metrics"),
-    ("--health-host", ("MORAG_HEALTH_HOST",), "0.0.0.0", "address the health endpoint binds"),
+    (
+        "--health-host",
+        ("MORAG_HEALTH_HOST",),
+        "127.0.0.1",
+        "address the health endpoint binds (0.0.0.0 in containers, for probes and scrapes)",
+    ),
+    (
+        "--status-token",
+        ("MORAG_STATUS_TOKEN",),
+        "",
+        "lets other hosts read /status with 'Authorization: Bearer TOKEN'; without it "
+        "/status answers loopback callers only",
+    ),
+    (
+        "--min-free-disk",
+        ("MORAG_MIN_FREE_DISK",),
+        "1G",
+        "stop leasing while the work dir has less free space: a size (2G) or %% of the "
+        "disk; 0 turns the check off",
+    ),
+    (
+        "--max-result-bytes",
+        ("MORAG_MAX_RESULT_BYTES",),
+        "256M",
+        "largest result a task may return (bigger ones fail as result_too_large)",
+    ),
     ("--gpus", ("MORAG_GPUS",), "", "0,1 | all | none (default: all for gpu workers)"),
     ("--procs-per-gpu", ("MORAG_PROCS_PER_GPU",), "1", "children per GPU"),
     ("--cpu-procs", ("MORAG_CPU_PROCS",), "", "CPU children (document and web tasks)"),
@@ -84,6 +110,13 @@ _OPTIONS: list[tuple[str, tuple[str, ...], str, str]] = [
         "seconds an idle child may go without a heartbeat before it is restarted",
     ),
     (
+        "--quarantine-probe",
+        ("MORAG_QUARANTINE_PROBE",),
+        "60",
+        "seconds before a quarantined child is tried again with a fresh process (doubling "
+        "with each quarantine, up to 30 minutes)",
+    ),
+    (
         "--pool-types",
         ("MORAG_POOL_TYPES",),
         DEFAULT_POOL_TYPES,
@@ -125,17 +158,28 @@ class SupervisorConfig:
     pool_types: dict[str, frozenset[str]] = field(
         default_factory=lambda: parse_pool_types(DEFAULT_POOL_TYPES)
     )
+    #: The worker id was configured (not the ``<hostname>-<type>`` default).
+    worker_id_explicit: bool = False
+    status_token: str = ""
+    #: Free space the work dir keeps before leasing stops (bytes or a share of the disk).
+    min_free_disk: Amount = field(default_factory=lambda: Amount(bytes=1 << 30))
+    max_result_bytes: int = 256 << 20
+    quarantine_probe_s: float = 60.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="morag-supervisor",
-        description="Lease tasks from a morag-server and run them in GPU/CPU child processes.",
+        description="Lease tasks from a morag-server and run them in GPU/CPU child processes. "
+        "Flags win over environment variables, which win over the --env-file.",
     )
+    add_version(parser)
     for flag, envs, default, help_text in _OPTIONS:
         where = "/".join(envs)
         parser.add_argument(flag, default=None, help=f"{help_text} [{where}; default {default!r}]")
-    parser.add_argument("--env-file", default=".env", help="dotenv file read under the environment")
+    parser.add_argument(
+        "--env-file", default=".env", help="dotenv file read under the environment [default .env]"
+    )
     processor_settings.add_arguments(parser)
     return parser
 
@@ -263,4 +307,19 @@ def load_config(
             "--child-unresponsive-timeout", get("--child-unresponsive-timeout"), float, 1
         ),
         pool_types=parse_pool_types(get("--pool-types")),
+        worker_id_explicit=bool(get("--worker-id")),
+        quarantine_probe_s=_number("--quarantine-probe", get("--quarantine-probe"), float, 0.1),
+        status_token=get("--status-token"),
+        min_free_disk=_optional_amount("--min-free-disk", get("--min-free-disk")),
+        max_result_bytes=_optional_amount("--max-result-bytes", get("--max-result-bytes")).bytes,
     )
+
+
+def _optional_amount(flag: str, raw: str) -> Amount:
+    """A size or share; ``0`` (or empty) means none."""
+    if raw.strip() in ("", "0"):
+        return Amount()
+    amount = parse_amount(flag, raw)
+    if flag == "--max-result-bytes" and amount.share:
+        raise ConfigError(f"{flag}: expected a size like 256M, got {raw!r}")
+    return amount

@@ -73,18 +73,38 @@ class ErrorDetail(_Model):
     code: str = Field(description="machine-readable word: not_found, lease_lost, invalid …")
     message: str = Field(description="what was wrong and what to do")
     field: str | None = Field(default=None, description="the request field at fault, if any")
+    details: dict[str, Any] | None = Field(
+        default=None, description="structured facts about the error, where a program needs them"
+    )
 
 
 class ErrorBody(_Model):
     error: ErrorDetail
 
 
+#: Longest error message a worker sends; longer ones are cut (``TaskError.of``).
+MAX_ERROR_MESSAGE_CHARS = 8192
+
+
 class TaskError(_Model):
     """Why a task attempt failed. ``retryable`` decides whether the server tries again."""
 
     type: str = Field(min_length=1, max_length=64)
-    message: str = Field(max_length=8192)
+    message: str = Field(max_length=MAX_ERROR_MESSAGE_CHARS)
     retryable: bool = True
+
+    @classmethod
+    def of(cls, type: str, message: str, retryable: bool) -> TaskError:
+        """An error built from text of any length or shape: the type is reduced to a
+        short word and a long message is cut, saying how much was left out. What a task
+        carries (a URL, a file name, a processor's exception) must never make the error
+        itself invalid."""
+        word = "".join(c if c.isalnum() or c in "_-." else "_" for c in str(type))[:64]
+        text = str(message)
+        if len(text) > MAX_ERROR_MESSAGE_CHARS:
+            cut = len(text) - (MAX_ERROR_MESSAGE_CHARS - 40)
+            text = f"{text[: MAX_ERROR_MESSAGE_CHARS - 40]}… ({cut} characters cut)"
+        return cls(type=word or "error", message=text, retryable=bool(retryable))
 
 
 # ---- results ------------------------------------------------------------------------------
@@ -181,6 +201,13 @@ class RegisterRequest(_Model):
         description="the worker protocol version it speaks; workers of release 0.1.0 send "
         "none, which means 1",
     )
+    pid: int = Field(default=0, ge=0, le=2**31, description="the supervisor's process id")
+    replaces_instance: str = Field(
+        default="",
+        max_length=64,
+        description="an earlier instance of this worker id that the caller found dead "
+        "(same host, its pid gone): its leases expire at once",
+    )
 
 
 class RegisterResponse(_Model):
@@ -191,6 +218,9 @@ class RegisterResponse(_Model):
     #: Absent from servers of release 0.1.0 (which spoke version 1 only).
     protocol_version: int = 1
     server_version: str = ""
+    #: Sent back as ``X-Morag-Worker-Instance`` on every later call; absent from
+    #: servers of release 0.1.0.
+    instance_id: str = ""
 
 
 class InputFile(_Model):
@@ -337,12 +367,69 @@ class TaskInfo(_Model):
 
 class TaskList(_Model):
     tasks: list[TaskInfo]
+    next_cursor: str | None = Field(
+        default=None,
+        description="pass as ?cursor= for the next (older) page; null on the last page",
+    )
 
 
 class TaskResultEnvelope(_Model):
     task_id: str
     state: TaskState
     result: TaskResult
+
+
+class TaskParameter(_Model):
+    """One parameter a task type accepts (``GET /api/v1/task-types``)."""
+
+    name: str
+    type: Literal["string", "integer", "number", "boolean"]
+    description: str
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+class TaskTypeInfo(_Model):
+    task_type: str
+    input: Literal["files", "url", "none"] = Field(
+        description="files: multipart upload; url: parameters.url; none: neither needed"
+    )
+    parameters: list[TaskParameter] | None = Field(
+        description="accepted parameters; null for a plugin type whose schema the server "
+        "does not know (any parameters are passed through)"
+    )
+    workers_online: int = Field(description="online workers serving this type for the caller")
+    capacity_online: int = Field(description="their children, together")
+
+
+class TaskTypeList(_Model):
+    task_types: list[TaskTypeInfo]
+
+
+# ---- workers (as users and admins see them) -----------------------------------------------
+
+
+class WorkerInfo(_Model):
+    worker_id: str
+    host: str
+    worker_type: str
+    task_types: list[str]
+    capacity: int = Field(description="children this worker runs")
+    running: int = Field(description="tasks it holds a lease on now")
+    devices: list[DeviceInfo]
+    version: str
+    protocol_version: int = Field(default=1, description="the worker protocol it registered with")
+    instance_id: str = Field(default="", description="its current supervisor instance (admins)")
+    user_id: str
+    pool: bool
+    registered_at: float
+    last_seen_at: float
+    online: bool = Field(description="seen within the online window (90 s)")
+
+
+class WorkerList(_Model):
+    workers: list[WorkerInfo]
 
 
 # ---- search index (admin) ------------------------------------------------------------------
@@ -368,7 +455,7 @@ class IndexRetryRequest(_Model):
     all_failed: bool = False
 
     @model_validator(mode="after")
-    def _something(self) -> IndexRetryRequest:
+    def _names_something(self) -> IndexRetryRequest:
         if not self.task_ids and not self.all_failed:
             raise ValueError("name task_ids, or set all_failed to retry every failed row")
         return self

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import re
 import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import requests
 
@@ -18,17 +20,28 @@ UPLOAD_CHUNK_BYTES = 1 << 20
 
 
 class ApiFailure(Exception):
-    """A call failed; the message says why (the server's own words when it gave some)."""
+    """A call failed; the message says why (the server's own words when it gave some).
+
+    ``status`` is the HTTP status of a morag-server's error answer; None when there was
+    no answer, or an answer that was not a morag-server's."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def read_key(key: str, key_file: str) -> str:
+    """The key given directly, else read from ``key_file``; ApiFailure when neither works."""
     if key:
         return key.strip()
     if key_file:
         try:
-            return Path(key_file).read_text().strip()
+            key = Path(key_file).read_text().strip()
         except OSError as exc:
             raise ApiFailure(f"--api-key-file {key_file}: {exc.strerror}") from None
+        if not key:
+            raise ApiFailure(f"--api-key-file {key_file}: the file is empty")
+        return key
     raise ApiFailure("no API key: set MORAG_API_KEY or pass --api-key / --api-key-file")
 
 
@@ -50,21 +63,77 @@ def _multipart(path: Path, fields: dict[str, str], boundary: str) -> Iterator[by
     yield f"\r\n--{boundary}--\r\n".encode()
 
 
+def check_server_url(url: str) -> str:
+    """The server's base URL without a trailing slash; ApiFailure saying what to pass."""
+    url = url.strip().rstrip("/")
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ApiFailure(
+            f"--server-url {url!r}: expected http://HOST:PORT or https://HOST "
+            "(the scheme is needed) [MORAG_SERVER_URL]"
+        )
+    if parsed.path.rstrip("/").endswith("/api/v1"):
+        base = url[: url.rindex("/api/v1")]
+        raise ApiFailure(
+            f"--server-url {url!r}: give the server's base URL ({base}), without /api/v1"
+        )
+    return url
+
+
+def _unreachable(base: str, exc: requests.RequestException) -> ApiFailure:
+    """What to check when a call did not get an answer, in one line."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return ApiFailure(
+            f"TLS error talking to {base}: {_root_cause(exc)}; check the server's certificate "
+            "(REQUESTS_CA_BUNDLE names a CA file) or the scheme of --server-url"
+        )
+    if isinstance(exc, requests.exceptions.Timeout):
+        return ApiFailure(
+            f"{base} did not answer in time; is the server overloaded or is "
+            "a firewall dropping the connection?"
+        )
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return ApiFailure(
+            f"cannot reach morag-server at {base} ({_root_cause(exc)}); is morag-server "
+            "running there? (set --server-url or MORAG_SERVER_URL)"
+        )
+    return ApiFailure(f"request to {base} failed: {_root_cause(exc)}")
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost reason (``Connection refused``) instead of urllib3's wrapping."""
+    while exc.__context__ is not None or exc.__cause__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    text = str(exc)
+    found = re.search(r"\[Errno -?\d+\] ([^')\]]+)", text)
+    return found.group(1).strip() if found else text[:120]
+
+
 class Api:
     def __init__(self, server_url: str, api_key: str, timeout_s: float = 60.0) -> None:
-        self.base = server_url.rstrip("/")
+        self.base = check_server_url(server_url)
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {api_key}"
         self.timeout_s = timeout_s
 
     def _check(self, response: requests.Response) -> Any:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
         if response.status_code >= 400:
             try:
-                detail = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                detail = response.text[:300]
-            raise ApiFailure(f"HTTP {response.status_code}: {detail}")
-        return response.json()
+                detail = body["error"]["message"]
+            except (KeyError, TypeError):
+                where = response.url.split("?", 1)[0]
+                raise ApiFailure(
+                    f"HTTP {response.status_code} from {where} that is not a morag-server "
+                    f"answer ({' '.join(response.text.split())[:60]!r}); check --server-url"
+                ) from None
+            raise ApiFailure(f"HTTP {response.status_code}: {detail}", response.status_code)
+        if body is None:
+            raise ApiFailure(f"{response.url} did not answer JSON; check --server-url")
+        return body
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -72,11 +141,11 @@ class Api:
                 method, self.base + path, timeout=self.timeout_s, **kwargs
             )
         except requests.RequestException as exc:
-            raise ApiFailure(f"cannot reach {self.base}: {exc}") from None
+            raise _unreachable(self.base, exc) from None
         return self._check(response)
 
-    def get(self, path: str) -> Any:
-        return self._request("GET", path)
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self._request("GET", path, params=params)
 
     def delete(self, path: str) -> Any:
         return self._request("DELETE", path)

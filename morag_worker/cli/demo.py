@@ -1,9 +1,10 @@
-"""``morag demo``: the whole system on this machine, on the bundled samples.
+"""morag demo: the whole system on this machine, on the bundled samples.
 
 Starts a server on the embedded defaults (SQLite, local files, embedded Qdrant) in a
 temporary data dir, creates a user key and a worker key, starts a supervisor with CPU
 children, submits every bundled sample (and a web page and a video page served locally),
-waits, prints a table, runs a search, and shuts everything down with SIGTERM as an
+follows them, prints a table (time queued and time processing apart, the first line of
+each result's content), runs a search, and shuts everything down with SIGTERM as an
 operator would.
 Exits 0 only if every sample completed.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import functools
 import http.server
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -21,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from morag_worker.cli.api import Api, ApiFailure
+from morag_worker.cli.demo_report import Submitted, follow, report
+from morag_worker.cli.keys import write_secret
 from morag_worker.cli.local import free_port, start_server, start_supervisor
 
 #: Task type by file extension for the bundled samples.
@@ -44,6 +48,8 @@ SAMPLE_TYPES = {
     ".mkv": "video",
     ".webm": "video",
 }
+#: Two CPU children: documents and media overlap; private URLs: the demo's pages are local.
+WORKER_ARGS = ("--cpu-procs", "2", "--allow-private-urls")
 #: How long the demo waits for all samples (audio on one CPU thread is the slow part).
 DEMO_TIMEOUT_S = 600.0
 
@@ -65,46 +71,21 @@ def _serve_pages(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
 
 
-def _submit_all(api: Api, pages_url: str) -> list[tuple[str, str, str]]:
+def _submit_all(api: Api, pages_url: str) -> list[Submitted]:
     submitted = []
     for path in sample_files():
         task_type = SAMPLE_TYPES[path.suffix.lower()]
-        submitted.append((path.name, task_type, api.submit_file(path, task_type, {})))
+        task_id = api.submit_file(path, task_type, {})
+        submitted.append(Submitted(path.name, task_type, task_id, path.name))
     for name, task_type, page in (
         ("lighthouse.html (web)", "web", "lighthouse.html"),
         ("meeting page (youtube)", "youtube", "pages/meeting.html"),
     ):
-        body = {"task_type": task_type, "parameters": {"url": f"{pages_url}/{page}"}}
-        submitted.append((name, task_type, api.post_json("/api/v1/tasks", body)["task_id"]))
+        url = f"{pages_url}/{page}"
+        body = {"task_type": task_type, "parameters": {"url": url}}
+        task_id = api.post_json("/api/v1/tasks", body)["task_id"]
+        submitted.append(Submitted(name, task_type, task_id, url))
     return submitted
-
-
-def _first_line(api: Api, task_id: str) -> str:
-    content = api.get(f"/api/v1/tasks/{task_id}/result")["result"]["content"]
-    lines = (ln.strip() for ln in content.splitlines())
-    line = next((ln for ln in lines if ln and not ln.startswith("<!--")), "")
-    return line[:60]
-
-
-def _report(api: Api, submitted: list[tuple[str, str, str]]) -> bool:
-    print(f"\n{'sample':<28} {'type':<9} {'state':<10} {'seconds':>8}  first line")
-    all_ok = True
-    for name, task_type, task_id in submitted:
-        info = api.wait(task_id, DEMO_TIMEOUT_S)
-        seconds = (info["finished_at"] or time.time()) - info["created_at"]
-        ok = info["state"] == "completed"
-        all_ok &= ok
-        detail = (
-            _first_line(api, task_id)
-            if ok
-            else (
-                f"{info['last_error']['type']}: {info['last_error']['message'][:50]}"
-                if info.get("last_error")
-                else ""
-            )
-        )
-        print(f"{name:<28} {task_type:<9} {info['state']:<10} {seconds:>8.2f}  {detail}")
-    return all_ok
 
 
 def _search(api: Api) -> None:
@@ -144,21 +125,16 @@ def run_demo(keep: bool = False) -> int:
         admin = Api(server_url, (work / "server" / "admin.key").read_text().strip())
         user_key = admin.post_json("/api/v1/keys", {"user_id": "demo", "role": "user"})["key"]
         worker_key = admin.post_json("/api/v1/keys", {"user_id": "demo", "role": "worker"})["key"]
-        (work / "worker.key").write_text(worker_key)
-        (work / "worker.key").chmod(0o600)
+        write_secret(work / "worker.key", worker_key, force=False)
         supervisor = start_supervisor(
-            server_url,
-            work / "worker.key",
-            work / "supervisor.log",
-            health_port,
-            "--cpu-procs",
-            "2",
-            "--allow-private-urls",
+            server_url, work / "worker.key", work / "supervisor.log", health_port, *WORKER_ARGS
         )
         api = Api(server_url, user_key)
         submitted = _submit_all(api, pages_url)
-        ok = _report(api, submitted)
-        _wait_indexed(api, [task_id for _, _, task_id in submitted])
+        print(f"submitted {len(submitted)} tasks; waiting for them:", flush=True)
+        infos = follow(api, submitted, DEMO_TIMEOUT_S, sys.stderr)
+        ok = report(api, submitted, infos)
+        _wait_indexed(api, [s.task_id for s in submitted])
         _search(api)
     finally:
         httpd.shutdown()

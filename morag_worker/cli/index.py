@@ -24,7 +24,10 @@ from typing import Any
 
 import requests
 
-from morag_worker.cli.api import Api, ApiFailure
+from morag_worker.cli.api import ApiFailure
+from morag_worker.cli.args import add_command
+from morag_worker.cli.common import connect
+from morag_worker.cli.output import print_json
 
 #: Seconds between progress lines while ``rebuild --wait`` waits.
 PROGRESS_INTERVAL_S = 2.0
@@ -34,38 +37,42 @@ STREAM_CHUNK_BYTES = 1 << 20
 
 def register(sub: Any) -> None:
     """Add the ``index`` command and its subcommands to ``morag``'s subparsers."""
-    index = sub.add_parser("index", help="the search index: status, failures, retry, rebuild")
-    commands = index.add_subparsers(dest="index_command", required=True)
-    commands.add_parser("status", help="pending and failed counts, the store in use")
-    failures = commands.add_parser("failures", help="results the indexer gave up on")
-    failures.add_argument("--limit", type=int, default=100)
-    retry = commands.add_parser("retry", help="queue failed results for indexing again")
+    index = sub.add_parser(
+        "index",
+        help="the search index: status, failures, retry, rebuild, export, import (admin)",
+        description="The search index (admin key).",
+    )
+    commands = index.add_subparsers(dest="index_command", metavar="COMMAND", required=True)
+    add_command(commands, "status", "pending and failed counts, the store in use", _status)
+    failures = add_command(commands, "failures", "results the indexer gave up on", _failures)
+    failures.add_argument("--limit", type=int, default=100, help="at most this many")
+    retry = add_command(
+        commands, "retry", "queue failed results for indexing again", _retry, json_flag=False
+    )
     retry.add_argument("task_ids", nargs="*", metavar="TASK_ID")
     retry.add_argument("--all", action="store_true", help="every failed result")
-    rebuild = commands.add_parser("rebuild", help="index every completed result again")
+    rebuild = add_command(
+        commands, "rebuild", "index every completed result again", _rebuild, json_flag=False
+    )
     rebuild.add_argument("--wait", action="store_true", help="show progress until done")
     rebuild.add_argument("--timeout", type=float, default=24 * 3600.0, help="seconds to wait")
-    export = commands.add_parser("export", help="every point (id, vector, payload) as JSON lines")
+    export = add_command(
+        commands,
+        "export",
+        "every point (id, vector, payload) as JSON lines",
+        _export,
+        json_flag=False,
+    )
     export.add_argument("file", nargs="?", default="-", help="where to write (default: stdout)")
-    load = commands.add_parser("import", help="upsert points from an export")
+    load = add_command(commands, "import", "upsert points from an export", _import, json_flag=False)
     load.add_argument("file", help="an export's JSON lines (- for stdin)")
 
 
-def run(api: Api, args: argparse.Namespace) -> int:
-    """Run the parsed ``index`` subcommand; returns the exit status."""
-    handlers = {
-        "status": _status,
-        "failures": _failures,
-        "retry": _retry,
-        "rebuild": _rebuild,
-        "export": _export,
-        "import": _import,
-    }
-    return handlers[args.index_command](api, args)
-
-
-def _status(api: Api, _args: argparse.Namespace) -> int:
-    status = api.get("/api/v1/index")
+def _status(args: argparse.Namespace) -> int:
+    status = connect(args).get("/api/v1/index")
+    if args.json:
+        print_json(status)
+        return 0
     print(f"store: {status['backend']}")
     print(f"pending: {status['pending']}  failed: {status['failed']}")
     if status.get("error"):
@@ -77,8 +84,11 @@ def _when(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _failures(api: Api, args: argparse.Namespace) -> int:
-    failures = api.get(f"/api/v1/index/failures?limit={args.limit}")["failures"]
+def _failures(args: argparse.Namespace) -> int:
+    failures = connect(args).get(f"/api/v1/index/failures?limit={args.limit}")["failures"]
+    if args.json:
+        print_json({"failures": failures})
+        return 0
     if not failures:
         print("no failed results")
     for row in failures:
@@ -90,12 +100,11 @@ def _failures(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
-def _retry(api: Api, args: argparse.Namespace) -> int:
+def _retry(args: argparse.Namespace) -> int:
     if not args.task_ids and not args.all:
         raise ApiFailure("index retry: name TASK_IDs, or pass --all for every failed result")
-    reply = api.post_json(
-        "/api/v1/index/retry", {"task_ids": args.task_ids, "all_failed": args.all}
-    )
+    body = {"task_ids": args.task_ids, "all_failed": args.all}
+    reply = connect(args).post_json("/api/v1/index/retry", body)
     for task_id in reply["retried"]:
         print(f"retried {task_id}")
     for task_id in reply["not_failed"]:
@@ -105,7 +114,8 @@ def _retry(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
-def _rebuild(api: Api, args: argparse.Namespace) -> int:
+def _rebuild(args: argparse.Namespace) -> int:
+    api = connect(args)
     status = api.post_json("/api/v1/index/rebuild", {})
     total = status["pending"]
     print(f"queued {total} results for indexing into {status['backend']}")
@@ -123,7 +133,8 @@ def _rebuild(api: Api, args: argparse.Namespace) -> int:
     return 1 if status["failed"] else 0
 
 
-def _export(api: Api, args: argparse.Namespace) -> int:
+def _export(args: argparse.Namespace) -> int:
+    api = connect(args)
     url = f"{api.base}/api/v1/index/export"
     try:
         with contextlib.ExitStack() as stack:
@@ -154,10 +165,10 @@ def _read(path: str) -> Iterator[bytes]:
             yield chunk
 
 
-def _import(api: Api, args: argparse.Namespace) -> int:
+def _import(args: argparse.Namespace) -> int:
     if args.file != "-" and not Path(args.file).is_file():
         raise ApiFailure(f"{args.file}: no such file")
-    reply = api._request(
+    reply = connect(args)._request(
         "POST",
         "/api/v1/index/import",
         data=_read(args.file),

@@ -1,4 +1,4 @@
-"""``morag-server``: the coordinator (API keys, task queue, files, results, search)."""
+"""morag-server: the coordinator (API keys, task queue, files, results, search)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,163 @@ import signal
 import sys
 from pathlib import Path
 
+from morag_worker.cli.args import Parser, add_version
 from morag_worker.server.queue import QueuePolicy
 from morag_worker.server.state import ServerConfig
 
+#: (flag, environment variable, default, help) for every option but the switches.
+_OPTIONS: list[tuple[str, str, str, str]] = [
+    ("--host", "MORAG_SERVER_HOST", "127.0.0.1", "address to listen on (0.0.0.0: every interface)"),
+    ("--port", "MORAG_SERVER_PORT", "8000", "port to listen on"),
+    (
+        "--data-dir",
+        "MORAG_DATA_DIR",
+        "./morag-data",
+        "database, files, vectors and admin.key live here",
+    ),
+    (
+        "--database-url",
+        "MORAG_DATABASE_URL",
+        "",
+        "postgresql://USER@HOST/DB for PostgreSQL (several replicas); default SQLite in the "
+        "data dir",
+    ),
+    (
+        "--database-url-file",
+        "MORAG_DATABASE_URL_FILE",
+        "",
+        "file holding the database URL, which keeps its password out of the environment; "
+        "--database-url wins",
+    ),
+    ("--max-upload-bytes", "MORAG_MAX_UPLOAD_BYTES", str(2 << 30), "largest upload, in bytes"),
+    ("--lease-ttl", "MORAG_LEASE_TTL", "30", "seconds a lease lasts without a heartbeat"),
+    ("--max-attempts", "MORAG_MAX_ATTEMPTS", "3", "attempts before a task is dead"),
+    (
+        "--retry-backoff",
+        "MORAG_RETRY_BACKOFF",
+        "2",
+        "base seconds of the exponential retry backoff",
+    ),
+    (
+        "--max-wait",
+        "MORAG_MAX_WAIT",
+        "30",
+        "longest a lease long-poll waits, seconds (at most 300)",
+    ),
+    (
+        "--extra-task-types",
+        "MORAG_EXTRA_TASK_TYPES",
+        "",
+        "comma-separated task types served by worker plugins",
+    ),
+    (
+        "--qdrant-url",
+        "MORAG_QDRANT_URL",
+        "",
+        "Qdrant server or cluster URL; default: the embedded store, in the data dir",
+    ),
+    (
+        "--vector-path",
+        "MORAG_VECTOR_PATH",
+        "",
+        "directory of the embedded vector store (default <data-dir>/vectors); unused with "
+        "--qdrant-url",
+    ),
+    (
+        "--qdrant-path",
+        "MORAG_QDRANT_PATH",
+        "",
+        "Qdrant local-mode data of releases up to 0.1.x, moved into the embedded store at "
+        "start (default <data-dir>/qdrant)",
+    ),
+    ("--qdrant-api-key", "MORAG_QDRANT_API_KEY", "", "API key of the Qdrant server"),
+    (
+        "--qdrant-api-key-file",
+        "MORAG_QDRANT_API_KEY_FILE",
+        "",
+        "file holding the Qdrant API key; --qdrant-api-key wins",
+    ),
+    (
+        "--embedding-model",
+        "MORAG_EMBEDDING_MODEL",
+        "all-MiniLM-L6-v2",
+        "model that embeds chunks and queries: a local directory or a name 'morag models "
+        "list' shows (embedding:NAME)",
+    ),
+    (
+        "--index-max-attempts",
+        "MORAG_INDEX_MAX_ATTEMPTS",
+        "5",
+        "failed attempts before a result is marked failed for indexing",
+    ),
+    (
+        "--index-retry-backoff",
+        "MORAG_INDEX_RETRY_BACKOFF",
+        "5",
+        "base seconds between indexing attempts of a failing result (doubles each time)",
+    ),
+    ("--log-level", "LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+]
+_TYPES: dict[str, type] = {
+    "--port": int,
+    "--max-upload-bytes": int,
+    "--max-attempts": int,
+    "--lease-ttl": float,
+    "--retry-backoff": float,
+    "--max-wait": float,
+    "--index-max-attempts": int,
+    "--index-retry-backoff": float,
+}
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+
+def _typed(flag: str, env_name: str, raw: str) -> object:
+    kind = _TYPES.get(flag, str)
     try:
-        return float(raw)
+        return kind(raw)
     except ValueError:
-        raise SystemExit(f"morag-server: {name}: expected a number, got {raw!r}") from None
+        word = "an integer" if kind is int else "a number"
+        raise SystemExit(f"morag-server: {env_name}: expected {word}, got {raw!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = Parser(
+        prog="morag-server",
+        description="morag-server: the coordinator: API keys, the task queue, files, "
+        "results and search. Flags win over environment variables.",
+        epilog="`morag-server migrate [--check]` applies or reports schema and data-dir "
+        "migrations without serving.",
+    )
+    add_version(p)
+    for flag, env_name, default, help_text in _OPTIONS:
+        raw = env(env_name) or default
+        p.add_argument(
+            flag,
+            type=_TYPES.get(flag, str),
+            default=_typed(flag, env_name, raw),
+            help=f"{help_text} [{env_name}; default {default or 'none'}]",
+        )
+    p.add_argument(
+        "--no-index",
+        action="store_true",
+        default=env("MORAG_NO_INDEX", "").lower() in ("1", "true", "yes", "on"),
+        help="store results without indexing them for search [MORAG_NO_INDEX]",
+    )
+    p.add_argument(
+        "--no-auto-migrate",
+        dest="auto_migrate",
+        action="store_false",
+        default=_env_bool("MORAG_AUTO_MIGRATE", True),
+        help="do not migrate the schema and data dir at start; refuse to start unless they "
+        "are current (run `morag-server migrate` first) [MORAG_AUTO_MIGRATE=false]",
+    )
+    p.add_argument(
+        "--log-format",
+        default=env("MORAG_LOG_FORMAT", "auto"),
+        choices=["auto", "json", "text"],
+        help="auto: text on a terminal, JSON lines otherwise [MORAG_LOG_FORMAT; default auto]",
+    )
+    return p
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -33,99 +178,14 @@ def _env_bool(name: str, default: bool) -> bool:
     raise SystemExit(f"morag-server: {name}: expected true or false, got {raw!r}")
 
 
-def _add_storage_flags(p: argparse.ArgumentParser) -> None:
-    env = os.environ.get
-    p.add_argument(
-        "--data-dir",
-        default=env("MORAG_DATA_DIR", "./morag-data"),
-        help="database, files, Qdrant and admin.key live here [MORAG_DATA_DIR]",
-    )
-    p.add_argument(
-        "--database-url",
-        default=env("MORAG_DATABASE_URL", ""),
-        help="postgresql://… for PostgreSQL; default SQLite in the data dir [MORAG_DATABASE_URL]",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    env = os.environ.get
-    p = argparse.ArgumentParser(
-        prog="morag-server",
-        description=__doc__,
-        epilog="`morag-server migrate [--check]` applies or reports schema migrations "
-        "without serving.",
-    )
-    p.add_argument("--host", default=env("MORAG_SERVER_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(env("MORAG_SERVER_PORT", "8000")))
-    _add_storage_flags(p)
-    p.add_argument(
-        "--no-auto-migrate",
-        dest="auto_migrate",
-        action="store_false",
-        default=_env_bool("MORAG_AUTO_MIGRATE", True),
-        help="do not migrate the schema and data dir at start; refuse to start unless they "
-        "are current (run `morag-server migrate` first) [MORAG_AUTO_MIGRATE=false]",
-    )
-    p.add_argument(
-        "--max-upload-bytes", type=int, default=int(env("MORAG_MAX_UPLOAD_BYTES", str(2 << 30)))
-    )
-    p.add_argument(
-        "--lease-ttl",
-        type=float,
-        default=_env_float("MORAG_LEASE_TTL", 30.0),
-        help="seconds a lease lasts without a heartbeat",
-    )
-    p.add_argument("--max-attempts", type=int, default=int(env("MORAG_MAX_ATTEMPTS", "3")))
-    p.add_argument(
-        "--retry-backoff",
-        type=float,
-        default=_env_float("MORAG_RETRY_BACKOFF", 2.0),
-        help="base seconds of the exponential retry backoff",
-    )
-    p.add_argument(
-        "--max-wait",
-        type=float,
-        default=_env_float("MORAG_MAX_WAIT", 30.0),
-        help="cap on a lease long-poll, seconds",
-    )
-    p.add_argument(
-        "--extra-task-types",
-        default=env("MORAG_EXTRA_TASK_TYPES", ""),
-        help="comma-separated task types served by worker plugins",
-    )
-    p.add_argument("--qdrant-url", default=env("MORAG_QDRANT_URL", ""))
-    p.add_argument(
-        "--qdrant-path",
-        default=env("MORAG_QDRANT_PATH", ""),
-        help="Qdrant local-mode data of releases up to 0.1.x, migrated into the embedded "
-        "store at start (default <data-dir>/qdrant)",
-    )
-    p.add_argument(
-        "--vector-path",
-        default=env("MORAG_VECTOR_PATH", ""),
-        help="the embedded vector store's directory (default <data-dir>/vectors); "
-        "unused with --qdrant-url",
-    )
-    p.add_argument("--qdrant-api-key", default=env("MORAG_QDRANT_API_KEY", ""))
-    p.add_argument("--embedding-model", default=env("MORAG_EMBEDDING_MODEL", "all-MiniLM-L6-v2"))
-    p.add_argument("--no-index", action="store_true", help="store results without indexing")
-    p.add_argument(
-        "--index-max-attempts",
-        type=int,
-        default=int(env("MORAG_INDEX_MAX_ATTEMPTS", "5")),
-        help="failed attempts before a result is marked failed for indexing",
-    )
-    p.add_argument(
-        "--index-retry-backoff",
-        type=float,
-        default=_env_float("MORAG_INDEX_RETRY_BACKOFF", 5.0),
-        help="base seconds between indexing attempts of a failing result (doubles each time)",
-    )
-    p.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"))
-    p.add_argument(
-        "--log-format", default=env("MORAG_LOG_FORMAT", "auto"), choices=["auto", "json", "text"]
-    )
-    return p
+def _secret(value: str, path: str, flag: str) -> str:
+    """``value``, else the content of the file at ``path`` (Docker and Kubernetes secrets)."""
+    if value or not path:
+        return value
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise SystemExit(f"morag-server: {flag}: cannot read {path}: {exc.strerror}") from None
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -146,7 +206,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         data_dir=Path(args.data_dir).resolve(),
         host=args.host,
         port=args.port,
-        database_url=args.database_url,
+        database_url=_secret(args.database_url, args.database_url_file, "--database-url-file"),
         max_upload_bytes=args.max_upload_bytes,
         max_wait_s=args.max_wait,
         policy=QueuePolicy(
@@ -158,7 +218,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         qdrant_url=args.qdrant_url,
         qdrant_path=args.qdrant_path,
         vector_path=args.vector_path,
-        qdrant_api_key=args.qdrant_api_key,
+        qdrant_api_key=_secret(
+            args.qdrant_api_key, args.qdrant_api_key_file, "--qdrant-api-key-file"
+        ),
         embedding_model=args.embedding_model,
         index_results=not args.no_index,
         index_max_attempts=args.index_max_attempts,

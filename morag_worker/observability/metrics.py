@@ -17,11 +17,15 @@ from prometheus_client.registry import Collector
 from morag_worker import __version__
 
 #: The fixed label set of ``morag_worker_child_restarts_total{reason}``; planned:
-#: max_tasks, reload, exit. (The supervisor's lifecycle module assigns them.)
+#: max_tasks, reload, exit; ``cancel``: a cancelled task that did not stop was killed;
+#: ``killed``: an idle child ended by a signal the supervisor did not send. (The
+#: supervisor's lifecycle module assigns them.)
 RESTART_REASONS = (
     "crash",
+    "killed",
     "memory",
     "timeout",
+    "cancel",
     "max_tasks",
     "reload",
     "unresponsive",
@@ -69,15 +73,28 @@ class SupervisorMetrics:
         self.model_load = Counter(
             "morag_worker_model_load_seconds", "Seconds spent loading models.", registry=r
         )
+        self.infra_failures = Counter(
+            "morag_worker_infrastructure_failures",
+            "Tasks given back because this worker's disk or file handles failed.",
+            registry=r,
+        )
         self.last_lease = Gauge(
             "morag_worker_last_lease_success_timestamp_seconds",
             "Unix time of the last successful lease call.",
             registry=r,
         )
-        info = Gauge(
+        self.info = Gauge(
             "morag_worker_info", "Build and identity.", ["version", "worker_id"], registry=r
         )
-        info.labels(__version__, worker_id).set(1)
+        self._worker_id = worker_id
+        self.info.labels(__version__, worker_id).set(1)
+
+    def identify(self, worker_id: str) -> None:
+        """The worker id the server registered (it may differ from the configured one)."""
+        if worker_id != self._worker_id:
+            self.info.remove(__version__, self._worker_id)
+            self._worker_id = worker_id
+            self.info.labels(__version__, worker_id).set(1)
 
     def request(self, endpoint: str, code: int | str) -> None:
         self.requests.labels(endpoint, str(code)).inc()
@@ -124,3 +141,14 @@ class StateCollector(Collector):
         yield gpu_mem
         yield gpu_util
         yield quarantined
+        if "disk_free_bytes" in s:
+            yield GaugeMetricFamily(
+                "morag_worker_disk_free_bytes",
+                "Free bytes on the work dir's file system.",
+                value=s["disk_free_bytes"],
+            )
+            yield GaugeMetricFamily(
+                "morag_worker_leasing_paused",
+                "1 while this worker does not lease because of its own infrastructure.",
+                value=s["leasing_paused"],
+            )

@@ -20,7 +20,6 @@ from typing import Any
 
 from morag_worker.protocol import KeyCreated, KeyInfo, Role
 from morag_worker.server.db import Database
-from morag_worker.server.queue import Caller
 
 KEY_PREFIX = "mrg_"
 #: How long a verified key is trusted from memory before the database is asked again;
@@ -28,6 +27,16 @@ KEY_PREFIX = "mrg_"
 AUTH_CACHE_TTL_S = 5.0
 #: ``last_used_at`` is written at most this often per key, to keep auth off the write path.
 TOUCH_INTERVAL_S = 60.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: the authenticated key's identity."""
+
+    key_id: str
+    user_id: str
+    role: str
+    pool: bool
 
 
 class LastAdminKey(Exception):

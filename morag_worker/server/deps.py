@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from morag_worker.server.auth import AuthError
+from morag_worker.server.auth import AuthError, Caller
 from morag_worker.server.errors import ApiError
-from morag_worker.server.queue import Caller
 from morag_worker.server.state import ServerState
 
 # Both dependencies are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency

@@ -8,6 +8,7 @@ field is at fault. Validation errors name the first offending field by its path.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,12 +23,20 @@ from morag_worker.server.queue import LeaseLost, NotFound
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.details = details
 
 
 def error_response(
@@ -36,9 +45,14 @@ def error_response(
     message: str,
     field: str | None = None,
     headers: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    body = ErrorBody(error=ErrorDetail(code=code, message=message, field=field))
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    detail = ErrorDetail(code=code, message=message, field=field, details=details)
+    body = ErrorBody(error=detail)
+    payload = body.model_dump()
+    if details is None:
+        payload["error"].pop("details")  # the usual shape: code, message, field
+    return JSONResponse(payload, status_code=status, headers=headers)
 
 
 def field_path(loc: Sequence[object], ctx: object = None) -> str | None:
@@ -88,7 +102,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.field)
+        return error_response(exc.status, exc.code, exc.message, exc.field, details=exc.details)
 
     @app.exception_handler(UploadError)
     async def _upload(_: Request, exc: UploadError) -> JSONResponse:

@@ -24,7 +24,9 @@ from morag_worker.protocol import (
     TaskInfo,
     TaskSpec,
 )
+from morag_worker.server.auth import Caller
 from morag_worker.server.db import Database
+from morag_worker.server.paging import decode_cursor, encode_cursor
 from morag_worker.server.rows import files_by_task, task_info, task_spec
 
 
@@ -49,13 +51,13 @@ class QueuePolicy:
 
 
 @dataclass(frozen=True)
-class Caller:
-    """Who is asking: the authenticated key's identity."""
+class TaskPage:
+    """Which tasks a list asks for: filters, page size and where the page starts."""
 
-    key_id: str
-    user_id: str
-    role: str
-    pool: bool
+    state: str | None = None
+    task_type: str | None = None
+    limit: int = 50
+    cursor: str = ""
 
 
 def new_task_id() -> str:
@@ -121,16 +123,26 @@ class TaskQueue:
             raise NotFound(f"task {task_id} not found")
         return self._info(row)
 
-    def list_tasks(self, caller: Caller, state: str | None, limit: int) -> list[TaskInfo]:
+    def list_tasks(self, caller: Caller, page: TaskPage) -> tuple[list[TaskInfo], str | None]:
+        """One page of the caller's tasks, newest first, and the cursor of the next page
+        (None on the last). Raises BadCursor for a cursor this server did not make."""
+        before_at, before_id = decode_cursor(page.cursor) if page.cursor else (None, None)
         rows = self.db.query(
             "list_tasks",
             all_users=caller.role == "admin",
             user_id=caller.user_id,
-            state=state,
-            limit=limit,
+            state=page.state,
+            task_type=page.task_type,
+            before_at=before_at,
+            before_id=before_id,
+            limit=page.limit + 1,  # one more tells whether another page follows
         )
+        more = len(rows) > page.limit
+        rows = rows[: page.limit]
         files = files_by_task(self.db, [row["task_id"] for row in rows])
-        return [task_info(row, files.get(row["task_id"], [])) for row in rows]
+        infos = [task_info(row, files.get(row["task_id"], [])) for row in rows]
+        last = rows[-1] if more else None
+        return infos, encode_cursor(last["created_at"], last["task_id"]) if last else None
 
     def result(self, task_id: str, caller: Caller) -> tuple[TaskInfo, dict[str, Any] | None]:
         row = self.db.one("get_task", task_id=task_id)
@@ -163,14 +175,22 @@ class TaskQueue:
         )
 
     def claim(
-        self, caller: Caller, worker_id: str, task_types: list[str], limit: int
+        self,
+        caller: Caller,
+        worker_id: str,
+        task_types: list[str],
+        limit: int,
+        instance_id: str | None = None,
     ) -> list[TaskSpec]:
+        """Lease up to ``limit`` tasks to ``worker_id`` (the supervisor instance
+        ``instance_id``, which alone may release them all by unregistering)."""
         with self.db.transaction():
             rows = self.db.query(
                 "claim",
                 now=time.time(),
                 lease_ttl_s=self.policy.lease_ttl_s,
                 key_id=caller.key_id,
+                instance_id=instance_id,
                 worker_id=worker_id,
                 task_types=_json(task_types),
                 pool=caller.pool,
@@ -276,9 +296,15 @@ class TaskQueue:
         ):
             self._repeat_or_lost(task_id, token, digest="")
 
-    def release_worker(self, caller: Caller, worker_id: str) -> list[str]:
+    def release_worker(self, caller: Caller, worker_id: str, instance_id: str = "") -> list[str]:
+        """Give back the worker's leases: the instance's only, or (without one, as the
+        seed's clients call it) every lease this key holds under the worker id."""
         rows = self.db.query(
-            "release_worker", now=time.time(), worker_id=worker_id, key_id=caller.key_id
+            "release_worker",
+            now=time.time(),
+            worker_id=worker_id,
+            key_id=caller.key_id,
+            instance_id=instance_id,
         )
         return [row["task_id"] for row in rows]
 

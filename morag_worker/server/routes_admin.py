@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -16,12 +14,12 @@ from morag_worker.protocol import (
     Role,
     SearchRequest,
     SearchResponse,
+    WorkerList,
 )
-from morag_worker.server.auth import LastAdminKey
+from morag_worker.server.auth import Caller, LastAdminKey
 from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
 from morag_worker.server.metrics import REGISTRY
-from morag_worker.server.queue import Caller
 from morag_worker.server.state import ServerState
 
 router = APIRouter(tags=["admin"])
@@ -81,16 +79,14 @@ async def revoke_key(
         raise ApiError(409, "last_admin_key", str(exc)) from None
 
 
-@router.get("/api/v1/workers")
+@router.get("/api/v1/workers", response_model=WorkerList)
 async def list_workers(
     who: Caller = Depends(caller), st: ServerState = Depends(state)
-) -> dict[str, object]:
-    require(who, "admin")
-    rows = st.db.query("list_workers")
-    for row in rows:
-        row["task_types"] = json.loads(row["task_types"])
-        row["devices"] = json.loads(row["devices"])
-    return {"workers": rows}
+) -> WorkerList:
+    """Registered workers: an admin sees all, a user those that may run its tasks (its
+    own worker keys' and pool workers)."""
+    require(who, "admin", "user")
+    return WorkerList(workers=st.workers.visible(who))
 
 
 @router.post("/api/v1/search", response_model=SearchResponse)

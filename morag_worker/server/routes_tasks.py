@@ -18,13 +18,18 @@ from morag_worker.protocol import (
     TaskResultEnvelope,
     TaskState,
     TaskSubmitJSON,
+    TaskTypeList,
     canonical_task_type,
 )
+from morag_worker.server.auth import Caller
 from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
 from morag_worker.server.files import MultipartUpload, StoredFile
-from morag_worker.server.queue import Caller
+from morag_worker.server.paging import BadCursor
+from morag_worker.server.queue import TaskPage
 from morag_worker.server.state import DEFAULT_TIMEOUTS_S, ServerState
+from morag_worker.server.workers import serving
+from morag_worker.task_params import describe, parameter_problem
 
 router = APIRouter(prefix="/api/v1", tags=["tasks"])
 
@@ -42,6 +47,12 @@ def _check_type(st: ServerState, raw: str) -> str:
 
 
 def _check_parameters(task_type: str, parameters: dict[str, Any], files: list[StoredFile]) -> None:
+    """Every parameter known to the type and of its type; the URL or the files it needs.
+    The JSON and the multipart forms both come through here."""
+    problem = parameter_problem(task_type, parameters)
+    if problem is not None:
+        field, message = problem
+        raise ApiError(422, "invalid", f"{field}: {message}", field)
     if task_type in URL_TASK_TYPES:
         url = parameters.get("url")
         if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
@@ -133,16 +144,44 @@ async def submit(
     return TaskCreated(task_id=task_id)
 
 
+#: Tasks per page when the caller does not say: a screenful in a terminal table.
+DEFAULT_PAGE = 50
+#: Most tasks per page: larger pages hold a request (and the database lock) too long;
+#: page through with ``cursor`` instead.
+MAX_PAGE = 500
+
+
 @router.get("/tasks", response_model=TaskList)
 async def list_tasks(
     state_filter: TaskState | None = Query(default=None, alias="state"),
-    limit: int = 100,
+    task_type: str | None = Query(default=None, description="only tasks of this type"),
+    limit: int = Query(default=DEFAULT_PAGE, ge=1, le=MAX_PAGE, description="tasks per page"),
+    cursor: str = Query(default="", description="next_cursor of the previous page"),
     who: Caller = Depends(caller),
     st: ServerState = Depends(state),
 ) -> TaskList:
-    limit = max(1, min(limit, 1000))
-    value = state_filter.value if state_filter else None
-    return TaskList(tasks=st.queue.list_tasks(who, value, limit))
+    """The caller's tasks (an admin's: everyone's), newest first, one page at a time."""
+    page = TaskPage(
+        state=state_filter.value if state_filter else None,
+        task_type=_check_type(st, task_type) if task_type else None,
+        limit=limit,
+        cursor=cursor,
+    )
+    try:
+        tasks, next_cursor = st.queue.list_tasks(who, page)
+    except BadCursor as exc:
+        raise ApiError(422, "invalid", f"cursor: {exc}", "cursor") from None
+    return TaskList(tasks=tasks, next_cursor=next_cursor)
+
+
+@router.get("/task-types", response_model=TaskTypeList)
+async def task_types(
+    who: Caller = Depends(caller), st: ServerState = Depends(state)
+) -> TaskTypeList:
+    """The task types this server accepts, the parameters each takes, and how many online
+    workers serve each for the caller (0: a task of that type waits until one comes)."""
+    counts = serving(st.workers.visible(who), st.config.task_types)
+    return TaskTypeList(task_types=[describe(t, *counts[t]) for t in st.config.task_types])
 
 
 @router.get("/tasks/{task_id}", response_model=TaskInfo)

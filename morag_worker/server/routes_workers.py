@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -27,11 +26,13 @@ from morag_worker.protocol import (
     WhoAmI,
     canonical_task_type,
 )
+from morag_worker.server.auth import Caller
 from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
 from morag_worker.server.metrics import LEASE_WAIT
-from morag_worker.server.queue import Caller, LeaseLost, NotFound
+from morag_worker.server.queue import LeaseLost, NotFound
 from morag_worker.server.state import ServerState
+from morag_worker.server.workers import INSTANCE_HEADER, WorkerIdConflict
 
 router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
 
@@ -79,21 +80,10 @@ async def register(
             f"task_types: unknown {unknown}; known: {list(st.config.task_types)}",
             "task_types",
         )
-    st.db.execute(
-        "upsert_worker",
-        worker_id=body.worker_id,
-        key_id=who.key_id,
-        user_id=who.user_id,
-        host=body.host,
-        worker_type=body.worker_type,
-        task_types=json.dumps(body.task_types),
-        capacity=body.capacity,
-        devices=json.dumps([d.model_dump() for d in body.devices]),
-        version=body.version,
-        protocol_version=body.protocol_version,
-        now=time.time(),
-    )
-    st.worker_types[body.worker_id] = [canonical_task_type(t) for t in body.task_types]
+    try:
+        instance_id = st.workers.register(who, body)
+    except WorkerIdConflict as exc:
+        raise ApiError(409, exc.code, exc.message, "worker_id", exc.details) from None
     ttl = st.config.policy.lease_ttl_s
     return RegisterResponse(
         worker_id=body.worker_id,
@@ -102,6 +92,7 @@ async def register(
         max_wait_s=st.config.max_wait_s,
         protocol_version=body.protocol_version,
         server_version=__version__,
+        instance_id=instance_id,
     )
 
 
@@ -113,11 +104,7 @@ def _task_types(st: ServerState, worker_id: str, asked: list[str] | None) -> lis
     """The types a lease may return: as asked, else as registered, else every type."""
     if asked:
         return [canonical_task_type(t) for t in asked]
-    registered = st.worker_types.get(worker_id)
-    if registered is None:
-        row = st.db.one("get_worker", worker_id=worker_id)
-        registered = [canonical_task_type(t) for t in json.loads(row["task_types"])] if row else []
-        st.worker_types[worker_id] = registered
+    registered = st.workers.task_types(worker_id)
     return registered or list(st.config.task_types)
 
 
@@ -127,7 +114,7 @@ async def _lease(
     started = time.monotonic()
     deadline = started + min(body.wait_seconds, st.config.max_wait_s)
     types = _task_types(st, worker_id, body.task_types)
-    st.touch_worker(worker_id)
+    st.workers.touch(worker_id)
     waited = False
     while True:
         seen = st.notifier.version
@@ -135,7 +122,7 @@ async def _lease(
         # tasks nobody will run: they would sit leased until their lease expired.
         if waited and await request.is_disconnected():
             return []
-        tasks = st.queue.claim(who, worker_id, types, body.max_tasks)
+        tasks = st.queue.claim(who, worker_id, types, body.max_tasks, _instance(request))
         remaining = deadline - time.monotonic()
         if tasks or remaining <= 0:
             LEASE_WAIT.observe(time.monotonic() - started)
@@ -191,7 +178,7 @@ async def heartbeat(
     st: ServerState = Depends(state),
 ) -> HeartbeatResponse:
     _worker(who)
-    st.touch_worker(worker_id)
+    st.workers.touch(worker_id)
     return st.queue.heartbeat(who, body.leases)
 
 
@@ -261,12 +248,23 @@ async def release(
 
 @router.delete("/{worker_id}")
 async def unregister(
-    worker_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
+    worker_id: str,
+    request: Request,
+    who: Caller = Depends(caller),
+    st: ServerState = Depends(state),
 ) -> dict[str, object]:
-    """Unregister; every lease the worker still holds goes back to the queue."""
+    """Unregister; the leases this supervisor instance still holds go back to the queue
+    (without an instance header: every lease this key holds under the worker id)."""
     _worker(who)
-    released = st.queue.release_worker(who, worker_id)
-    st.db.execute("delete_worker", worker_id=worker_id, key_id=who.key_id)
+    instance_id = _instance(request) or ""
+    released = st.queue.release_worker(who, worker_id, instance_id)
+    st.workers.unregister(who, worker_id, instance_id)
     if released:
         await st.notifier.notify()
     return {"worker_id": worker_id, "released": released}
+
+
+def _instance(request: Request) -> str | None:
+    """The supervisor instance making the call (absent for the seed's clients)."""
+    value = request.headers.get(INSTANCE_HEADER, "").strip()
+    return value[:64] or None

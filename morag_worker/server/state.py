@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from morag_worker.server.files import FileStore
 from morag_worker.server.migrate import Migrator
 from morag_worker.server.notify import Notifier
 from morag_worker.server.queue import QueuePolicy, TaskQueue
+from morag_worker.server.workers import WorkerRegistry
 
 #: Default deadline per task type, in seconds: long media may take a while on a busy GPU,
 #: a web page or an image should not.
@@ -29,10 +29,6 @@ DEFAULT_TIMEOUTS_S: dict[str, float] = {
     "web": 300.0,
     "noop": 3600.0,
 }
-
-
-#: "Last seen" precision for workers; far below the 90 s online window of the metrics.
-WORKER_TOUCH_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -94,19 +90,9 @@ class ServerState:
     keys: KeyStore
     files: FileStore
     notifier: Notifier
+    workers: WorkerRegistry
     storage: Any = None
     storage_error: str = ""
-    _touched: dict[str, float] = field(default_factory=dict)
-    #: Task types each worker registered, so that a lease does not read them back.
-    worker_types: dict[str, list[str]] = field(default_factory=dict)
-
-    def touch_worker(self, worker_id: str) -> None:
-        """Record that a worker called; written at most every few seconds per worker so
-        that leasing stays off the database's write path."""
-        now = time.time()
-        if now - self._touched.get(worker_id, 0.0) >= WORKER_TOUCH_INTERVAL_S:
-            self._touched[worker_id] = now
-            self.db.execute("touch_worker", worker_id=worker_id, now=now)
 
 
 def build_state(config: ServerConfig) -> ServerState:
@@ -129,6 +115,7 @@ def build_state(config: ServerConfig) -> ServerState:
             keys=KeyStore(db),
             files=FileStore(config.data_dir / "files"),
             notifier=Notifier(db),
+            workers=WorkerRegistry(db, live_window_s=config.max_wait_s + config.policy.lease_ttl_s),
         )
         if config.auto_migrate:
             migrate_data_dir(config.data_dir, st, progress=logger.info)

@@ -13,7 +13,6 @@ idle, so the supervisor can tell a silent idle child from a busy one.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
 import sys
@@ -180,7 +179,21 @@ class ChildRuntime:
         from loguru import logger
 
         from morag_worker.supervisor.cuda_errors import classify_cuda_error, is_device_fault
+        from morag_worker.supervisor.disk import describe_infra, is_infra_error
 
+        if is_infra_error(exc):  # this worker's disk or file handles, not the task
+            logger.error(
+                "task hit a worker infrastructure failure: {}", exc, task_id=message.task_id
+            )
+            return (
+                {
+                    "type": "worker_infrastructure",
+                    "message": describe_infra(exc),
+                    "retryable": True,
+                },
+                "",
+                False,
+            )
         kind = classify_cuda_error(exc)
         logger.opt(exception=exc).error(
             "task raised {}", type(exc).__name__, task_id=message.task_id
@@ -231,7 +244,29 @@ class ChildRuntime:
             from morag_worker.processors.embedding import maybe_embed
 
             result = maybe_embed(ctx, result)
+        return _serialise(message.task_type, result)
+
+
+def _serialise(task_type: str, result: Any) -> str:
+    """The result as JSON; a processor that returns something else, or values JSON
+    cannot hold, fails the task for good (it would fail the same way again)."""
+    from morag_worker.errors import TaskFailure
+    from morag_worker.protocol import TaskResult
+
+    if not isinstance(result, TaskResult):
+        raise TaskFailure(
+            "bad_result",
+            f"the {task_type} processor returned {type(result).__name__}, not a TaskResult",
+            retryable=False,
+        )
+    try:
         return result.model_dump_json()
+    except (ValueError, TypeError) as exc:  # PydanticSerializationError is a ValueError
+        raise TaskFailure(
+            "bad_result",
+            f"the {task_type} processor returned a result that cannot be serialised: {exc}",
+            retryable=False,
+        ) from None
 
 
 def child_main(spec: ChildSpec, conn: Any, heartbeat: Any, cancel: Any) -> None:
@@ -254,9 +289,3 @@ def child_main(spec: ChildSpec, conn: Any, heartbeat: Any, cancel: Any) -> None:
     code = runtime.serve()
     runtime.models.close()
     sys.exit(code)
-
-
-def read_result(path: str) -> dict[str, Any]:
-    """Load a result the child wrote (used by the supervisor)."""
-    data: dict[str, Any] = json.loads(Path(path).read_text())
-    return data

@@ -1,14 +1,21 @@
-"""The small frozen messages that cross the supervisor/child process boundary.
+"""The small frozen messages of the supervisor: across the child boundary, and from its
+threads to the main loop.
 
 Supervisor → child: a :class:`ChildSpec` at start, then :class:`TaskMessage` items on the
-child's pipe (``None`` asks it to exit). Child → supervisor: events on the same pipe.
-Small results travel inline with :class:`TaskFinished`; large ones never do: the child
-writes ``result.json`` into the task's work directory and the event carries its path.
+child's pipe (``None`` asks it to exit). Child → supervisor: events on the same pipe
+(:data:`ChildEvent`). Small results travel inline with :class:`TaskFinished`; large ones
+never do: the child writes ``result.json`` into the task's work directory and the event
+carries its path (:func:`load_result` reads it back, within a size limit).
+
+Threads → main loop: :data:`InboxItem` values through the :class:`~.inbox.Inbox`.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from morag_worker.processors.settings import ProcessorSettings
@@ -99,3 +106,82 @@ class TaskFinished:
     #: With "cuda_fatal": the error points at the GPU itself (ECC, lost device), so the
     #: supervisor quarantines the GPU instead of counting a crash.
     device_fault: bool = False
+
+
+ChildEvent = ChildReady | ChildFailed | TaskStarted | TaskProgress | TaskFinished
+
+
+# ---- thread → main loop ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leased:
+    """The leaser added this task to the lease book."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """The task's inputs are in its work dir (``error`` empty), or could not be fetched.
+    ``infra``: the failure was this worker's own (disk full, work dir not writable, out
+    of file handles), not the task's: it goes back unattempted."""
+
+    task_id: str
+    error: str = ""
+    infra: bool = False
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """The server answered for the task's result: its new state, ``lease_lost``,
+    ``refused`` or ``upload_failed``."""
+
+    task_id: str
+    outcome: str
+    #: The server's explanation when it refused the result.
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class LeaseLost:
+    """The server no longer knows this lease (expired, re-leased): drop the task."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
+class LeaseCancelled:
+    """The task's owner cancelled it: stop it and drop it."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A leased task this worker could not read (its JSON does not fit the protocol).
+    Reported as a non-retryable failure when its id and token could be read."""
+
+    task_id: str
+    lease_token: str
+    message: str
+
+
+InboxItem = Leased | Downloaded | Uploaded | LeaseLost | LeaseCancelled | Unreadable
+
+
+def load_result(path: str, max_bytes: int) -> dict[str, Any]:
+    """Read back a result the child wrote, refusing one over ``max_bytes`` unread."""
+    size = os.stat(path).st_size
+    if max_bytes and size > max_bytes:
+        raise ResultTooLarge(size, max_bytes)
+    data: dict[str, Any] = json.loads(Path(path).read_text())
+    return data
+
+
+class ResultTooLarge(Exception):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"the result is {size} bytes, over the limit of {limit} bytes "
+            "(--max-result-bytes on the supervisor; the server's result limit must allow it too)"
+        )

@@ -1,101 +1,117 @@
 """What the supervisor tells the outside: health, readiness, status, metrics, systemd.
 
-All views are snapshots read from other threads (the HTTP thread, a Prometheus scrape);
-they copy what they need and never change supervisor state.
+All views are snapshots read from other threads (the HTTP thread, a Prometheus scrape):
+they read the :class:`RunState` the main loop refreshes, the pool and the lease book,
+and never change anything.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
-from loguru import logger
-
+from morag_worker import __version__
 from morag_worker.observability import sdnotify
-from morag_worker.observability.health import HealthServer
-from morag_worker.supervisor.devices import DeviceError
-from morag_worker.supervisor.watchdog import process_tree
+from morag_worker.observability.metrics import SupervisorMetrics
+from morag_worker.supervisor.book import IN_CHILD, LeaseBook
+from morag_worker.supervisor.devices import DeviceError, Nvml
+from morag_worker.supervisor.disk import DiskGuard
+from morag_worker.supervisor.pool import ChildPool, Slot
+from morag_worker.supervisor.recent import RecentErrors
+from morag_worker.supervisor.watchdog import Watchdog, process_tree
 
-if TYPE_CHECKING:
-    from morag_worker.supervisor.pool import Slot
-    from morag_worker.supervisor.supervisor import Supervisor
-
-#: /health fails when the main loop has not ticked for this long (it ticks every 0.2 s).
+#: /health fails when the main loop has not ticked for this long (it ticks at least
+#: every second).
 LOOP_STALL_S = 30.0
 #: WATCHDOG=1 is sent only while the server answered within this window.
 SERVER_SILENCE_S = 120.0
 
 
+@dataclass
+class RunState:
+    """The main loop's own facts, refreshed by it every pass and read by the views."""
+
+    worker_id: str
+    worker_type: str
+    started: float = field(default_factory=time.monotonic)
+    last_tick: float = field(default_factory=time.monotonic)
+    registered: bool = False
+    draining: bool = False
+    done: int = 0
+    #: The server refuses the key (leasing gets 401/403).
+    auth_failed: bool = False
+    #: time.monotonic() of the server's last answer (lease or heartbeat).
+    server_ok_at: float = 0.0
+    #: Why leasing is paused by this worker's own infrastructure ("" = it is not).
+    paused: str = ""
+    task_types: list[str] = field(default_factory=list)
+    lease_types: list[str] = field(default_factory=list)
+
+
 class StatusViews:
-    def __init__(self, sup: Supervisor) -> None:
-        self.sup = sup
-        self.http: HealthServer | None = None
+    def __init__(
+        self,
+        run: RunState,
+        pool: ChildPool,
+        book: LeaseBook,
+        watchdog: Watchdog,
+        nvml: Nvml,
+        disk: DiskGuard,
+        errors: RecentErrors,
+        metrics: SupervisorMetrics,
+    ) -> None:
+        self.run = run
+        self.pool = pool
+        self.book = book
+        self.watchdog = watchdog
+        self.nvml = nvml
+        self.disk = disk
+        self.errors = errors
         self.ready_sent = False
         self.last_status = ""
         self.last_watchdog = float("-inf")
-        sup.metrics.watch(self.metrics_snapshot)
-
-    def start_http(self) -> None:
-        cfg = self.sup.config
-        try:
-            self.http = HealthServer(
-                cfg.health_host,
-                cfg.health_port,
-                self.sup.metrics.registry,
-                self.health,
-                self.ready,
-                self.status,
-            )
-        except OSError as exc:
-            logger.error(
-                "health endpoint not started on {}:{}: {}", cfg.health_host, cfg.health_port, exc
-            )
-            return
-        self.http.start()
-        logger.info("health endpoint on http://{}:{}/health", cfg.health_host, self.http.port)
-
-    def stop_http(self) -> None:
-        if self.http is not None:
-            self.http.stop()
-            self.http = None
+        metrics.watch(self.metrics_snapshot)
 
     def active_tasks(self) -> int:
-        return sum(1 for h in self.sup.book.all() if h.stage in ("dispatched", "running"))
+        return self.book.count(*IN_CHILD)
 
     def health(self) -> tuple[int, dict[str, Any]]:
-        sup = self.sup
-        stalled = time.monotonic() - sup.last_tick > LOOP_STALL_S and sup.registered
+        run = self.run
+        stalled = time.monotonic() - run.last_tick > LOOP_STALL_S and run.registered
         body = {
             "status": "unhealthy" if stalled else "healthy",
-            "worker_id": sup.config.worker_id,
-            "worker_type": sup.config.worker_type,
-            "uptime": round(time.monotonic() - sup.started, 1),
+            "worker_id": run.worker_id,
+            "worker_type": run.worker_type,
+            "uptime": round(time.monotonic() - run.started, 1),
             "active_tasks": self.active_tasks(),
-            "version": _version(),
+            "version": __version__,
         }
         return (503 if stalled else 200), body
 
     def ready(self) -> tuple[int, dict[str, Any]]:
-        sup = self.sup
-        healthy = [s.name for s in sup.pool.healthy()]
+        run = self.run
+        healthy = [s.name for s in self.pool.healthy()]
         reasons = []
-        if not sup.registered:
+        if not run.registered:
             reasons.append("not registered with the server")
         if not healthy:
             reasons.append("no healthy child")
-        if sup.draining:
+        if run.draining:
             reasons.append("draining")
-        if sup.leaser is not None and sup.leaser.auth_failed:
+        if run.auth_failed:
             reasons.append("the server refuses the API key")
+        if run.paused:
+            reasons.append(f"not leasing: {run.paused}")
         return (503 if reasons else 200), {
             "ready": not reasons,
             "reasons": reasons,
             "healthy_children": healthy,
-            "quarantined_gpus": {str(g): why for g, why in sup.pool.bad_gpus.items()},
+            "quarantined_gpus": {str(g): why for g, why in self.pool.bad_gpus.items()},
         }
 
     def status(self) -> dict[str, Any]:
-        sup = self.sup
+        run = self.run
         tasks = [
             {
                 "task_id": h.task_id,
@@ -105,37 +121,44 @@ class StatusViews:
                 "progress": h.progress,
                 "attempt": h.spec.attempt,
             }
-            for h in sup.book.all()
+            for h in self.book.all()
         ]
+        disk = self.disk.reading
         return {
-            "worker_id": sup.config.worker_id,
-            "registered": sup.registered,
-            "draining": sup.draining,
-            "done": sup.done,
-            "children": [_child_view(s) for s in list(sup.pool.slots.values())],
+            "worker_id": run.worker_id,
+            "registered": run.registered,
+            "draining": run.draining,
+            "done": run.done,
+            "leasing_paused": run.paused or None,
+            "disk": {
+                "work_dir": str(self.disk.work_root),
+                "free_bytes": disk.free_bytes,
+                "total_bytes": disk.total_bytes,
+                "min_free_bytes": self.disk.min_free_bytes,
+            },
+            "children": [_child_view(s) for s in list(self.pool.slots.values())],
             "devices": self.devices(),
             "tasks": tasks,
-            "task_types": sup.task_types(),
-            "lease_types": sup.lease_types(),
-            "recent_errors": list(sup.recent_errors),
+            "task_types": list(run.task_types),
+            "lease_types": list(run.lease_types),
+            "recent_errors": self.errors.snapshot(),
         }
 
     def devices(self) -> list[dict[str, Any]]:
         """Each GPU in use, read from NVML now, with whether it is quarantined."""
-        sup = self.sup
         found = []
-        for gpu in sup.watchdog.gpus:
+        for gpu in self.watchdog.gpus:
             entry: dict[str, Any] = {
                 "gpu": gpu,
-                "quarantined": gpu in sup.pool.bad_gpus,
-                "reason": sup.pool.bad_gpus.get(gpu),
+                "quarantined": gpu in self.pool.bad_gpus,
+                "reason": self.pool.bad_gpus.get(gpu),
             }
             try:
-                memory = sup.nvml.memory(gpu)
+                memory = self.nvml.memory(gpu)
                 entry.update(
                     memory_total_bytes=memory.total_bytes,
                     memory_used_bytes=memory.used_bytes,
-                    utilization_ratio=sup.nvml.utilization_ratio(gpu),
+                    utilization_ratio=self.nvml.utilization_ratio(gpu),
                 )
             except DeviceError as exc:
                 entry["error"] = str(exc)
@@ -143,33 +166,27 @@ class StatusViews:
         return found
 
     def metrics_snapshot(self) -> dict[str, Any]:
-        sup = self.sup
         rss = {}
-        for slot in list(sup.pool.slots.values()):
+        for slot in list(self.pool.slots.values()):
             process = slot.process
             if process is not None and process.pid:
                 rss[slot.name] = process_tree(process.pid)[0]
         gpus = {str(d["gpu"]): d for d in self.devices()}
         return {
-            "in_flight": len(sup.book),
-            "capacity": sup.pool.capacity(),
+            "in_flight": len(self.book),
+            "capacity": self.pool.capacity(),
             "child_rss": rss,
             "gpus": gpus,
+            "disk_free_bytes": self.disk.reading.free_bytes,
+            "leasing_paused": 1 if self.run.paused else 0,
         }
 
-    def healthy(self) -> bool:
+    def server_answers(self) -> bool:
         """Ticking and the server answered recently: what WATCHDOG=1 vouches for."""
-        sup = self.sup
-        if sup.heartbeater is None or sup.leaser is None:
-            return False
-        last_ok = max(
-            sup.heartbeater.last_ok, time.monotonic() - (time.time() - sup.leaser.last_success)
-        )
-        return time.monotonic() - last_ok < SERVER_SILENCE_S
+        return time.monotonic() - self.run.server_ok_at < SERVER_SILENCE_S
 
     def notify_systemd(self) -> None:
-        sup = self.sup
-        if not self.ready_sent and sup.pool.healthy():
+        if not self.ready_sent and self.pool.healthy():
             sdnotify.ready("children warm")
             self.ready_sent = True
         interval = sdnotify.watchdog_interval_s()
@@ -178,12 +195,14 @@ class StatusViews:
             self.ready_sent
             and interval is not None
             and now - self.last_watchdog >= interval
-            and self.healthy()
+            and self.server_answers()
         ):
             sdnotify.watchdog()
             self.last_watchdog = now
-        text = f"busy {self.active_tasks()}/{sup.pool.capacity()}, done {sup.done}"
-        if sup.draining:
+        text = f"busy {self.active_tasks()}/{self.pool.capacity()}, done {self.run.done}"
+        if self.run.paused:
+            text = f"not leasing ({self.run.paused}): {text}"
+        if self.run.draining:
             text = f"draining: {text}"
         if text != self.last_status:
             sdnotify.status(text)
@@ -204,14 +223,10 @@ def _child_view(s: Slot) -> dict[str, Any]:
         "cache_bytes": s.cache_bytes,
         "restarts": s.restarts,
         "crashes": len(s.crashes),
+        "quarantine": s.quarantine_reason or None,
+        "quarantines": s.quarantines,
         "recycle": s.recycle,
         "rss_bytes": s.rss_bytes,
         "gpu_memory_bytes": s.gpu_bytes,
         "tasks_until_recycle": max(0, s.task_limit - s.tasks_done) if s.task_limit else None,
     }
-
-
-def _version() -> str:
-    from morag_worker import __version__
-
-    return __version__

@@ -3,8 +3,9 @@
 Downloads run on a small thread pool. Uploads go through one uploader thread that sends
 every result waiting at that moment in a single batched call, so a busy host makes one
 round trip for many results while a quiet one still uploads each result at once.
-Outcomes come back to the main loop through the inbox as ``("downloaded", task_id,
-error)`` and ``("uploaded", task_id, outcome)``.
+Outcomes come back to the main loop through the inbox as :class:`Downloaded` and
+:class:`Uploaded`. A download that fails on this worker's own disk (full, read-only,
+out of file handles) says so (``infra``): the task is not at fault.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from loguru import logger
 
 from morag_worker.client import ServerError, Unreachable, WorkerClient, batch_body
 from morag_worker.protocol import ResultRequest
-from morag_worker.supervisor.leases import Held
+from morag_worker.supervisor.book import Held
+from morag_worker.supervisor.disk import describe_infra, is_infra_error
+from morag_worker.supervisor.inbox import Inbox
+from morag_worker.supervisor.messages import Downloaded, Uploaded
 
 #: Parallel downloads: enough to overlap inputs of the next tasks with running ones on a
 #: small host without flooding the server.
@@ -31,12 +34,12 @@ MAX_BATCH = 32
 
 
 class Transfers:
-    def __init__(self, client: WorkerClient, inbox: Any, lease_ttl_s: float) -> None:
+    def __init__(self, client: WorkerClient, inbox: Inbox, lease_ttl_s: float) -> None:
         self.client = client
         self.inbox = inbox
         self.lease_ttl_s = lease_ttl_s
         self.pool = ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="download")
-        self.pending: queue.Queue[tuple[Held, ResultRequest] | None] = queue.Queue()
+        self.pending: queue.Queue[tuple[str, ResultRequest] | None] = queue.Queue()
         self.uploader = threading.Thread(target=self._upload_loop, name="upload", daemon=True)
         self.uploader.start()
 
@@ -49,12 +52,17 @@ class Transfers:
                 dest = held.work_dir / "inputs" / f"{index}-{_safe(file.name)}"
                 self.client.download(file, dest, retry_for_s=self.lease_ttl_s)
                 held.inputs.append(dest)
-            self.inbox.put(("downloaded", held.task_id, None))
-        except (ServerError, Unreachable, OSError) as exc:
-            self.inbox.put(("downloaded", held.task_id, str(exc)))
+            self.inbox.put(Downloaded(held.task_id))
+        except (ServerError, Unreachable) as exc:
+            self.inbox.put(Downloaded(held.task_id, str(exc)[:2000]))
+        except OSError as exc:
+            infra = is_infra_error(exc)
+            self.inbox.put(Downloaded(held.task_id, describe_infra(exc), infra=infra))
+        except Exception as exc:  # never lose the task: the loop fails it and goes on
+            self.inbox.put(Downloaded(held.task_id, f"{type(exc).__name__}: {exc}"[:2000]))
 
-    def upload(self, held: Held, body: ResultRequest) -> None:
-        self.pending.put((held, body))
+    def upload(self, task_id: str, body: ResultRequest) -> None:
+        self.pending.put((task_id, body))
 
     def _upload_loop(self) -> None:
         while True:
@@ -75,30 +83,49 @@ class Transfers:
                     self.pending.put(None)  # finish this batch, then stop
                     break
                 batch.append(more)
-            self._send(batch)
+            try:
+                self._send(batch)
+            except Exception:  # the thread must outlive any one batch
+                logger.exception("result upload raised; the tasks are reported as not uploaded")
+                for task_id, _ in batch:
+                    self.inbox.put(Uploaded(task_id, "upload_failed"))
 
-    def _send(self, batch: list[tuple[Held, ResultRequest]]) -> None:
+    def _send(self, batch: list[tuple[str, ResultRequest]]) -> None:
         """Upload until accepted or refused, retrying while a lease could still be valid."""
-        body = batch_body([(held.task_id, req) for held, req in batch])
+        body = batch_body(batch)
         try:
             reply = self.client.results(body, retry_for_s=self.lease_ttl_s * 2)
-        except (ServerError, Unreachable) as exc:
+        except ServerError as exc:
+            if exc.status in (413, 422) and len(batch) > 1:
+                for item in batch:  # one result spoils the batch: send each on its own
+                    self._send([item])
+                return
+            refused = exc.status in (413, 422)
             logger.error("result upload failed: {}", exc)
-            for held, _ in batch:
-                self.inbox.put(("uploaded", held.task_id, "upload_failed"))
+            for task_id, _ in batch:
+                outcome = "refused" if refused else "upload_failed"
+                self.inbox.put(Uploaded(task_id, outcome, exc.message if refused else ""))
             return
-        for outcome in reply.results:
-            if outcome.error is not None:
-                logger.warning("result refused: {}", outcome.error.message, task_id=outcome.task_id)
-                state = "lease_lost" if outcome.error.code == "lease_lost" else "refused"
+        except Unreachable as exc:
+            logger.error("result upload failed: {}", exc)
+            for task_id, _ in batch:
+                self.inbox.put(Uploaded(task_id, "upload_failed"))
+            return
+        for answer in reply.results:
+            message = ""
+            if answer.error is not None:
+                message = answer.error.message
+                logger.warning("result refused: {}", message, task_id=answer.task_id)
+                state = "lease_lost" if answer.error.code == "lease_lost" else "refused"
             else:
-                state = outcome.state or "unknown"
-            self.inbox.put(("uploaded", outcome.task_id, state))
+                state = answer.state or "unknown"
+            self.inbox.put(Uploaded(answer.task_id, state, message))
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float) -> None:
+        """Send what is queued, then stop the uploader and the download threads."""
         self.pending.put(None)
-        self.uploader.join(timeout=self.lease_ttl_s * 2)
-        self.pool.shutdown(wait=True, cancel_futures=False)
+        self.uploader.join(timeout=timeout_s)
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _safe(name: str) -> str:

@@ -18,7 +18,9 @@ from morag_worker.cli.local import Proc, free_port, wait_http
 
 HERE = Path(__file__).parent
 FIXTURES = HERE.parent / "fixtures"
-FAULT_TYPES = "hog,hang,crash,cudaerr,envcheck"
+FAULT_TYPES = (
+    "hog,hang,crash,cudaerr,envcheck,bigerror,bigresult,unserialisable,garbage,halfmessage,assume"
+)
 SERVER_ARGS = ("--extra-task-types", FAULT_TYPES)
 
 

@@ -98,6 +98,8 @@ def test_sd_notify_metrics_status_and_children_environment(
     }
     assert set(restart_reasons) == {
         "crash",
+        "killed",
+        "cancel",
         "memory",
         "timeout",
         "max_tasks",

@@ -15,7 +15,7 @@ from morag_worker.cli.local import start_server
 
 
 def _states(api: Api, ids: list[str]) -> dict[str, dict]:
-    tasks = {t["task_id"]: t for t in api.get("/api/v1/tasks?limit=1000")["tasks"]}
+    tasks = {t["task_id"]: t for t in api.get("/api/v1/tasks?limit=500")["tasks"]}
     return {i: tasks[i] for i in ids}
 
 

@@ -22,10 +22,11 @@ from morag_worker.supervisor.layout import plan_children
 from morag_worker.supervisor.lifecycle import restart_reason
 from morag_worker.supervisor.limits import Amount, MemoryLimit, parse_memory_limit, task_limit
 from morag_worker.supervisor.messages import ChildSpec
-from morag_worker.supervisor.pool import Slot
+from morag_worker.supervisor.pool import ChildPool, Slot
 from morag_worker.supervisor.routing import Router, parse_pool_types
 from morag_worker.supervisor.watchdog import (
     BOOT_TIMEOUT_S,
+    IDLE_SAMPLE_INTERVAL_S,
     Watchdog,
     is_unresponsive,
     judge_memory,
@@ -39,8 +40,11 @@ def _slot(name: str = "gpu0", gpu: int | None = 0) -> Slot:
     return Slot(spec=spec, pool="gpu" if gpu is not None else "cpu", gpu=gpu)
 
 
-class _Pool:
+class _Pool(ChildPool):
+    """A real pool holding hand-made slots (no processes are started)."""
+
     def __init__(self, *slots: Slot) -> None:
+        super().__init__([])
         self.slots = {s.name: s for s in slots}
 
 
@@ -194,7 +198,9 @@ def test_vram_admission(sleeper: subprocess.Popen[bytes]) -> None:
     assert admitted(types, router, [slot], dog) == types
     slot.models = ()
     nvml.gpus[0].memory_used_bytes = 2 * GIB
-    dog.check(now=2.0)
+    dog.check(now=2.0)  # an idle child is sampled every few seconds, not every second
+    assert admitted(types, router, [slot], dog) == ["document", "image", "noop"]
+    dog.check(now=1.0 + IDLE_SAMPLE_INTERVAL_S)
     assert admitted(types, router, [slot], dog) == types
     slot.state = "starting"  # a child still booting counts: its GPU is measured
     assert admitted(types, router, [slot], dog) == types

@@ -68,9 +68,14 @@ SELECT * FROM task_files WHERE task_id IN (SELECT value FROM json_each(:task_ids
 ORDER BY task_id, position;
 
 -- name: list_tasks
+-- Newest first, one page. Keyset paging on (created_at, task_id): a page costs the same
+-- however deep it is, and tasks submitted meanwhile do not shift the later pages.
 SELECT * FROM tasks WHERE (:all_users OR user_id = :user_id)
   AND (:state IS NULL OR state = :state)
-ORDER BY created_at DESC LIMIT :limit;
+  AND (:task_type IS NULL OR task_type = :task_type)
+  AND (:before_at IS NULL OR created_at < :before_at
+       OR (created_at = :before_at AND task_id < :before_id))
+ORDER BY created_at DESC, task_id DESC LIMIT :limit;
 
 -- name: reclaim_expired
 -- Expired leases go back to the queue with a jittered exponential backoff, or die when
@@ -81,7 +86,7 @@ UPDATE tasks SET
     available_at = :now + min(:backoff_cap_s, :backoff_base_s * (1 << min(attempt, 30)))
                    * (0.5 + (abs(random()) % 1000) / 1000.0),
     last_error = :lease_error,
-    lease_expires_at = NULL, worker_id = NULL, lease_key_id = NULL,
+    lease_expires_at = NULL, worker_id = NULL, lease_key_id = NULL, lease_instance_id = NULL,
     progress = NULL, stage = NULL
 WHERE state = 'leased' AND lease_expires_at < :now
 RETURNING task_id, state;
@@ -94,6 +99,7 @@ UPDATE tasks SET
     lease_token = lower(hex(randomblob(16))),
     lease_expires_at = :now + :lease_ttl_s,
     lease_key_id = :key_id,
+    lease_instance_id = :instance_id,
     worker_id = :worker_id,
     attempt = attempt + 1,
     started_at = :now,
@@ -141,7 +147,7 @@ UPDATE tasks SET
     available_at = :now + min(:backoff_cap_s, :backoff_base_s * (1 << min(attempt, 30)))
                    * (0.5 + (abs(random()) % 1000) / 1000.0),
     last_error = :error, result_hash = :result_hash, timings = :timings,
-    lease_expires_at = NULL, worker_id = NULL, lease_key_id = NULL,
+    lease_expires_at = NULL, worker_id = NULL, lease_key_id = NULL, lease_instance_id = NULL,
     progress = NULL, stage = NULL
 WHERE task_id = :task_id AND lease_token = :lease_token AND state = 'leased'
   AND lease_key_id = :key_id
@@ -150,7 +156,7 @@ RETURNING task_id, state;
 -- name: release
 UPDATE tasks SET state = 'queued', attempt = attempt - 1, available_at = :now,
                  lease_token = NULL, lease_expires_at = NULL, lease_key_id = NULL,
-                 worker_id = NULL, progress = NULL, stage = NULL
+                 lease_instance_id = NULL, worker_id = NULL, progress = NULL, stage = NULL
 WHERE task_id = :task_id AND lease_token = :lease_token AND state = 'leased'
   AND lease_key_id = :key_id
 RETURNING task_id;
@@ -158,8 +164,9 @@ RETURNING task_id;
 -- name: release_worker
 UPDATE tasks SET state = 'queued', attempt = attempt - 1, available_at = :now,
                  lease_token = NULL, lease_expires_at = NULL, lease_key_id = NULL,
-                 worker_id = NULL, progress = NULL, stage = NULL
+                 lease_instance_id = NULL, worker_id = NULL, progress = NULL, stage = NULL
 WHERE worker_id = :worker_id AND lease_key_id = :key_id AND state = 'leased'
+  AND (:instance_id = '' OR lease_instance_id = :instance_id)
 RETURNING task_id;
 
 -- name: cancel
@@ -177,14 +184,16 @@ WHERE f.file_id = :file_id AND t.user_id = :user_id LIMIT 1;
 
 -- name: upsert_worker
 INSERT INTO workers (worker_id, key_id, user_id, host, worker_type, task_types, capacity,
-                     devices, version, protocol_version, registered_at, last_seen_at)
+                     devices, version, protocol_version, instance_id, pid, registered_at,
+                     last_seen_at)
 VALUES (:worker_id, :key_id, :user_id, :host, :worker_type, :task_types, :capacity,
-        :devices, :version, :protocol_version, :now, :now)
+        :devices, :version, :protocol_version, :instance_id, :pid, :now, :now)
 ON CONFLICT (worker_id) DO UPDATE SET key_id = excluded.key_id, user_id = excluded.user_id,
     host = excluded.host, worker_type = excluded.worker_type,
     task_types = excluded.task_types, capacity = excluded.capacity,
     devices = excluded.devices, version = excluded.version,
-    protocol_version = excluded.protocol_version,
+    protocol_version = excluded.protocol_version, instance_id = excluded.instance_id,
+    pid = excluded.pid,
     registered_at = excluded.registered_at, last_seen_at = excluded.last_seen_at;
 
 -- name: get_worker
@@ -194,10 +203,25 @@ SELECT * FROM workers WHERE worker_id = :worker_id;
 UPDATE workers SET last_seen_at = :now WHERE worker_id = :worker_id;
 
 -- name: delete_worker
-DELETE FROM workers WHERE worker_id = :worker_id AND key_id = :key_id;
+-- Only the instance that registered the row removes it; without an instance (the seed's
+-- clients, release 0.1.0), the key that owns it.
+DELETE FROM workers WHERE worker_id = :worker_id AND key_id = :key_id
+  AND (:instance_id = '' OR instance_id = :instance_id);
+
+-- name: expire_instance_leases
+-- A dead predecessor's leases: expired now, so the reaper returns them to the queue.
+UPDATE tasks SET lease_expires_at = :now
+WHERE state = 'leased' AND lease_instance_id = :instance_id;
 
 -- name: list_workers
-SELECT * FROM workers ORDER BY worker_id;
+-- The workers a caller may see (an admin: all; a user: its own and pool workers), each
+-- with the tasks it holds now and whether its key is a pool key.
+SELECT w.*, coalesce(k.pool, 0) AS pool,
+       (SELECT count(*) FROM tasks t
+        WHERE t.worker_id = w.worker_id AND t.state = 'leased') AS running
+FROM workers w LEFT JOIN api_keys k ON k.key_id = w.key_id
+WHERE (:all_users OR w.user_id = :user_id OR coalesce(k.pool, 0))
+ORDER BY w.worker_id;
 
 -- name: queue_counts
 SELECT task_type, state, count(*) AS n FROM tasks GROUP BY task_type, state;

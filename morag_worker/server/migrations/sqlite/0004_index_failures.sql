@@ -1,4 +1,4 @@
--- 0003: the indexer isolates a result it cannot index. Each failed attempt is counted
+-- 0004: the indexer isolates a result it cannot index. Each failed attempt is counted
 -- with its error and the row waits (index_next_at) before the next; after the limit
 -- the row is marked failed (index_failed_at) and skipped until an operator retries it,
 -- so the rows behind it are indexed. The partial index keeps the indexer's look for
