@@ -2,7 +2,8 @@
 thousands of generated requests (valid, malformed, hostile) and not one server error.
 
 Search and the index's export and import are excluded: with indexing off they answer
-a deliberate 503 (see test_processors for search itself, test_index_admin for the rest). The seed is fixed so a failure reproduces.
+a deliberate 503 (see test_processors for search itself, test_index_admin for the
+rest). The seed is fixed so a failure reproduces.
 """
 
 from __future__ import annotations
