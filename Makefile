@@ -56,6 +56,7 @@ bench: system-deps install
 	$(PY) bench/asr.py
 	$(PY) bench/embed.py
 	$(PY) bench/supervisor_overhead.py
+	$(PY) bench/doc_limits.py
 	$(PY) bench/search.py
 	$(PY) bench/hybrid.py
 

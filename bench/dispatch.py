@@ -5,6 +5,9 @@
 - throughput: 2,000 queued no-op tasks drained by 2 children, from the first start to
   the last result. Both systems hold 8 tasks ahead of their 2 children (Celery's default
   prefetch multiplier 4; `--prefetch 8` here).
+- durability: the same morag-worker run on SQLite with ``synchronous=FULL`` (the default:
+  every acknowledged write survives a power loss) and ``NORMAL`` (`--sqlite-synchronous
+  normal`), to show what durable commits cost.
 
 Prints a table with the ratios. Run with `make bench` (or `python bench/dispatch.py`).
 """
@@ -33,10 +36,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def morag_run(n_latency: int, n_throughput: int) -> dict[str, float]:
+def morag_run(n_latency: int, n_throughput: int, *server_args: str) -> dict[str, float]:
     root = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     port = free_port()
-    server = start_server(root / "server", port, "--no-index")
+    server = start_server(root / "server", port, "--no-index", *server_args)
     url = f"http://127.0.0.1:{port}"
     admin = Api(url, (root / "server" / "admin.key").read_text().strip())
     user = Api(url, admin.post_json("/api/v1/keys", {"user_id": "b", "role": "user"})["key"])
@@ -218,6 +221,7 @@ def main() -> int:
     args = parser.parse_args()
     floor = floor_run(args.latency_tasks)
     ours = morag_run(args.latency_tasks, args.tasks)
+    normal = morag_run(args.latency_tasks, args.tasks, "--sqlite-synchronous", "normal")
     try:
         base = celery_run(args.latency_tasks, args.tasks)
     except Exception as exc:  # no Redis: print ours alone and say why
@@ -242,7 +246,21 @@ def main() -> int:
         f"protocol floor (submit -> bare long-poll returns): p50 {floor['p50'] * 1000:.1f} ms,"
         f" p99 {floor['p99'] * 1000:.1f} ms"
     )
+    _durability_table(ours, normal, rows)
     return 0
+
+
+def _durability_table(
+    full: dict[str, float], normal: dict[str, float], rows: list[tuple[str, str, float]]
+) -> None:
+    print("\nSQLite durability, same run: synchronous=FULL (default) vs NORMAL")
+    print(f"{'metric':<24}{'FULL':>14}{'NORMAL':>14}{'ratio':>10}")
+    for label, key, scale in rows:
+        print(
+            f"{label:<24}{full[key] * scale:14.1f}{normal[key] * scale:14.1f}"
+            f"{full[key] / normal[key]:10.2f}"
+        )
+    print("ratio = FULL / NORMAL: the cost of surviving a power loss")
 
 
 if __name__ == "__main__":

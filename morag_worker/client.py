@@ -39,6 +39,8 @@ from morag_worker.protocol import (
 
 M = TypeVar("M", bound=BaseModel)
 
+#: Registration fields a server of release 0.1.0 does not know (and refuses).
+REGISTER_FIELDS_SINCE_0_2 = ("protocol_version", "pid", "replaces_instance")
 #: Header naming the supervisor instance on every call after registration.
 INSTANCE_HEADER = "X-Morag-Worker-Instance"
 
@@ -199,12 +201,21 @@ class WorkerClient:
         result: dict[str, Any] = self.call("GET", "/health", "health", retry_for_s=0).json()
         return result
 
-    def register(self, body: RegisterRequest, retry_for_s: float) -> RegisterResponse:
+    def register(
+        self, body: RegisterRequest, retry_for_s: float, legacy: bool = False
+    ) -> RegisterResponse:
+        """Register; ``legacy`` sends only the fields release 0.1.0's server knows (it
+        refuses any other), for a worker upgraded before its server."""
+        data = (
+            body.model_dump_json(exclude=set(REGISTER_FIELDS_SINCE_0_2)).encode()
+            if legacy
+            else body
+        )
         response = self.call(
             "POST",
             f"{API_PREFIX}/workers/register",
             "register",
-            body=body,
+            body=data,
             retry_for_s=retry_for_s,
         )
         return self._model(RegisterResponse, response)

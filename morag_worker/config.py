@@ -63,8 +63,9 @@ _OPTIONS: list[tuple[str, tuple[str, ...], str, str]] = [
     (
         "--max-result-bytes",
         ("MORAG_MAX_RESULT_BYTES",),
-        "256M",
-        "largest result a task may return (bigger ones fail as result_too_large)",
+        "64M",
+        "largest result a task may return (bigger ones fail as result_too_large); the "
+        "server's own limit, if lower, wins",
     ),
     ("--gpus", ("MORAG_GPUS",), "", "0,1 | all | none (default: all for gpu workers)"),
     ("--procs-per-gpu", ("MORAG_PROCS_PER_GPU",), "1", "children per GPU"),
@@ -163,7 +164,7 @@ class SupervisorConfig:
     status_token: str = ""
     #: Free space the work dir keeps before leasing stops (bytes or a share of the disk).
     min_free_disk: Amount = field(default_factory=lambda: Amount(bytes=1 << 30))
-    max_result_bytes: int = 256 << 20
+    max_result_bytes: int = 64 << 20
     quarantine_probe_s: float = 60.0
 
 

@@ -47,6 +47,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Reply(_Model):
+    """A reply a worker reads. Fields a newer server adds are ignored, not refused: the
+    compatibility policy (docs/protocol.md) lets servers add reply fields without a
+    protocol version bump, and this release's workers must keep reading them."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
 class TaskState(str, Enum):
     queued = "queued"
     leased = "leased"
@@ -210,7 +218,7 @@ class RegisterRequest(_Model):
     )
 
 
-class RegisterResponse(_Model):
+class RegisterResponse(_Reply):
     worker_id: str
     lease_ttl_s: float
     heartbeat_interval_s: float
@@ -221,9 +229,13 @@ class RegisterResponse(_Model):
     #: Sent back as ``X-Morag-Worker-Instance`` on every later call; absent from
     #: servers of release 0.1.0.
     instance_id: str = ""
+    #: The server's body limits (absent before 0.2.0): a result call (single or batch)
+    #: must stay under ``max_result_bytes``, every other call under ``max_body_bytes``.
+    max_body_bytes: int | None = None
+    max_result_bytes: int | None = None
 
 
-class InputFile(_Model):
+class InputFile(_Reply):
     file_id: str
     name: str
     size: int
@@ -231,7 +243,7 @@ class InputFile(_Model):
     url: str
 
 
-class TaskSpec(_Model):
+class TaskSpec(_Reply):
     """A leased task as a worker receives it."""
 
     task_id: str
@@ -253,7 +265,7 @@ class LeaseRequest(_Model):
     task_types: list[str] | None = None
 
 
-class LeaseResponse(_Model):
+class LeaseResponse(_Reply):
     tasks: list[TaskSpec]
 
 
@@ -268,12 +280,12 @@ class HeartbeatRequest(_Model):
     leases: list[LeaseRenewal] = Field(default_factory=list, max_length=1000)
 
 
-class RenewedLease(_Model):
+class RenewedLease(_Reply):
     task_id: str
     lease_expires_at: float
 
 
-class HeartbeatResponse(_Model):
+class HeartbeatResponse(_Reply):
     renewed: list[RenewedLease] = Field(default_factory=list)
     lost: list[str] = Field(default_factory=list, description="leases this worker no longer holds")
     cancel: list[str] = Field(default_factory=list, description="tasks cancelled by their owner")
@@ -305,13 +317,13 @@ class BatchResultRequest(_Model):
     results: list[BatchResult] = Field(min_length=1, max_length=100)
 
 
-class BatchResultOutcome(_Model):
+class BatchResultOutcome(_Reply):
     task_id: str
     state: str | None = None
     error: ErrorDetail | None = None
 
 
-class BatchResultResponse(_Model):
+class BatchResultResponse(_Reply):
     results: list[BatchResultOutcome]
 
 
@@ -508,7 +520,7 @@ class KeyList(_Model):
     keys: list[KeyInfo]
 
 
-class WhoAmI(_Model):
+class WhoAmI(_Reply):
     status: str = "ok"
     key_id: str
     user_id: str

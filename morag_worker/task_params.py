@@ -58,7 +58,15 @@ TASK_PARAMETERS: dict[str, list[TaskParameter]] = {
     ],
     "document": [],
     "image": [],
-    "web": [_URL],
+    "web": [
+        _URL,
+        _P(
+            name="keep_comments",
+            type="boolean",
+            description="keep the page's reader comments, marked, in a final ## Comments "
+            "section (default false: left out with the other page furniture)",
+        ),
+    ],
     "noop": [
         _P(
             name="sleep_s",

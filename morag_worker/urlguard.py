@@ -2,11 +2,13 @@
 
 Server-side request forgery is the risk: a user submits a URL and the worker, sitting
 inside a data centre, fetches it. The guard allows only ``http``/``https`` URLs whose
-host resolves exclusively to public addresses; loopback, private, link-local, shared,
-multicast, reserved and unspecified addresses are refused unless ``allow_private`` is
-set (development and tests) or the host or address is on the allow-list. Cloud
-metadata endpoints are refused even with ``allow_private``: a laptop never needs them
-and a cloud worker must never reach them; only an explicit allow-list entry admits one.
+host resolves exclusively to public addresses (classes in :mod:`morag_worker.addresses`).
+Loopback, private, shared, multicast, reserved and unspecified addresses are refused
+unless ``allow_private`` is set (development and tests) or an allow-list entry covers
+the host or address. Link-local, IPv4-compatible and Teredo addresses are refused even
+with ``allow_private``, and cloud metadata endpoints (in any IPv6 form that carries
+one) are admitted only by an allow-list entry naming that exact address: a laptop
+never needs them and a cloud worker must never reach them.
 
 Two entry points:
 
@@ -26,23 +28,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
+from morag_worker.addresses import (
+    NEVER_PRIVATE,
+    IPAddress,
+    address_class,
+    embedded_ipv4,
+)
 from morag_worker.errors import BadInput, TaskFailure
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+__all__ = ["CheckedUrl", "UrlGuard", "address_class", "check_url", "embedded_ipv4"]
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-#: Well-known instance-metadata endpoints (AWS, GCP, Azure, OpenStack, ECS task roles,
-#: Alibaba, AWS IPv6). Most are link-local or private anyway; listing them keeps them
-#: refused when ``allow_private`` is on.
-METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
-    ipaddress.ip_address(a)
-    for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
+#: Host names that reach metadata services through the platform's own resolver (GCP,
+#: AWS); whatever they resolve to, they are refused unless allow-listed by exact name.
+METADATA_HOSTS: frozenset[str] = frozenset(
+    {"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
 )
-#: Host names that reach metadata services through the platform's own resolver.
-METADATA_HOSTS: frozenset[str] = frozenset({"metadata.google.internal", "metadata"})
 
 _HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?")
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _SCHEMES = {"http": 80, "https": 443}
 
 
@@ -110,15 +114,21 @@ class UrlGuard:
         retryable ``TaskFailure``.
         """
         parts, host, port = _parse(url)
-        host_listed = self._host_listed(host)
-        if host in METADATA_HOSTS and not host_listed:
-            raise BadInput(f"URL {url!r} names a cloud metadata host; it is never fetched")
+        if host in METADATA_HOSTS and host not in self.allow_hosts:
+            raise BadInput(f"URL {shown(url)} names a cloud metadata host; it is never fetched")
         addresses = _resolve(url, host, port)
+        host_listed = self._host_listed(host)
         for address in addresses:
             reason = self._refusal(address, host_listed)
+            if reason in NEVER_PRIVATE:
+                raise BadInput(
+                    f"URL {shown(url)} resolves to {address}, a {reason} address, which is "
+                    "never fetched (an operator may name the exact address in "
+                    "--url-allow-list)"
+                )
             if reason:
                 raise BadInput(
-                    f"URL {url!r} resolves to {address}, a {reason} address; only public "
+                    f"URL {shown(url)} resolves to {address}, a {reason} address; only public "
                     "addresses are fetched (allow-list it or enable --allow-private-urls "
                     "for development)"
                 )
@@ -130,50 +140,32 @@ class UrlGuard:
         return any(p.startswith("*.") and host.endswith(p[1:]) for p in self.allow_hosts)
 
     def _refusal(self, address: IPAddress, host_listed: bool) -> str | None:
-        """Why ``address`` is refused, or ``None`` when it may be reached."""
+        """Why ``address`` is refused, or ``None`` when it may be reached.
+
+        A metadata address is admitted only by an allow-list entry that is exactly that
+        address: a range or a host name that happens to cover one (``100.64.0.0/10``
+        holds Alibaba's) must not open it. Other classes are admitted by any allow-list
+        entry that covers them, and the private ones by ``allow_private``.
+        """
+        reason = address_class(address)
+        if reason is None:
+            return None
+        if reason == "cloud metadata":
+            exact = any(net.num_addresses == 1 and address in net for net in self.allow_networks)
+            return None if exact else reason
         if host_listed or any(address in net for net in self.allow_networks):
             return None
-        if address in METADATA_ADDRESSES or embedded_ipv4(address) in METADATA_ADDRESSES:
-            return "cloud metadata"
-        reason = address_class(address)
-        if reason and not self.allow_private:
-            return reason
-        return None
+        if self.allow_private and reason not in NEVER_PRIVATE:
+            return None
+        return reason
 
 
-def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv4-mapped (``::ffff:a.b.c.d``) or NAT64 address carries."""
-    if not isinstance(address, ipaddress.IPv6Address):
-        return None
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address in _NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
-
-
-def address_class(address: IPAddress) -> str | None:
-    """Name the non-public class of ``address`` (``"loopback"`` …), or ``None`` if public.
-
-    IPv4-mapped and NAT64 IPv6 addresses are judged by the IPv4 address they carry,
-    so ``::ffff:127.0.0.1`` is loopback.
-    """
-    embedded = embedded_ipv4(address)
-    if embedded is not None:
-        return address_class(embedded)
-    checks = (
-        ("unspecified", address.is_unspecified),
-        ("loopback", address.is_loopback),
-        ("link-local", address.is_link_local),
-        ("multicast", address.is_multicast),
-        ("private", address.is_private),
-        ("reserved", address.is_reserved),
-    )
-    for name, hit in checks:
-        if hit:
-            return name
-    # Shared address space (100.64/10), documentation ranges and the like.
-    return None if address.is_global else "non-public"
+def shown(url: str, limit: int = 200) -> str:
+    """``url`` quoted for a message, cut to ``limit`` characters: error messages have a
+    size limit of their own, and a 8 kB URL helps no reader."""
+    if len(url) <= limit:
+        return repr(url)
+    return repr(url[:limit]) + f"… ({len(url):,} characters)"
 
 
 def check_url(url: str, *, allow_private: bool = False, allow_list: str = "") -> CheckedUrl:
@@ -185,21 +177,21 @@ def _parse(url: str) -> tuple[SplitResult, str, int]:
     if not isinstance(url, str) or not url.strip():
         raise BadInput("the URL is empty; give an http(s) URL")
     if any(ch.isspace() or ord(ch) < 32 or ch == "\\" for ch in url):
-        raise BadInput(f"URL {url!r} contains spaces, control characters or backslashes")
+        raise BadInput(f"URL {shown(url)} contains spaces, control characters or backslashes")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise BadInput(f"URL {url!r} is malformed: {exc}") from None
+        raise BadInput(f"URL {shown(url)} is malformed: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES:
-        raise BadInput(f"URL {url!r}: only http and https URLs are fetched, not {scheme!r}")
+        raise BadInput(f"URL {shown(url)}: only http and https URLs are fetched, not {scheme!r}")
     if parts.username is not None or parts.password is not None:
         # Credentials in a URL invite parser confusion (http://trusted@evil/) and leak.
-        raise BadInput(f"URL {url!r} embeds credentials; remove the user:password@ part")
+        raise BadInput(f"URL {shown(url)} embeds credentials; remove the user:password@ part")
     host = (parts.hostname or "").rstrip(".").lower()
     if not host:
-        raise BadInput(f"URL {url!r} has no host")
+        raise BadInput(f"URL {shown(url)} has no host")
     return parts, host, port or _SCHEMES[scheme]
 
 
@@ -212,13 +204,13 @@ def _resolve(url: str, host: str, port: int) -> tuple[IPAddress, ...]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except UnicodeError:
-        raise BadInput(f"URL {url!r}: host {host!r} is not a valid host name") from None
+        raise BadInput(f"URL {shown(url)}: host {host!r} is not a valid host name") from None
     except socket.gaierror as exc:
         if exc.errno == socket.EAI_AGAIN:
             raise TaskFailure(
                 "network", f"resolving {host!r} failed temporarily: {exc}", retryable=True
             ) from None
-        raise BadInput(f"URL {url!r}: host {host!r} does not resolve ({exc})") from None
+        raise BadInput(f"URL {shown(url)}: host {host!r} does not resolve ({exc})") from None
     addresses: list[IPAddress] = []
     for _family, _type, _proto, _canon, sockaddr in infos:
         # Strip an IPv6 zone ("fe80::1%eth0"): the address itself decides.
@@ -226,5 +218,5 @@ def _resolve(url: str, host: str, port: int) -> tuple[IPAddress, ...]:
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise BadInput(f"URL {url!r}: host {host!r} has no addresses")
+        raise BadInput(f"URL {shown(url)}: host {host!r} has no addresses")
     return tuple(addresses)

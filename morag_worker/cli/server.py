@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from morag_worker.cli.args import Parser, add_version
+from morag_worker.server.db import SQLITE_SYNC_MODES
+from morag_worker.server.limits import RequestLimits
 from morag_worker.server.queue import QueuePolicy
 from morag_worker.server.state import ServerConfig
+
+#: Files the server creates (database, uploads, vector store) are owner-only.
+SERVER_UMASK = 0o077
+_LIMITS = RequestLimits()
 
 #: (flag, environment variable, default, help) for every option but the switches.
 _OPTIONS: list[tuple[str, str, str, str]] = [
@@ -36,7 +42,57 @@ _OPTIONS: list[tuple[str, str, str, str]] = [
         "file holding the database URL, which keeps its password out of the environment; "
         "--database-url wins",
     ),
-    ("--max-upload-bytes", "MORAG_MAX_UPLOAD_BYTES", str(2 << 30), "largest upload, in bytes"),
+    ("--max-upload-bytes", "MORAG_MAX_UPLOAD_BYTES", str(2 << 30), "largest uploaded file, bytes"),
+    (
+        "--max-body-bytes",
+        "MORAG_MAX_BODY_BYTES",
+        str(_LIMITS.max_body_bytes),
+        "largest JSON body (and multipart text field), results excepted, bytes",
+    ),
+    (
+        "--max-result-bytes",
+        "MORAG_MAX_RESULT_BYTES",
+        str(_LIMITS.max_result_bytes),
+        "largest result call, single or batched, bytes",
+    ),
+    (
+        "--body-timeout",
+        "MORAG_BODY_TIMEOUT",
+        f"{_LIMITS.body_timeout_s:g}",
+        "seconds a request body may send nothing before it is refused (408)",
+    ),
+    (
+        "--min-body-rate",
+        "MORAG_MIN_BODY_RATE",
+        f"{_LIMITS.min_body_rate:g}",
+        "bytes/s a request body must average after --body-timeout seconds (408)",
+    ),
+    (
+        "--max-long-polls-per-key",
+        "MORAG_MAX_LONG_POLLS_PER_KEY",
+        str(_LIMITS.max_long_polls_per_key),
+        "lease long-polls one key may have waiting at once (429 beyond)",
+    ),
+    (
+        "--file-grace",
+        "MORAG_FILE_GRACE",
+        "3600",
+        "seconds before the sweep removes a stored file no task refers to, or an "
+        "abandoned partial upload",
+    ),
+    (
+        "--min-free-disk-bytes",
+        "MORAG_MIN_FREE_DISK_BYTES",
+        str(256 << 20),
+        "/health says degraded below this much free space in the data dir, bytes",
+    ),
+    (
+        "--sqlite-synchronous",
+        "MORAG_SQLITE_SYNCHRONOUS",
+        "full",
+        "full: every acknowledged write survives a power loss; normal: faster, survives a "
+        "crash of the server but may lose the last writes on a power loss (docs/operations.md)",
+    ),
     ("--lease-ttl", "MORAG_LEASE_TTL", "30", "seconds a lease lasts without a heartbeat"),
     ("--max-attempts", "MORAG_MAX_ATTEMPTS", "3", "attempts before a task is dead"),
     (
@@ -108,6 +164,13 @@ _OPTIONS: list[tuple[str, str, str, str]] = [
 _TYPES: dict[str, type] = {
     "--port": int,
     "--max-upload-bytes": int,
+    "--max-body-bytes": int,
+    "--max-result-bytes": int,
+    "--body-timeout": float,
+    "--min-body-rate": float,
+    "--max-long-polls-per-key": int,
+    "--file-grace": float,
+    "--min-free-disk-bytes": int,
     "--max-attempts": int,
     "--lease-ttl": float,
     "--retry-backoff": float,
@@ -117,13 +180,19 @@ _TYPES: dict[str, type] = {
 }
 
 
+def _fail(message: str) -> NoReturn:
+    """Bad configuration: one line naming the setting, exit status 2 (as a flag typo)."""
+    print(f"morag-server: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _typed(flag: str, env_name: str, raw: str) -> object:
     kind = _TYPES.get(flag, str)
     try:
         return kind(raw)
     except ValueError:
         word = "an integer" if kind is int else "a number"
-        raise SystemExit(f"morag-server: {env_name}: expected {word}, got {raw!r}") from None
+        _fail(f"{env_name}: expected {word}, got {raw!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,7 +244,7 @@ def _env_bool(name: str, default: bool) -> bool:
         return True
     if raw in ("0", "false", "no", "off"):
         return False
-    raise SystemExit(f"morag-server: {name}: expected true or false, got {raw!r}")
+    _fail(f"{name}: expected true or false, got {raw!r}")
 
 
 def _secret(value: str, path: str, flag: str) -> str:
@@ -185,7 +254,7 @@ def _secret(value: str, path: str, flag: str) -> str:
     try:
         return Path(path).read_text().strip()
     except OSError as exc:
-        raise SystemExit(f"morag-server: {flag}: cannot read {path}: {exc.strerror}") from None
+        _fail(f"{flag}: cannot read {path}: {exc.strerror}")
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -197,10 +266,21 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         (args.retry_backoff >= 0, "--retry-backoff must be >= 0"),
         (args.index_max_attempts >= 1, "--index-max-attempts must be >= 1"),
         (args.index_retry_backoff >= 0, "--index-retry-backoff must be >= 0"),
+        (args.max_body_bytes >= 1024, "--max-body-bytes must be >= 1024"),
+        (args.max_result_bytes >= 1024, "--max-result-bytes must be >= 1024"),
+        (args.body_timeout > 0, "--body-timeout must be > 0"),
+        (args.min_body_rate > 0, "--min-body-rate must be > 0"),
+        (args.max_long_polls_per_key >= 1, "--max-long-polls-per-key must be >= 1"),
+        (args.file_grace >= 1, "--file-grace must be >= 1 (seconds)"),
+        (args.min_free_disk_bytes >= 0, "--min-free-disk-bytes must be >= 0"),
+        (
+            args.sqlite_synchronous.lower() in SQLITE_SYNC_MODES,
+            f"--sqlite-synchronous (MORAG_SQLITE_SYNCHRONOUS) must be one of {SQLITE_SYNC_MODES}",
+        ),
     ]
     for ok, message in checks:
         if not ok:
-            raise SystemExit(f"morag-server: {message}")
+            _fail(message)
     extra = tuple(t.strip() for t in args.extra_task_types.split(",") if t.strip())
     return ServerConfig(
         data_dir=Path(args.data_dir).resolve(),
@@ -226,11 +306,22 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         index_max_attempts=args.index_max_attempts,
         index_retry_backoff_s=args.index_retry_backoff,
         auto_migrate=args.auto_migrate,
+        limits=RequestLimits(
+            max_body_bytes=args.max_body_bytes,
+            max_result_bytes=args.max_result_bytes,
+            body_timeout_s=args.body_timeout,
+            min_body_rate=args.min_body_rate,
+            max_long_polls_per_key=args.max_long_polls_per_key,
+        ),
+        file_grace_s=args.file_grace,
+        min_free_disk_bytes=args.min_free_disk_bytes,
+        sqlite_synchronous=args.sqlite_synchronous.lower(),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    os.umask(SERVER_UMASK)
     if argv[:1] == ["migrate"]:
         from morag_worker.cli.server_migrate import run_migrate
 
@@ -254,32 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     from morag_worker.observability.logging import setup_logging
 
     setup_logging(args.log_level, args.log_format, component="server")
-    import uvicorn
+    from morag_worker.cli.server_serve import serve
 
-    from morag_worker.server.app import create_app
-    from morag_worker.server.datadir import LayoutError
-    from morag_worker.server.db import DatabaseUnavailable
-    from morag_worker.server.migrate import SchemaError
-
-    try:
-        app = create_app(config)
-    except (SchemaError, LayoutError, DatabaseUnavailable) as exc:
-        print(f"morag-server: {exc}", file=sys.stderr)
-        return 2
-    # uvicorn re-raises the stop signal after its graceful shutdown; with this handler in
-    # place that re-raise is a no-op and a SIGTERM'd server exits 0, as systemd expects.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda _signum, _frame: None)
-    uvicorn.run(
-        app,
-        host=config.host,
-        port=config.port,
-        log_level="warning",
-        access_log=False,
-        log_config=None,  # keep our loguru routing; uvicorn's own config would replace it
-        timeout_graceful_shutdown=5,
-    )
-    return 0
+    return serve(config)
 
 
 if __name__ == "__main__":

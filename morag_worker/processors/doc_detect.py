@@ -79,9 +79,12 @@ def check_zip(path: Path, *, max_unzipped_bytes: int, max_entries: int) -> zipfi
     compressed = sum(info.compress_size for info in infos)
     problem = ""
     if len(infos) > max_entries:
-        problem = f"it has {len(infos):,} entries (limit {max_entries:,})"
+        problem = f"it has {len(infos):,} entries (limit {max_entries:,}, --doc-max-zip-entries)"
     elif inflated > max_unzipped_bytes:
-        problem = f"it inflates to {inflated:,} bytes (limit {max_unzipped_bytes:,})"
+        problem = (
+            f"it inflates to {inflated:,} bytes (limit {max_unzipped_bytes:,}, "
+            "--doc-max-unzipped-bytes)"
+        )
     elif inflated > RATIO_FLOOR_BYTES and inflated > MAX_ZIP_RATIO * max(compressed, 1):
         problem = f"it inflates {inflated // max(compressed, 1):,}× (limit {MAX_ZIP_RATIO}×)"
     if problem:

@@ -25,6 +25,8 @@ from morag_worker.errors import BadInput, ModelMissing
 from morag_worker.processors.chunking import page_marker
 
 _DOCLING_FORMATS = {"docx": "docx", "pptx": "pptx", "xlsx": "xlsx", "html": "html", "eml": "email"}
+#: Formats this module converts (the others are PDF and plain text or Markdown).
+DOCLING_FORMATS = frozenset(_DOCLING_FORMATS)
 _EXTENSIONS = {"docx": "docx", "pptx": "pptx", "xlsx": "xlsx", "html": "html", "eml": "eml"}
 _CORE_FIELDS = {
     "{http://purl.org/dc/elements/1.1/}title": "title",
@@ -46,6 +48,10 @@ class DoclingConverter:
 
     def __init__(self) -> None:
         self._converter: Any = None
+
+    def prepare(self) -> None:
+        """Import docling and build the converter now (it is otherwise built on first use)."""
+        self._get()
 
     def _get(self) -> Any:
         if self._converter is None:

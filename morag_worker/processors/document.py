@@ -16,6 +16,10 @@ eml      docling; headers and attachment names from the standard library
 pdf      pypdfium2 + pdfplumber (:mod:`doc_pdf`); pages without text → Tesseract
 ======== ============================================================================
 
+Limits (:mod:`doc_limits` before converting, :mod:`doc_budget` during): XML size,
+elements, pages, conversion time and memory per document, each a non-retryable
+``BadInput`` naming its flag.
+
 Several inputs in one task give one result: their Markdown joined under a heading
 per file, chunks numbered across all of them, metadata per file under ``documents``.
 """
@@ -23,14 +27,18 @@ per file, chunks numbered across all of them, metadata per file under ``document
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from morag_worker.errors import BadInput, Cancelled
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.chunking import chunk_id, chunk_markdown
+from morag_worker.processors.doc_budget import Budget
 from morag_worker.processors.doc_detect import check_zip, detect_format
+from morag_worker.processors.doc_limits import check_html, check_office, check_pdf
 from morag_worker.processors.doc_office import (
+    DOCLING_FORMATS,
     DoclingConverter,
     eml_metadata,
     html_metadata,
@@ -68,7 +76,7 @@ class DocumentProcessor:
         zip_limits = (settings.doc_max_unzipped_bytes, settings.doc_max_zip_entries)
         try:
             fmt = detect_format(path, name, zip_limits=zip_limits)
-            markdown, meta = self._to_markdown(ctx, path, fmt, zip_limits)
+            markdown, meta = self._within_budget(ctx, path, fmt, zip_limits)
         except BadInput as exc:  # name the file: a task may carry several
             raise BadInput(f"{name}: {exc.message}") from None
         meta = {
@@ -90,6 +98,26 @@ class DocumentProcessor:
         meta["convert_seconds"] = round(time.perf_counter() - started, 4)
         return TaskResult(content=markdown, metadata=meta, chunks=chunks)
 
+    def _within_budget(
+        self, ctx: TaskContext, path: Path, fmt: str, zip_limits: tuple[int, int]
+    ) -> tuple[str, dict[str, Any]]:
+        """:meth:`_to_markdown` inside the document's time and memory budget.
+
+        The PDF converter polls ``ctx.cancelled`` between pages; docling's backends do not
+        and are interrupted (:mod:`doc_budget`), after which the converter is rebuilt.
+        """
+        if fmt in DOCLING_FORMATS:
+            self._docling.prepare()  # its imports are the child's cost, not the document's
+        budget = Budget(ctx.settings, interrupt=fmt in DOCLING_FORMATS)
+        try:
+            with budget:
+                inner = replace(ctx, cancelled=budget.cancelled(ctx.cancelled))
+                return self._to_markdown(inner, path, fmt, zip_limits)
+        except BadInput:
+            if budget.reason and fmt in DOCLING_FORMATS:
+                self._docling = DoclingConverter()  # interrupted mid-way: start afresh
+            raise
+
     def _to_markdown(
         self, ctx: TaskContext, path: Path, fmt: str, zip_limits: tuple[int, int]
     ) -> tuple[str, dict[str, Any]]:
@@ -100,15 +128,19 @@ class DocumentProcessor:
         if fmt == "pdf":
             from morag_worker.processors.doc_pdf import convert_pdf
 
+            check_pdf(path, ctx.settings)
             return convert_pdf(path, ctx)
         meta: dict[str, Any] = {"converter": "docling"}
         if fmt in ("docx", "pptx", "xlsx"):
             with check_zip(path, max_unzipped_bytes=zip_limits[0], max_entries=zip_limits[1]) as z:
+                check_office(z, fmt, ctx.settings)
                 meta.update(ooxml_metadata(z))
         elif fmt == "eml":
             meta.update(eml_metadata(path))
         elif fmt == "html":
-            meta.update(html_metadata(decode_text(path.read_bytes())))
+            text = decode_text(path.read_bytes())
+            check_html(text, ctx.settings)
+            meta.update(html_metadata(text))
         markdown, pages = self._docling.convert(path.read_bytes(), fmt)
         if pages:
             meta["pages"] = pages

@@ -14,14 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from morag_worker.errors import BadInput
 from morag_worker.models.cache import ModelCache, ModelKey
 from morag_worker.models.embeddings import Embedder
-from morag_worker.processors.base import TaskContext
+from morag_worker.processors.base import TaskContext, bool_parameter
 from morag_worker.protocol import TaskResult
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
 def wants_embedding(parameters: Mapping[str, Any]) -> bool:
@@ -29,15 +25,7 @@ def wants_embedding(parameters: Mapping[str, Any]) -> bool:
 
     Raises BadInput for a value that is neither, so that a typo is not silently ignored.
     """
-    value = parameters.get("embed", False)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise BadInput(f"parameter embed: expected true or false, got {value!r}")
+    return bool_parameter(parameters, "embed")
 
 
 def maybe_embed(ctx: TaskContext, result: TaskResult) -> TaskResult:

@@ -13,8 +13,9 @@ name), ``ocr`` (backend, languages, confidence 0..1, line/paragraph counts, seco
 per-page confidences) and ``description`` with ``status`` ``ok``, ``failed`` (with
 the error; OCR text is still returned) or ``not_configured``.
 
-Bad input (unsupported format, over ``max_image_pixels`` — checked before decoding —,
-corrupt or truncated data) is ``BadInput``.
+Bad input (unsupported format; any frame over ``max_image_pixels``, more than
+``max_image_frames`` frames or ``max_image_total_pixels`` in all — checked from headers
+before decoding —; corrupt or truncated data) is ``BadInput``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class ImageProcessor:
             raise BadInput(f"an image task takes exactly one image file, got {len(ctx.inputs)}")
         name = ctx.input_names[0] if ctx.input_names else ctx.inputs[0].name
         started = time.monotonic()
-        with open_image(ctx.inputs[0], name, ctx.settings.max_image_pixels) as image:
+        with open_image(ctx.inputs[0], name, ctx.settings) as image:
             metadata = _image_metadata(image)
             pages, first = self._ocr_frames(ctx, image, name, frame_count(image))
         metadata["ocr"] = _ocr_metadata(pages, ctx)

@@ -1,9 +1,11 @@
 """Opening untrusted images safely, and reading their EXIF metadata.
 
-:func:`open_image` reads only the header, refuses formats outside :data:`FORMATS`
-(Pillow would otherwise hand EPS files to Ghostscript) and images over the pixel
-limit, all before any pixel is decoded; :func:`load_frames` then decodes and maps a
-truncated or corrupt file onto ``BadInput``.
+:func:`open_image` reads only headers: it refuses formats outside :data:`FORMATS`
+(Pillow would otherwise hand EPS files to Ghostscript) and, through
+:func:`~morag_worker.processors.image_frames.check_frames`, images with any frame over
+the pixel limit, too many frames or too many pixels in all, before any pixel is
+decoded; :func:`load_frames` then decodes and maps a truncated or corrupt file onto
+``BadInput``.
 """
 
 from __future__ import annotations
@@ -16,19 +18,18 @@ from typing import Any
 from PIL import ExifTags, Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from morag_worker.errors import BadInput
+from morag_worker.processors.image_frames import check_frames
+from morag_worker.processors.settings import ProcessorSettings
 
 #: Raster formats accepted. Pillow can open more (EPS through Ghostscript, PSD, ICNS
 #: …); those widen the attack surface for no gain in an ingestion pipeline.
 FORMATS = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP", "PPM", "JPEG2000")
-#: Frames read from a multi-page TIFF or an animated GIF: a scanned document rarely has
-#: more pages, and each page costs an OCR run.
-MAX_FRAMES = 100
 #: EXIF values longer than this (thumbnails, maker notes) are left out of metadata.
 _MAX_VALUE_CHARS = 500
 _SKIPPED_TAGS = {"MakerNote", "UserComment", "PrintImageMatching", "ComponentsConfiguration"}
 
 # Errors Pillow's decoders raise on corrupt data; all mean "this file is broken".
-_DECODE_ERRORS = (
+DECODE_ERRORS = (
     OSError,
     SyntaxError,
     ValueError,
@@ -38,51 +39,59 @@ _DECODE_ERRORS = (
 )
 
 
-def open_image(path: Path, name: str, max_pixels: int) -> Image.Image:
-    """Open ``path`` lazily and check its format and size; ``BadInput`` if unusable."""
-    # Pillow's own bomb check (a process-wide limit) is switched off while the header
-    # is read so that ``max_pixels`` alone decides, with a message naming it. A child
-    # runs one task at a time, so no other thread sees the override.
+def open_image(path: Path, name: str, settings: ProcessorSettings) -> Image.Image:
+    """Open ``path`` lazily and check its format, frames and sizes; ``BadInput`` if unusable.
+
+    Limits: ``max_image_pixels`` for each frame, ``max_image_frames`` and
+    ``max_image_total_pixels`` for all of them, all read from headers.
+    """
+    # Pillow's own bomb check (a process-wide limit) is switched off while headers are
+    # read so that the settings alone decide, with a message naming them. A child runs
+    # one task at a time, so no other thread sees the override.
     previous = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
+        image = _open(path, name)
         try:
-            image = Image.open(path, formats=FORMATS)
-        except UnidentifiedImageError:
-            raise BadInput(
-                f"{name}: not an image in a supported format ({', '.join(FORMATS)})"
-            ) from None
-        except _DECODE_ERRORS as exc:
-            raise BadInput(f"{name}: cannot read the image header ({exc})") from None
+            check_frames(image, path, name, settings)
+        except BaseException:
+            image.close()
+            raise
     finally:
         Image.MAX_IMAGE_PIXELS = previous
+    return image
+
+
+def _open(path: Path, name: str) -> Image.Image:
+    try:
+        image = Image.open(path, formats=FORMATS)
+    except UnidentifiedImageError:
+        raise BadInput(
+            f"{name}: not an image in a supported format ({', '.join(FORMATS)})"
+        ) from None
+    except DECODE_ERRORS as exc:
+        raise BadInput(f"{name}: cannot read the image header ({exc})") from None
     width, height = image.size
     if width <= 0 or height <= 0:
-        raise BadInput(f"{name}: the image declares no pixels ({width}x{height})")
-    if width * height > max_pixels:
         image.close()
-        raise BadInput(
-            f"{name}: {width}x{height} = {width * height:,} pixels exceeds the limit of "
-            f"{max_pixels:,} (--max-image-pixels); it may be a decompression bomb"
-        )
+        raise BadInput(f"{name}: the image declares no pixels ({width}x{height})")
     return image
 
 
 def load_frames(image: Image.Image, name: str) -> Iterator[Image.Image]:
-    """Decode each frame (at most :data:`MAX_FRAMES`), upright per its EXIF orientation."""
+    """Decode each frame (all were checked by :func:`open_image`), upright per its EXIF
+    orientation."""
     try:
-        for index, frame in enumerate(ImageSequence.Iterator(image)):
-            if index >= MAX_FRAMES:
-                return
+        for frame in ImageSequence.Iterator(image):
             frame.load()
             upright = ImageOps.exif_transpose(frame)
             yield upright if upright is not None else frame.copy()
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise BadInput(f"{name}: the image is corrupt or truncated ({exc})") from None
 
 
 def frame_count(image: Image.Image) -> int:
-    return min(int(getattr(image, "n_frames", 1)), MAX_FRAMES)
+    return int(getattr(image, "n_frames", 1))
 
 
 def _plain(value: Any) -> Any:
@@ -109,7 +118,7 @@ def read_exif(image: Image.Image) -> dict[str, Any]:
     """EXIF tags by name from the main IFD, the Exif sub-IFD and the GPS IFD."""
     try:
         exif = image.getexif()
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return {}  # a broken EXIF block is not a reason to refuse the pixels
     groups = [(dict(exif), ExifTags.TAGS)]
     for ifd, names in (
@@ -118,7 +127,7 @@ def read_exif(image: Image.Image) -> dict[str, Any]:
     ):
         try:
             groups.append((dict(exif.get_ifd(ifd)), names))
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             continue
     tags: dict[str, Any] = {}
     for values, names in groups:

@@ -21,13 +21,39 @@ class ProcessorSettings:
     #: Overlap between neighbouring text chunks, in tokens: enough to keep a sentence
     #: that straddles a boundary findable from either side.
     chunk_overlap_tokens: int = 30
-    #: Most bytes an office file (DOCX, PPTX, XLSX) may inflate to, read from the zip
-    #: directory before extraction: a 300-slide deck with photos inflates to a few hundred
-    #: MB; zip bombs inflate to many GB.
-    doc_max_unzipped_bytes: int = 1024**3
+    #: Most bytes an office file (DOCX, PPTX, XLSX) may inflate to, media included, read
+    #: from the zip directory before extraction: a 300-slide deck with photos inflates to
+    #: a few hundred MB; zip bombs inflate to many GB.
+    doc_max_unzipped_bytes: int = 512 * 1024**2
     #: Most entries an office zip may hold: large real files have a few thousand parts;
     #: far more means a crafted archive.
     doc_max_zip_entries: int = 10_000
+    #: Most bytes one XML part of an office file may inflate to. Parsing costs about 20×
+    #: its size in memory and docling about 13 s a MB of paragraphs here; a 1,000-page
+    #: text DOCX has about 20 MB of document.xml, so 32 MiB keeps real books and refuses
+    #: the reported 63 MB bomb before it is parsed.
+    doc_max_xml_part_bytes: int = 32 * 1024**2
+    #: Most bytes all XML parts of an office file may inflate to together: headers,
+    #: footers, notes and styles add a fraction to the main part; twice the per-part
+    #: limit stops the same bomb split over several parts.
+    doc_max_xml_bytes: int = 64 * 1024**2
+    #: Most paragraphs, table rows and cells (spreadsheet rows, cells and strings; HTML
+    #: blocks) one document may hold, counted in its XML before conversion. A 1,000-page
+    #: report has about 20,000; docling took 0.5-1.5 ms a paragraph here (more in larger
+    #: files), so 100,000 (a 20,000 × 4 sheet) costs at most about two minutes.
+    doc_max_elements: int = 100_000
+    #: Most pages a PDF (slides a PPTX, sheets an XLSX) may have, from its page tree before
+    #: conversion: a long book has under 1,000; 20,000 empty pages held a child for hours.
+    doc_max_pages: int = 2_000
+    #: Seconds one document's conversion may take inside the child before it fails as
+    #: bad input (not retried): room for about 800 scanned pages at 0.75 s of OCR each,
+    #: and well under the server's 1,800 s document deadline, which would fail it as
+    #: retryable and cost a child that long on every attempt.
+    doc_convert_timeout_s: float = 600.0
+    #: Bytes a child's resident memory may grow by while it converts one document before
+    #: the conversion fails as bad input: the largest real files here grew it by under
+    #: 300 MiB; the reported bomb took 2.7 GiB.
+    doc_max_memory_bytes: int = 2 * 1024**3
     #: Resolution at which PDF pages without a text layer are rendered for OCR: Tesseract
     #: is most accurate near 300 dpi; more costs time with the square of the dpi.
     pdf_ocr_dpi: int = 300
@@ -69,6 +95,13 @@ class ProcessorSettings:
     #: holds an A3 page scanned at 600 dpi (70 MP) while refusing decompression bombs
     #: (an RGB image of this size already needs 300 MB).
     max_image_pixels: int = 100_000_000
+    #: Most frames (pages) a multi-page TIFF, animated GIF/WebP/PNG may have, counted from
+    #: its headers: a scanned document rarely has more than 100 pages and each page costs
+    #: an OCR run of seconds.
+    max_image_frames: int = 100
+    #: Most pixels all frames of an image may hold together, from the headers: 1 G pixels
+    #: is about 110 A4 pages scanned at 300 dpi, a few minutes of OCR.
+    max_image_total_pixels: int = 1_000_000_000
     #: OpenAI-compatible endpoint (base URL ending in ``/v1``) that describes images;
     #: empty disables descriptions unless a local model is set. Operator-configured, so
     #: it is trusted and may be on localhost.
@@ -136,6 +169,36 @@ _FLAGS: dict[str, tuple[str, str, str]] = {
         "MORAG_DOC_MAX_ZIP_ENTRIES",
         "most entries an office file's zip may hold",
     ),
+    "doc_max_xml_part_bytes": (
+        "--doc-max-xml-part-bytes",
+        "MORAG_DOC_MAX_XML_PART_BYTES",
+        "most bytes one XML part of an office file may inflate to",
+    ),
+    "doc_max_xml_bytes": (
+        "--doc-max-xml-bytes",
+        "MORAG_DOC_MAX_XML_BYTES",
+        "most bytes all XML parts of an office file may inflate to together",
+    ),
+    "doc_max_elements": (
+        "--doc-max-elements",
+        "MORAG_DOC_MAX_ELEMENTS",
+        "most paragraphs, table rows and cells one document may hold",
+    ),
+    "doc_max_pages": (
+        "--doc-max-pages",
+        "MORAG_DOC_MAX_PAGES",
+        "most pages (PDF), slides (PPTX) or sheets (XLSX) one document may have",
+    ),
+    "doc_convert_timeout_s": (
+        "--doc-convert-timeout-s",
+        "MORAG_DOC_CONVERT_TIMEOUT_S",
+        "seconds one document's conversion may take before it fails as bad input",
+    ),
+    "doc_max_memory_bytes": (
+        "--doc-max-memory-bytes",
+        "MORAG_DOC_MAX_MEMORY_BYTES",
+        "bytes a child's memory may grow by while converting one document",
+    ),
     "pdf_ocr_dpi": ("--pdf-ocr-dpi", "MORAG_PDF_OCR_DPI", "dpi for OCR of PDF pages without text"),
     "docling_artifacts_path": (
         "--docling-artifacts-path",
@@ -184,6 +247,16 @@ _FLAGS: dict[str, tuple[str, str, str]] = {
         "--max-image-pixels",
         "MORAG_MAX_IMAGE_PIXELS",
         "largest image accepted, in pixels",
+    ),
+    "max_image_frames": (
+        "--max-image-frames",
+        "MORAG_MAX_IMAGE_FRAMES",
+        "most frames (pages) one image may have",
+    ),
+    "max_image_total_pixels": (
+        "--max-image-total-pixels",
+        "MORAG_MAX_IMAGE_TOTAL_PIXELS",
+        "most pixels all frames of one image may hold together",
     ),
     "describe_endpoint": (
         "--describe-endpoint",

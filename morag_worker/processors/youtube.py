@@ -9,16 +9,16 @@ ones; captions keep their cue timestamps and need no transcription. Without capt
 best audio-only format (else the smallest complete one) is downloaded into the task's
 work directory and transcribed.
 
-Safety: the URL guard (:mod:`morag_worker.urlguard`) checks the task's URL and every URL
-yt-dlp opens — pages, manifests, captions, media — before the request, and the final URL
-after redirects (a redirect to a private address is refused before its body is used; the
-connection itself has been made by then, a limit of checking from outside yt-dlp's
-networking). Limits: ``--max-media-duration-s`` (from metadata, before any download),
-``--max-download-bytes`` and ``--download-timeout-s``.
+Safety: every HTTP request yt-dlp makes (pages, manifests, captions, media) and every
+redirect hop goes through the URL guard (:mod:`morag_worker.urlguard`) before it is
+sent, on a connection pinned to the checked addresses (:mod:`youtube_net`); a refused
+address is never contacted. Limits: ``--max-media-duration-s`` (from metadata, before
+any download), ``--max-download-bytes`` and ``--download-timeout-s``.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from pathlib import Path
@@ -37,6 +37,7 @@ from morag_worker.processors.audio import (
 )
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.media import decode_audio
+from morag_worker.processors.youtube_net import GuardedRequestsRH, GuardRefusal, ytdlp_failure
 from morag_worker.protocol import TaskResult
 from morag_worker.urlguard import UrlGuard
 
@@ -60,8 +61,8 @@ class _GuardedYDL(yt_dlp.YoutubeDL):
     """
 
     def __init__(self, params: dict[str, Any], guard: UrlGuard, ctx: TaskContext) -> None:
+        self.guard, self.ctx = guard, ctx  # before yt-dlp may build its director
         super().__init__(params)
-        self.guard, self.ctx = guard, ctx
         self.deadline = time.monotonic() + ctx.settings.download_timeout_s
         self.failure: Exception | None = None
 
@@ -78,22 +79,18 @@ class _GuardedYDL(yt_dlp.YoutubeDL):
                 TaskFailure("timeout", f"fetching took over {limit:.0f} s", retryable=True)
             )
 
+    @functools.cached_property
+    def _request_director(self) -> Any:
+        # One handler only, the guarded one: no request can take a path around the guard.
+        handler = functools.partial(GuardedRequestsRH, guard=self.guard)
+        return self.build_request_director([handler])
+
     def urlopen(self, req: Any) -> Any:
-        url = req if isinstance(req, str) else getattr(req, "url", None) or req.full_url
         self.check_limits()
         try:
-            self.guard.check(url)
-        except BadInput as exc:
-            raise self.fail(exc) from None
-        response = super().urlopen(req)
-        final = getattr(response, "url", url)
-        if final != url:
-            try:
-                self.guard.check(final)
-            except BadInput as exc:
-                response.close()
-                raise self.fail(exc) from None
-        return response
+            return super().urlopen(req)
+        except GuardRefusal as exc:
+            raise self.fail(exc.failure) from None
 
     def progress(self, status: dict[str, Any]) -> None:
         self.check_limits()
@@ -142,10 +139,7 @@ def _run(ydl: _GuardedYDL, call: Any, *args: Any, **kwargs: Any) -> Any:
             raise ydl.failure from None
         if isinstance(exc, TaskFailure):
             raise
-        message = str(exc).removeprefix("ERROR: ")
-        if re.search(r"Unsupported URL|HTTP Error 4\d\d|not available|Private video", message):
-            raise BadInput(message) from None
-        raise TaskFailure("network", message, retryable=True) from None
+        raise ytdlp_failure(exc) from None
 
 
 def _check_protocol(info: dict[str, Any]) -> None:

@@ -2,7 +2,10 @@
 
 Background loops (started with the app, stopped with it):
 - the reaper returns expired leases to the queue and wakes long-polls when it does;
-- the indexer stores completed results' chunks in Qdrant (see :mod:`.indexer`).
+- the indexer stores completed results' chunks in Qdrant (see :mod:`.indexer`);
+- the file sweep removes stored files no task refers to (see :mod:`.sweep`).
+
+Every request body is read under the limits of :mod:`.limits` (:class:`BodyGuard`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,15 @@ from loguru import logger
 from morag_worker import __version__
 from morag_worker.server import errors, routes_admin, routes_index, routes_tasks, routes_workers
 from morag_worker.server.indexer import Indexer
-from morag_worker.server.metrics import REGISTRY, QueueCollector
+from morag_worker.server.limits import BodyGuard
+from morag_worker.server.metrics import (
+    LONG_POLLS_WAITING,
+    REGISTRY,
+    IndexCollector,
+    QueueCollector,
+)
 from morag_worker.server.state import ServerConfig, ServerState, build_state
+from morag_worker.server.sweep import FileSweeper
 
 #: How often expired leases are looked for. Lease expiry is measured in tens of seconds,
 #: so half a second adds little delay and the query is one indexed UPDATE.
@@ -39,32 +49,51 @@ async def _reap(st: ServerState) -> None:
             await st.notifier.notify()
 
 
+async def _sweep(sweeper: FileSweeper) -> None:
+    while True:
+        await asyncio.sleep(sweeper.interval_s)
+        try:
+            removed, freed = await asyncio.to_thread(sweeper.sweep)
+        except Exception:
+            logger.exception("sweeping unreferenced files failed; retrying")
+            continue
+        if removed:
+            logger.info("file sweep removed {} files no task refers to ({} bytes)", removed, freed)
+
+
 def create_app(config: ServerConfig) -> FastAPI:
     st = build_state(config)
     indexer = Indexer(st)
+    sweeper = FileSweeper(st.files, st.queue.referenced_files, config.file_grace_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         created = st.keys.bootstrap_admin(config.data_dir)
         if created:
             logger.info("created the first admin key; it is in {} (mode 0600)", created)
-        collector = QueueCollector(st.db, config.task_types)
+        collector = QueueCollector(st.queue.counts, st.workers.online_count, config.task_types)
         REGISTRY.register(collector)
+        index_collector = IndexCollector(st.index_rows.counts)
+        REGISTRY.register(index_collector)
+        LONG_POLLS_WAITING.set_function(st.long_polls.total)
         indexer.start()
         st.notifier.start_listening(config.resolved_database_url())
-        reaper = asyncio.create_task(_reap(st))
+        loops = [asyncio.create_task(_reap(st)), asyncio.create_task(_sweep(sweeper))]
         try:
             yield
         finally:
-            reaper.cancel()
+            for loop in loops:
+                loop.cancel()
             st.notifier.stop_listening()
             indexer.stop()
             REGISTRY.unregister(collector)
+            REGISTRY.unregister(index_collector)
             st.db.close()
 
     app = FastAPI(title="morag-worker server", version=__version__, lifespan=lifespan)
     app.state.morag = st
     errors.install_handlers(app)
+    app.add_middleware(BodyGuard, limits=config.limits)
     app.include_router(routes_workers.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_admin.router)

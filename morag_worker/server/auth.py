@@ -152,6 +152,11 @@ class KeyStore:
         )
         return caller, row["expires_at"]
 
+    def count(self) -> int:
+        """Keys ever created (revoked ones included); also proves the database answers."""
+        row = self.db.one("count_keys")
+        return int(row["n"]) if row else 0
+
     def bootstrap_admin(self, data_dir: Path) -> Path | None:
         """On an empty database, create an admin key and write it to ``admin.key`` (0600).
 

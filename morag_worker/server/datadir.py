@@ -28,6 +28,8 @@ from morag_worker import __version__
 
 LAYOUT_FILE = "layout.json"
 LOCK_FILE = "layout.lock"
+#: The data dir holds the database, key hashes, uploads and admin.key: owner only.
+DATA_DIR_MODE = 0o700
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,19 @@ STEPS: list[DataStep] = [
 
 class LayoutError(Exception):
     """The data dir's layout is newer than this code, or its record is unreadable."""
+
+
+def make_private(data_dir: Path) -> None:
+    """Create the data dir owner-only, or close one that an older release (or a
+    permissive umask) left open to others."""
+    try:
+        data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+        os.chmod(data_dir, DATA_DIR_MODE)
+    except OSError as exc:
+        raise LayoutError(
+            f"cannot make the data dir {data_dir} private (mode 0700): {exc.strerror}; "
+            "run the server as the directory's owner"
+        ) from None
 
 
 def read_layout(data_dir: Path) -> dict[str, Any]:

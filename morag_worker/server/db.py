@@ -8,6 +8,7 @@ here is short. PostgreSQL is used in autocommit mode with explicit transactions.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import threading
@@ -16,6 +17,13 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+#: SQLite's ``synchronous`` settings this server offers (docs/operations.md, Durability):
+#: FULL syncs the WAL at every commit, so an acknowledged write survives a power loss;
+#: NORMAL syncs only at checkpoints and can lose the last commits on a power loss.
+SQLITE_SYNC_MODES = ("full", "normal")
+#: The database and its -wal and -shm files hold every key hash, task and result.
+DB_FILE_MODE = 0o600
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 # ":name" parameters, but not PostgreSQL "::type" casts.
@@ -47,10 +55,14 @@ class DatabaseUnavailable(Exception):
 class Database:
     """A connection plus the dialect's named queries.
 
-    ``url`` is a SQLite file path (or ``sqlite:///path``) or a ``postgresql://`` URL.
+    ``url`` is a SQLite file path (or ``sqlite:///path``) or a ``postgresql://`` URL;
+    ``sqlite_synchronous`` is one of :data:`SQLITE_SYNC_MODES` (ignored for PostgreSQL).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sqlite_synchronous: str = "full") -> None:
+        if sqlite_synchronous not in SQLITE_SYNC_MODES:
+            raise ValueError(f"sqlite_synchronous: one of {SQLITE_SYNC_MODES}")
+        self.sqlite_synchronous = sqlite_synchronous
         self._lock = threading.RLock()
         try:
             if url.startswith(("postgresql://", "postgres://")):
@@ -59,7 +71,7 @@ class Database:
             else:
                 self.dialect = "sqlite"
                 path = url.removeprefix("sqlite:///")
-                self._conn = self._connect_sqlite(path)
+                self._conn = self._connect_sqlite(path, sqlite_synchronous)
         except Exception as exc:
             if isinstance(exc, (sqlite3.Error, OSError)) or type(exc).__module__.startswith(
                 "psycopg"
@@ -74,16 +86,22 @@ class Database:
         self._in_tx = False
 
     @staticmethod
-    def _connect_sqlite(path: str) -> sqlite3.Connection:
+    def _connect_sqlite(path: str, synchronous: str) -> sqlite3.Connection:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Created owner-only before SQLite opens it: SQLite gives the -wal and -shm files
+        # the database file's mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, DB_FILE_MODE))
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
-        # WAL lets readers run while a writer commits; NORMAL sync is durable across
-        # process crashes (the case that matters here) and much faster than FULL.
+        # WAL lets readers run while a writer commits. FULL makes every commit durable
+        # against power loss, at the cost of a WAL sync per commit (bench/dispatch.py).
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         conn.execute("PRAGMA busy_timeout=10000")
         conn.execute("PRAGMA foreign_keys=ON")
+        for suffix in ("", "-wal", "-shm"):  # files an older release left group-readable
+            if os.path.exists(path + suffix):
+                os.chmod(path + suffix, DB_FILE_MODE)
         return conn
 
     @staticmethod
@@ -92,6 +110,12 @@ class Database:
         from psycopg.rows import dict_row
 
         return psycopg.connect(url, autocommit=True, row_factory=dict_row)
+
+    def sqlite_synchronous_in_effect(self) -> str:
+        """SQLite's ``synchronous`` as the connection reports it (not as configured)."""
+        with self._lock:
+            level = int(self._conn.execute("PRAGMA synchronous").fetchone()[0])
+        return {0: "off", 1: "normal", 2: "full", 3: "extra"}.get(level, str(level))
 
     def run_script(self, sql: str) -> None:
         """Run several statements (a migration) inside the current transaction.

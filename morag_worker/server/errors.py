@@ -3,40 +3,27 @@
 Every error is ``{"error": {"code", "message", "field"}}``: ``code`` for programs,
 ``message`` for people (what was wrong and what to do), ``field`` when one request
 field is at fault. Validation errors name the first offending field by its path.
+A write refused for lack of disk space is 507 (see :mod:`.disk`); any other unexpected
+error is a JSON 500, logged with its traceback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from morag_worker.protocol import ErrorBody, ErrorDetail
+from morag_worker.server.apierror import ApiError, invalid
 from morag_worker.server.auth import AuthError
-from morag_worker.server.files import UploadError
+from morag_worker.server.disk import is_disk_full
+from morag_worker.server.limits import LongPollRefused
 from morag_worker.server.queue import LeaseLost, NotFound
-
-
-class ApiError(Exception):
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        field: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-        self.details = details
 
 
 def error_response(
@@ -44,7 +31,7 @@ def error_response(
     code: str,
     message: str,
     field: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     details: dict[str, Any] | None = None,
 ) -> JSONResponse:
     detail = ErrorDetail(code=code, message=message, field=field, details=details)
@@ -55,58 +42,54 @@ def error_response(
     return JSONResponse(payload, status_code=status, headers=headers)
 
 
-def field_path(loc: Sequence[object], ctx: object = None) -> str | None:
-    """A validation error's location as a request field: ``result.chunks[1].index``.
-
-    List positions are written ``[n]``; a validator that checks several fields at once
-    (a chunk list's distinct indexes) names the one at fault in its context's ``subpath``.
-    """
-    path = ""
-    for part in loc:
-        if part in ("body", "query", "path"):
-            continue
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    subpath = ctx.get("subpath") if isinstance(ctx, dict) else None
-    if subpath:
-        path += subpath if subpath.startswith("[") else f".{subpath}"
-    return path.lstrip(".") or None
-
-
-def validation_summary(exc: ValidationError) -> str:
-    """The first error of a model's validation as ``field: message``."""
-    errors = exc.errors()
-    if not errors:
-        return str(exc)
-    first = errors[0]
-    field = field_path(first.get("loc", ()), first.get("ctx"))
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{field + ': ' if field else ''}{first.get('msg', 'invalid')}{more}"
-
-
 def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-    field = field_path(first.get("loc", ()), first.get("ctx"))
-    message = str(first.get("msg", "invalid request"))
-    if first.get("type") == "json_invalid":
-        ctx = first.get("ctx")
-        detail = ctx.get("error", "") if isinstance(ctx, dict) else ""
-        message = f"request body is not valid JSON: {detail}"
-        field = None
-    where = f"{field}: " if field else ""
-    return error_response(422, "invalid", f"{where}{message}", field)
+    error = invalid(exc.errors())
+    return error_response(error.status, error.code, error.message, error.field)
+
+
+async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    """OSError and database errors: 507 when the disk is full, else a real failure."""
+    if not is_disk_full(exc):
+        raise exc  # a 500 with its traceback, from the generic handler
+    route = request.scope.get("route")
+    request.app.state.morag.disk.note_full(
+        f"{request.method} {getattr(route, 'path', request.url.path)}"
+    )
+    return error_response(
+        507,
+        "insufficient_storage",
+        "the server is out of disk space; nothing of this request was kept. Retry later "
+        "(the server recovers by itself once space is freed; /health says degraded until then)",
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    # Starlette logs the traceback after this answer; the client learns only that it
+    # was not its fault.
+    return error_response(500, "internal", "an unexpected server error; it has been logged")
 
 
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(OSError, _storage_error)
+    app.add_exception_handler(sqlite3.Error, _storage_error)
+    try:
+        import psycopg
+    except ImportError:  # PostgreSQL support is optional
+        pass
+    else:
+        app.add_exception_handler(psycopg.Error, _storage_error)
+    app.add_exception_handler(Exception, _unexpected)
 
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.field, details=exc.details)
 
-    @app.exception_handler(UploadError)
-    async def _upload(_: Request, exc: UploadError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.field)
+    @app.exception_handler(LongPollRefused)
+    async def _too_many(_: Request, exc: LongPollRefused) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return error_response(429, "too_many_long_polls", str(exc), headers=headers)
 
     @app.exception_handler(AuthError)
     async def _auth(_: Request, exc: AuthError) -> JSONResponse:
@@ -122,5 +105,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        code = getattr(exc, "code", None) or {404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "error"
+        )
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)

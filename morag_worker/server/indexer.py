@@ -25,7 +25,7 @@ from loguru import logger
 from pydantic import ValidationError
 
 from morag_worker.protocol import TaskResult
-from morag_worker.server.errors import validation_summary
+from morag_worker.server.apierror import validation_summary
 from morag_worker.server.metrics import INDEX_FAILURES
 
 #: Idle wait between looks for new results; indexing lags completion by at most this.
@@ -103,7 +103,7 @@ class Indexer:
     def index_batch(self, limit: int = 20) -> int:
         """Index up to ``limit`` due rows; returns how many were tried. Raises when the
         database or the store as a whole fails (nothing is counted against a row)."""
-        rows = self.st.db.query("unindexed", limit=limit, now=time.time())
+        rows = self.st.index_rows.due(limit)
         for row in rows:
             if self._stop.is_set():
                 break
@@ -112,7 +112,7 @@ class Indexer:
             except Exception as exc:
                 self._attempt_failed(row, exc)
                 continue
-            self.st.db.execute("mark_indexed", task_id=row["task_id"], now=time.time())
+            self.st.index_rows.mark_indexed(row["task_id"])
             logger.debug("indexed {} chunks", count, task_id=row["task_id"])
         return len(rows)
 
@@ -138,13 +138,8 @@ class Indexer:
         else:
             error = f"{type(exc).__name__}: {exc}"
         error = error[:INDEX_ERROR_CHARS]
-        self.st.db.execute(
-            "index_attempt_failed",
-            task_id=row["task_id"],
-            error=error,
-            next_at=now + delay_s,
-            now=now,
-            max_attempts=config.index_max_attempts,
+        self.st.index_rows.attempt_failed(
+            row["task_id"], error, now + delay_s, config.index_max_attempts
         )
         INDEX_FAILURES.inc()
         if attempts >= config.index_max_attempts:

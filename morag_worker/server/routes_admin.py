@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from morag_worker import __version__
 from morag_worker.protocol import (
     KeyCreated,
     KeyCreateRequest,
@@ -19,6 +18,7 @@ from morag_worker.protocol import (
 from morag_worker.server.auth import Caller, LastAdminKey
 from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
+from morag_worker.server.limits import error_responses
 from morag_worker.server.metrics import REGISTRY
 from morag_worker.server.state import ServerState
 
@@ -30,8 +30,9 @@ router = APIRouter(tags=["admin"])
 
 @router.get("/health")
 async def health(st: ServerState = Depends(state)) -> dict[str, object]:
-    st.db.one("count_keys")  # the database answers
-    return {"status": "ok", "version": __version__, "database": st.db.dialect}
+    """200 while the server serves. ``status`` is ``degraded`` (with ``problems`` in words)
+    when it serves with a fault a restart cannot fix, such as a full disk."""
+    return st.health_report()
 
 
 @router.get("/metrics")
@@ -39,7 +40,12 @@ def metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post("/api/v1/keys", status_code=201, response_model=KeyCreated)
+@router.post(
+    "/api/v1/keys",
+    status_code=201,
+    response_model=KeyCreated,
+    responses=error_responses(401, 403, 408, 413),
+)
 async def create_key(
     body: KeyCreateRequest, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> KeyCreated:
@@ -89,7 +95,9 @@ async def list_workers(
     return WorkerList(workers=st.workers.visible(who))
 
 
-@router.post("/api/v1/search", response_model=SearchResponse)
+@router.post(
+    "/api/v1/search", response_model=SearchResponse, responses=error_responses(401, 403, 408, 413)
+)
 def search(
     body: SearchRequest, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> SearchResponse:

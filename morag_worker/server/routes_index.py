@@ -25,9 +25,9 @@ from morag_worker.protocol import (
     IndexRetryResponse,
     IndexStatus,
 )
+from morag_worker.server.apierror import ApiError
 from morag_worker.server.deps import caller, require, state
 from morag_worker.server.embedded_store import StoredPoint
-from morag_worker.server.errors import ApiError
 from morag_worker.server.queue import Caller
 from morag_worker.server.state import ServerState
 
@@ -58,11 +58,11 @@ async def index_status(
 ) -> IndexStatus:
     """How many results wait for indexing or were given up on, and where chunks go."""
     require(who, "admin")
-    counts = st.db.one("index_counts") or {}
+    counts = st.index_rows.counts()
     backend = st.storage.describe() if st.storage is not None else "none"
     return IndexStatus(
-        pending=counts.get("pending") or 0,
-        failed=counts.get("failed") or 0,
+        pending=counts["pending"],
+        failed=counts["failed"],
         backend=backend,
         error=st.storage_error or None,
     )
@@ -76,7 +76,7 @@ async def index_failures(
 ) -> IndexFailureList:
     """Results the indexer gave up on, oldest first, with their last error."""
     require(who, "admin")
-    rows = st.db.query("index_failures", limit=max(1, min(limit, FAILURES_MAX_LIMIT)))
+    rows = st.index_rows.failures(max(1, min(limit, FAILURES_MAX_LIMIT)))
     return IndexFailureList(failures=[IndexFailure.model_validate(row) for row in rows])
 
 
@@ -86,16 +86,7 @@ async def retry_index(
 ) -> IndexRetryResponse:
     """Queue failed (or still pending) results for indexing again, with fresh attempts."""
     require(who, "admin")
-    retried: list[str] = []
-    not_failed: list[str] = []
-    with st.db.transaction():
-        if body.all_failed:
-            retried += [row["task_id"] for row in st.db.query("retry_index_failed")]
-        for task_id in body.task_ids:
-            if task_id in retried:
-                continue
-            found = st.db.query("retry_index", task_id=task_id)
-            (retried if found else not_failed).append(task_id)
+    retried, not_failed = st.index_rows.retry(body.task_ids, body.all_failed)
     return IndexRetryResponse(retried=retried, not_failed=not_failed)
 
 
@@ -109,7 +100,7 @@ async def rebuild_index(
     ``GET /api/v1/index`` counts down as it goes.
     """
     require(who, "admin")
-    st.db.execute("reindex_all")
+    st.index_rows.reindex_all()
     return await index_status(who, st)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import pydantic_core
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
@@ -21,17 +21,19 @@ from morag_worker.protocol import (
     TaskTypeList,
     canonical_task_type,
 )
+from morag_worker.server.apierror import ApiError, invalid
 from morag_worker.server.auth import Caller
 from morag_worker.server.deps import caller, require, state
-from morag_worker.server.errors import ApiError
-from morag_worker.server.files import MultipartUpload, StoredFile
+from morag_worker.server.files import StoredFile
+from morag_worker.server.limits import MAX_PARAMETERS_DEPTH, error_responses, json_depth
+from morag_worker.server.multipart import MultipartUpload
 from morag_worker.server.paging import BadCursor
 from morag_worker.server.queue import TaskPage
 from morag_worker.server.state import DEFAULT_TIMEOUTS_S, ServerState
 from morag_worker.server.workers import serving
 from morag_worker.task_params import describe, parameter_problem
 
-router = APIRouter(prefix="/api/v1", tags=["tasks"])
+router = APIRouter(prefix="/api/v1", tags=["tasks"], responses=error_responses(401, 403, 408, 413))
 
 
 def _check_type(st: ServerState, raw: str) -> str:
@@ -46,9 +48,22 @@ def _check_type(st: ServerState, raw: str) -> str:
     return task_type
 
 
-def _check_parameters(task_type: str, parameters: dict[str, Any], files: list[StoredFile]) -> None:
-    """Every parameter known to the type and of its type; the URL or the files it needs.
-    The JSON and the multipart forms both come through here."""
+def _too_deep(depth: str) -> ApiError:
+    return ApiError(
+        422,
+        "invalid",
+        f"parameters: nested {depth} levels deep; the limit is {MAX_PARAMETERS_DEPTH} levels "
+        "(flatten the options)",
+        "parameters",
+    )
+
+
+def _check_parameters(task_type: str, parameters: dict[str, Any], has_files: bool) -> None:
+    """Not nested too deep; every parameter known to the type and of its type; the URL or
+    the files it needs. The JSON and the multipart forms both come through here."""
+    depth = json_depth(parameters)
+    if depth > MAX_PARAMETERS_DEPTH:
+        raise _too_deep(str(depth))
     problem = parameter_problem(task_type, parameters)
     if problem is not None:
         field, message = problem
@@ -62,7 +77,7 @@ def _check_parameters(task_type: str, parameters: dict[str, Any], files: list[St
                 f"parameters.url: a {task_type} task needs an http(s) URL in parameters.url",
                 "parameters.url",
             )
-    elif task_type != "noop" and not files:
+    elif task_type != "noop" and not has_files:
         raise ApiError(
             422,
             "invalid",
@@ -75,9 +90,11 @@ def _form_submit(form: dict[str, str]) -> TaskSubmitJSON:
     """Turn multipart text fields into the JSON submit model (same validation)."""
     data: dict[str, Any] = {"task_type": form.get("task_type", "")}
     if "parameters" in form and form["parameters"].strip():
-        try:
-            data["parameters"] = json.loads(form["parameters"])
-        except json.JSONDecodeError as exc:
+        try:  # the parser of the JSON path, with its nesting limit
+            data["parameters"] = pydantic_core.from_json(form["parameters"])
+        except ValueError as exc:
+            if "recursion limit" in str(exc):
+                raise _too_deep("more than 200") from None
             raise ApiError(
                 422, "invalid", f"parameters: not valid JSON ({exc})", "parameters"
             ) from None
@@ -92,12 +109,15 @@ def _form_submit(form: dict[str, str]) -> TaskSubmitJSON:
     try:
         return TaskSubmitJSON.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        raise ApiError(422, "invalid", f"{field}: {first['msg']}", field) from None
+        raise invalid(exc.errors()) from None
 
 
-@router.post("/tasks", status_code=201, response_model=TaskCreated)
+@router.post(
+    "/tasks",
+    status_code=201,
+    response_model=TaskCreated,
+    responses=error_responses(400, 415, 431, 507),
+)
 async def submit(
     request: Request, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> TaskCreated:
@@ -107,9 +127,7 @@ async def submit(
     content_type = request.headers.get("content-type", "")
     files: list[StoredFile] = []
     if content_type.startswith("multipart/"):
-        upload = MultipartUpload(st.files, content_type, st.config.max_upload_bytes)
-        await upload.read(request.stream())
-        spec, files = _form_submit(upload.fields), upload.files
+        spec, task_type, files = await _multipart_submit(request, st, content_type)
     elif content_type and not content_type.startswith("application/json"):
         raise ApiError(
             415,
@@ -118,19 +136,9 @@ async def submit(
             "multipart/form-data (with files) or application/json (URL tasks)",
         )
     else:
-        try:
-            spec = TaskSubmitJSON.model_validate_json(await request.body())
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or None
-            message = first["msg"] if field else f"request body: {first['msg']}"
-            if first["type"] == "json_invalid":
-                message = f"request body is not valid JSON: {first['msg']}"
-            raise ApiError(
-                422, "invalid", f"{field}: {message}" if field else message, field
-            ) from None
-    task_type = _check_type(st, spec.task_type)
-    _check_parameters(task_type, spec.parameters, files)
+        spec = _json_submit(await request.body())
+        task_type = _check_type(st, spec.task_type)
+        _check_parameters(task_type, spec.parameters, has_files=False)
     task_id = st.queue.submit(
         user_id=who.user_id,
         task_type=task_type,
@@ -140,8 +148,36 @@ async def submit(
         max_attempts=spec.max_attempts,
         timeout_seconds=spec.timeout_seconds or DEFAULT_TIMEOUTS_S.get(task_type),
     )
+    st.disk.note_write_ok()
     await st.notifier.notify()
     return TaskCreated(task_id=task_id)
+
+
+async def _multipart_submit(
+    request: Request, st: ServerState, content_type: str
+) -> tuple[TaskSubmitJSON, str, list[StoredFile]]:
+    """Read the upload, validate the whole request, and only then store its files."""
+    upload = MultipartUpload(
+        st.files, content_type, st.config.max_upload_bytes, st.config.limits.max_body_bytes
+    )
+    await upload.read(request.stream())
+    try:
+        spec = _form_submit(upload.fields)
+        task_type = _check_type(st, spec.task_type)
+        _check_parameters(task_type, spec.parameters, has_files=upload.file_count > 0)
+        return spec, task_type, upload.commit()
+    finally:
+        upload.abort()  # a refusal keeps nothing (after commit there is nothing left)
+
+
+def _json_submit(body: bytes) -> TaskSubmitJSON:
+    try:
+        return TaskSubmitJSON.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid" and "recursion limit" in first["msg"]:
+            raise _too_deep("more than 200") from None  # only parameters may nest
+        raise invalid(exc.errors()) from None
 
 
 #: Tasks per page when the caller does not say: a screenful in a terminal table.
@@ -161,6 +197,7 @@ async def list_tasks(
     st: ServerState = Depends(state),
 ) -> TaskList:
     """The caller's tasks (an admin's: everyone's), newest first, one page at a time."""
+    require(who, "user", "admin")
     page = TaskPage(
         state=state_filter.value if state_filter else None,
         task_type=_check_type(st, task_type) if task_type else None,
@@ -180,6 +217,7 @@ async def task_types(
 ) -> TaskTypeList:
     """The task types this server accepts, the parameters each takes, and how many online
     workers serve each for the caller (0: a task of that type waits until one comes)."""
+    require(who, "user", "admin")
     counts = serving(st.workers.visible(who), st.config.task_types)
     return TaskTypeList(task_types=[describe(t, *counts[t]) for t in st.config.task_types])
 
@@ -188,6 +226,7 @@ async def task_types(
 async def get_task(
     task_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> TaskInfo:
+    require(who, "user", "admin")
     return st.queue.get(task_id, who)
 
 
@@ -195,6 +234,7 @@ async def get_task(
 async def get_result(
     task_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> TaskResultEnvelope:
+    require(who, "user", "admin")
     info, result = st.queue.result(task_id, who)
     if result is None:
         detail = f" ({info.last_error.type}: {info.last_error.message})" if info.last_error else ""
@@ -213,6 +253,7 @@ async def cancel_task(
     task_id: str, who: Caller = Depends(caller), st: ServerState = Depends(state)
 ) -> TaskInfo:
     """Cancel a queued or running task; a running one is stopped at its next heartbeat."""
+    require(who, "user", "admin")
     return st.queue.cancel(task_id, who)
 
 
@@ -225,12 +266,7 @@ async def get_file(
     A worker key may fetch a file only while it holds a lease on a task that uses it;
     a user key only files of its own tasks.
     """
-    allowed = who.role == "admin" or (
-        st.db.one("file_leased_by", file_id=file_id, key_id=who.key_id)
-        if who.role == "worker"
-        else st.db.one("file_owned_by", file_id=file_id, user_id=who.user_id)
-    )
-    path = st.files.path(file_id) if allowed else None
+    path = st.files.path(file_id) if st.queue.may_read_file(file_id, who) else None
     if path is None:
         raise ApiError(404, "not_found", f"file {file_id} not found or not leased by this key")
     etag = f'"{file_id}"'

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from morag_worker import __version__
 from morag_worker.protocol import (
-    BatchResult,
-    BatchResultOutcome,
     BatchResultRequest,
     BatchResultResponse,
-    ErrorDetail,
     HeartbeatRequest,
     HeartbeatResponse,
     LeaseRequest,
@@ -29,12 +27,16 @@ from morag_worker.protocol import (
 from morag_worker.server.auth import Caller
 from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
+from morag_worker.server.limits import error_responses
 from morag_worker.server.metrics import LEASE_WAIT
-from morag_worker.server.queue import LeaseLost, NotFound
 from morag_worker.server.state import ServerState
 from morag_worker.server.workers import INSTANCE_HEADER, WorkerIdConflict
 
-router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
+router = APIRouter(
+    prefix="/api/v1/workers",
+    tags=["workers"],
+    responses=error_responses(401, 403, 408, 413, 507),
+)
 
 #: Worker protocol versions this server serves. A server keeps serving the previous
 #: version for at least one release after a bump, so workers can be upgraded after the
@@ -81,10 +83,24 @@ async def register(
             "task_types",
         )
     try:
-        instance_id = st.workers.register(who, body)
+        instance_id = st.workers.register(who, body, legacy=_legacy(body))
     except WorkerIdConflict as exc:
         raise ApiError(409, exc.code, exc.message, "worker_id", exc.details) from None
     ttl = st.config.policy.lease_ttl_s
+    if _legacy(body):
+        # A worker of release 0.1.0: its reply model refuses fields it does not know,
+        # so it gets exactly the fields that release defined.
+        return Response(  # type: ignore[return-value]
+            json.dumps(
+                {
+                    "worker_id": body.worker_id,
+                    "lease_ttl_s": ttl,
+                    "heartbeat_interval_s": ttl / 3,
+                    "max_wait_s": st.config.max_wait_s,
+                }
+            ),
+            media_type="application/json",
+        )
     return RegisterResponse(
         worker_id=body.worker_id,
         lease_ttl_s=ttl,
@@ -93,7 +109,14 @@ async def register(
         protocol_version=body.protocol_version,
         server_version=__version__,
         instance_id=instance_id,
+        max_body_bytes=st.config.limits.max_body_bytes,
+        max_result_bytes=st.config.limits.max_result_bytes,
     )
+
+
+def _legacy(body: RegisterRequest) -> bool:
+    """A worker of release 0.1.0, which sends no protocol version."""
+    return "protocol_version" not in body.model_fields_set
 
 
 def _versions() -> str:
@@ -111,8 +134,23 @@ def _task_types(st: ServerState, worker_id: str, asked: list[str] | None) -> lis
 async def _lease(
     request: Request, st: ServerState, who: Caller, worker_id: str, body: LeaseRequest
 ) -> list[TaskSpec]:
+    wait_s = min(body.wait_seconds, st.config.max_wait_s)
+    if wait_s <= 0:  # not a long-poll: nothing to count
+        return await _claim(request, st, who, worker_id, body, wait_s)
+    with st.long_polls.hold(who.key_id, wait_s):
+        return await _claim(request, st, who, worker_id, body, wait_s)
+
+
+async def _claim(
+    request: Request,
+    st: ServerState,
+    who: Caller,
+    worker_id: str,
+    body: LeaseRequest,
+    wait_s: float,
+) -> list[TaskSpec]:
     started = time.monotonic()
-    deadline = started + min(body.wait_seconds, st.config.max_wait_s)
+    deadline = started + wait_s
     types = _task_types(st, worker_id, body.task_types)
     st.workers.touch(worker_id)
     waited = False
@@ -134,7 +172,7 @@ async def _lease(
         waited = True
 
 
-@router.post("/{worker_id}/lease", response_model=LeaseResponse)
+@router.post("/{worker_id}/lease", response_model=LeaseResponse, responses=error_responses(429))
 async def lease(
     worker_id: str,
     body: LeaseRequest,
@@ -152,7 +190,7 @@ async def lease(
 @router.get(
     "/{worker_id}/tasks/next",
     response_model=TaskSpec,
-    responses={204: {"description": "no task available"}},
+    responses={204: {"description": "no task available"}, **error_responses(429)},
 )
 async def next_task(
     worker_id: str,
@@ -192,21 +230,10 @@ async def result(
 ) -> dict[str, str]:
     _worker(who)
     new_state = st.queue.finish(who, task_id, body)
+    st.disk.note_write_ok()
     if new_state == "queued":
         await st.notifier.notify()
     return {"task_id": task_id, "state": new_state}
-
-
-def _finish_one(st: ServerState, who: Caller, item: BatchResult) -> BatchResultOutcome:
-    try:
-        return BatchResultOutcome(
-            task_id=item.task_id, state=st.queue.finish(who, item.task_id, item)
-        )
-    except LeaseLost as exc:
-        error = ErrorDetail(code="lease_lost", message=str(exc))
-    except NotFound as exc:
-        error = ErrorDetail(code="not_found", message=str(exc))
-    return BatchResultOutcome(task_id=item.task_id, error=error)
 
 
 @router.post("/{worker_id}/results", response_model=BatchResultResponse)
@@ -218,14 +245,9 @@ async def results(
 ) -> Response:
     """Several results at once; each is fenced on its own and gets its own outcome."""
     _worker(who)
-    outcomes = []
-    requeued = False
-    with st.db.transaction():  # one commit for the whole batch
-        for item in body.results:
-            outcome = _finish_one(st, who, item)
-            requeued |= outcome.state == "queued"
-            outcomes.append(outcome)
-    if requeued:
+    outcomes = st.queue.finish_batch(who, body.results)
+    st.disk.note_write_ok()
+    if any(outcome.state == "queued" for outcome in outcomes):
         await st.notifier.notify()
     reply = BatchResultResponse(results=outcomes)
     return Response(reply.model_dump_json(), media_type="application/json")

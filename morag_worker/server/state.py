@@ -8,11 +8,20 @@ from typing import Any
 
 from loguru import logger
 
+from morag_worker import __version__
 from morag_worker.protocol import TASK_TYPES
 from morag_worker.server.auth import KeyStore
-from morag_worker.server.datadir import LayoutError, migrate_data_dir, pending_steps
+from morag_worker.server.datadir import (
+    LayoutError,
+    make_private,
+    migrate_data_dir,
+    pending_steps,
+)
 from morag_worker.server.db import Database
+from morag_worker.server.disk import DiskMonitor
 from morag_worker.server.files import FileStore
+from morag_worker.server.index_rows import IndexRows
+from morag_worker.server.limits import LongPollGate, RequestLimits
 from morag_worker.server.migrate import Migrator
 from morag_worker.server.notify import Notifier
 from morag_worker.server.queue import QueuePolicy, TaskQueue
@@ -43,6 +52,16 @@ class ServerConfig:
     #: Long-poll cap: under typical proxy idle timeouts (60 s) with room to spare.
     max_wait_s: float = 30.0
     policy: QueuePolicy = field(default_factory=QueuePolicy)
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    #: Stored files no task refers to, and abandoned partial uploads, are removed after
+    #: this long: far beyond the milliseconds between storing a file and recording its
+    #: task, and beyond --body-timeout for an upload in progress.
+    file_grace_s: float = 3600.0
+    #: /health says degraded below this much free space under the data dir: room for a
+    #: few large uploads and the database's growth before writes start failing.
+    min_free_disk_bytes: int = 256 << 20
+    #: SQLite's ``synchronous``: "full" (durable against power loss) or "normal".
+    sqlite_synchronous: str = "full"
     #: Extra task types served by worker plugins, beyond the built-in ones.
     extra_task_types: tuple[str, ...] = ()
     #: Qdrant: a URL for a server/cluster, else the embedded store under the data dir.
@@ -91,8 +110,40 @@ class ServerState:
     files: FileStore
     notifier: Notifier
     workers: WorkerRegistry
+    disk: DiskMonitor
+    long_polls: LongPollGate
+    index_rows: IndexRows
     storage: Any = None
     storage_error: str = ""
+
+    def health_report(self) -> dict[str, object]:
+        """What ``/health`` says: ``degraded`` (with ``problems`` in words) when the server
+        serves with a fault a restart cannot fix (a full disk, search unavailable)."""
+        self.keys.count()  # the database answers (an error here is a 500)
+        problems = list(self.disk.problems())
+        search = search_status(self)
+        if search.startswith("unavailable"):
+            problems.append(f"search is {search}")
+        body: dict[str, object] = {
+            "status": "degraded" if problems else "ok",
+            "version": __version__,
+            "database": self.db.dialect,
+            "search": search,
+            "problems": problems,
+            "disk_free_bytes": self.disk.free_bytes(),
+        }
+        if self.db.dialect == "sqlite":
+            body["sqlite_synchronous"] = self.db.sqlite_synchronous_in_effect()
+        return body
+
+
+def search_status(st: ServerState) -> str:
+    """``on``, ``off`` (--no-index) or ``unavailable: <why>`` (the store failed to open)."""
+    if not st.config.index_results:
+        return "off"
+    if st.storage_error:
+        return f"unavailable: {st.storage_error}"
+    return "on"
 
 
 def build_state(config: ServerConfig) -> ServerState:
@@ -100,8 +151,8 @@ def build_state(config: ServerConfig) -> ServerState:
 
     Raises :class:`SchemaError` or :class:`LayoutError` when they cannot be used.
     """
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(config.resolved_database_url())
+    make_private(config.data_dir)
+    db = Database(config.resolved_database_url(), config.sqlite_synchronous)
     try:
         migrator = Migrator(db)
         if config.auto_migrate:
@@ -116,6 +167,9 @@ def build_state(config: ServerConfig) -> ServerState:
             files=FileStore(config.data_dir / "files"),
             notifier=Notifier(db),
             workers=WorkerRegistry(db, live_window_s=config.max_wait_s + config.policy.lease_ttl_s),
+            disk=DiskMonitor(config.data_dir, config.min_free_disk_bytes),
+            long_polls=LongPollGate(config.limits.max_long_polls_per_key),
+            index_rows=IndexRows(db),
         )
         if config.auto_migrate:
             migrate_data_dir(config.data_dir, st, progress=logger.info)

@@ -52,12 +52,17 @@ class WorkerRegistry:
     #: Task types each worker registered, so that a lease does not read them back.
     _types: dict[str, list[str]] = field(default_factory=dict)
 
-    def register(self, who: Caller, body: RegisterRequest) -> str:
-        """Record the worker; returns the new instance id or raises WorkerIdConflict."""
+    def register(self, who: Caller, body: RegisterRequest, legacy: bool = False) -> str:
+        """Record the worker; returns the new instance id or raises WorkerIdConflict.
+
+        ``legacy``: a worker of release 0.1.0, which knows no conflicts and no instances:
+        it re-registers as it always did (its restart would otherwise be refused)."""
         now = time.time()
         with self.db.transaction():
             row = self.db.one("get_worker", worker_id=body.worker_id)
-            if row is not None and self._live(row, now, body.replaces_instance):
+            live = row is not None and self._live(row, now, body.replaces_instance)
+            if live and not (legacy and row is not None and row["key_id"] == who.key_id):
+                assert row is not None
                 raise self._conflict(who, row, now)
             instance_id = "wi_" + secrets.token_hex(8)
             if (
@@ -143,6 +148,11 @@ class WorkerRegistry:
             )
             self._types[worker_id] = registered
         return registered
+
+    def online_count(self, since: float) -> int:
+        """Workers that called since ``since`` (Unix time)."""
+        row = self.db.one("workers_online", since=since)
+        return int(row["n"]) if row else 0
 
     def visible(self, caller: Caller) -> list[WorkerInfo]:
         """Workers as a caller may see them: an admin every one; a user those that may

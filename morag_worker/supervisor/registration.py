@@ -22,7 +22,7 @@ from collections.abc import Callable
 import psutil
 from loguru import logger
 
-from morag_worker.client import ServerError, Unreachable, WorkerClient
+from morag_worker.client import REGISTER_FIELDS_SINCE_0_2, ServerError, Unreachable, WorkerClient
 from morag_worker.protocol import RegisterRequest, RegisterResponse
 
 #: While the server is unreachable, registration is retried this often (±50 % jitter).
@@ -65,16 +65,22 @@ class Registrar:
         #: Sleeps (handling signals); returns False when the supervisor is stopping.
         self.sleep = sleep
         self.base_id = body.worker_id
+        #: The server predates protocol versions (release 0.1.0): register as its workers did.
+        self.legacy = False
 
     def register(self) -> RegisterResponse | None:
         """Register, retrying while the server is unreachable; None if stopped first."""
         failures = 0
         while True:
             try:
-                reply = self.client.register(self.body, retry_for_s=0)
+                reply = self.client.register(self.body, retry_for_s=0, legacy=self.legacy)
             except ServerError as exc:
                 if exc.status == 409 and exc.code in ("worker_id_in_use", "worker_id_taken"):
                     self._resolve_conflict(exc)
+                    continue
+                if _predates_versions(exc) and not self.legacy:
+                    logger.info("the server predates protocol versions (0.1.0): speaking 1")
+                    self.legacy = True
                     continue
                 self._refused(exc)
                 failures += 1
@@ -127,6 +133,15 @@ class Registrar:
             new_id,
         )
         self.body = self.body.model_copy(update={"worker_id": new_id, "replaces_instance": ""})
+
+
+def _predates_versions(exc: ServerError) -> bool:
+    """A 0.1.0 server's refusal of the registration fields it does not know."""
+    return (
+        exc.status == 422
+        and "Extra inputs are not permitted" in exc.message
+        and any(name in exc.message for name in REGISTER_FIELDS_SINCE_0_2)
+    )
 
 
 def host_name() -> str:

@@ -100,6 +100,7 @@ class Supervisor:
         #: Set once shutdown stops the children: their unfinished tasks are given back.
         self.children_stopped = False
         self.lease_ttl_s = 30.0
+        self.max_result_bytes = config.max_result_bytes
         self.next_disk_check = 0.0
         self.lifecycle = ChildLifecycle(
             self.pool, self.book, self.watchdog, self.metrics, self.errors
@@ -187,6 +188,8 @@ class Supervisor:
         self.metrics.identify(reply.worker_id)
         self.run_state.worker_id = reply.worker_id
         self.lease_ttl_s = reply.lease_ttl_s
+        if reply.max_result_bytes:  # a result the server would refuse fails here, named
+            self.max_result_bytes = min(self.max_result_bytes, reply.max_result_bytes - 4096)
         self.run_state.registered = True
         logger.info(
             "registered as {} with {} (server {}, protocol {}, lease {} s)",
@@ -221,7 +224,7 @@ class Supervisor:
             on_success=self.metrics.last_lease.set_to_current_time,
         )
         self.flow = TaskFlow(
-            FlowSettings(self.config.task_timeout_cap_s, self.config.max_result_bytes),
+            FlowSettings(self.config.task_timeout_cap_s, self.max_result_bytes),
             self.book,
             self.pool,
             self.router,

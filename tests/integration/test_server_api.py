@@ -248,12 +248,17 @@ def test_server_metrics_count_tasks_by_type_and_state(cluster: Cluster) -> None:
 def test_worker_protocol_versions_are_negotiated_at_registration(cluster: Cluster) -> None:
     worker = _auth(cluster.key("alice", "worker"))
     register = f"{cluster.url}/api/v1/workers/register"
-    # a worker of release 0.1.0 sends no protocol version: it speaks version 1
+    # a worker of release 0.1.0 sends no protocol version: it speaks version 1, and gets
+    # exactly the reply fields that release knows (its models refuse any other)
     old = requests.post(
         register, json={"worker_id": "old-1", "version": "0.1.0"}, headers=worker, timeout=5
     )
-    assert old.status_code == 200 and old.json()["protocol_version"] == 1
-    assert old.json()["server_version"]
+    assert old.status_code == 200
+    assert set(old.json()) == {"worker_id", "lease_ttl_s", "heartbeat_interval_s", "max_wait_s"}
+    modern = requests.post(
+        register, json={"worker_id": "new-0", "protocol_version": 1}, headers=worker, timeout=5
+    ).json()
+    assert modern["protocol_version"] == 1 and modern["server_version"] == __version__
     newer = requests.post(
         register,
         json={"worker_id": "new-1", "version": "9.0.0", "protocol_version": 7},
@@ -268,6 +273,7 @@ def test_worker_protocol_versions_are_negotiated_at_registration(cluster: Cluste
     # a real supervisor reports its release and protocol version
     _, _health = cluster.supervisor(cluster.key_file("alice"), "--cpu-procs", "1")
     workers = {w["worker_id"]: w for w in cluster.admin.get("/api/v1/workers")["workers"]}
-    real = [w for w in workers.values() if w["worker_id"] not in ("old-1",)]
+    real = [w for w in workers.values() if w["worker_id"] not in ("old-1", "new-0")]
     assert real and real[0]["protocol_version"] == 1 and real[0]["version"] == __version__
     assert workers["old-1"]["protocol_version"] == 1 and "new-1" not in workers
+    assert workers["old-1"]["version"] == "0.1.0"

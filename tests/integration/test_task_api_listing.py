@@ -67,7 +67,7 @@ def test_unknown_parameters_are_refused_alike_as_json_and_multipart(cluster: Clu
         json={"task_type": "web", "parameters": {"url": "https://example.org/", "depth": 2}},
     )
     assert status == 422 and body["error"]["field"] == "parameters.depth"
-    assert "web accepts: embed, url" in body["error"]["message"]
+    assert "web accepts: embed, keep_comments, url" in body["error"]["message"]
     form = {"task_type": "audio", "parameters": json.dumps({"speakers": 2})}
     status, body = _error(
         cluster, key, "POST", "/api/v1/tasks", data=form, files={"files": ("a.wav", b"RIFF")}

@@ -15,7 +15,13 @@ from morag_worker.cli.local import Proc
 def _register(cluster: Cluster, key: str, worker_id: str, **extra: object) -> requests.Response:
     return requests.post(
         f"{cluster.url}/api/v1/workers/register",
-        json={"worker_id": worker_id, "host": "elsewhere", "pid": 4242, **extra},
+        json={
+            "worker_id": worker_id,
+            "host": "elsewhere",
+            "pid": 4242,
+            "protocol_version": 1,
+            **extra,
+        },
         headers={"Authorization": f"Bearer {key}"},
         timeout=5,
     )

@@ -75,11 +75,15 @@ def _make_handler(routes: dict[str, Route], hosts_seen: list[str]) -> type:
 
 
 @contextmanager
-def serve(routes: dict[str, Route], tls: ssl.SSLContext | None = None) -> Iterator[LocalServer]:
-    """Serve ``routes`` on an ephemeral port of 127.0.0.1 for the duration of the block
-    (HTTPS when ``tls`` is a server context)."""
+def serve(
+    routes: dict[str, Route],
+    tls: ssl.SSLContext | None = None,
+    address: tuple[str, int] = ("127.0.0.1", 0),
+) -> Iterator[LocalServer]:
+    """Serve ``routes`` on ``address`` (an ephemeral port of 127.0.0.1 by default) for
+    the duration of the block (HTTPS when ``tls`` is a server context)."""
     hosts_seen: list[str] = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(routes, hosts_seen))
+    server = ThreadingHTTPServer(address, _make_handler(routes, hosts_seen))
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True

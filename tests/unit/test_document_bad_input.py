@@ -69,10 +69,12 @@ def test_bad_fixtures_are_bad_input(processor: DocumentProcessor, name: str, mes
 
 def test_zip_limits_come_from_settings(processor: DocumentProcessor) -> None:
     few_entries = ProcessorSettings(doc_max_zip_entries=5)
-    with pytest.raises(BadInput, match=r"it has \d+ entries \(limit 5\)"):
+    with pytest.raises(BadInput, match=r"it has \d+ entries \(limit 5, --doc-max-zip-entries\)"):
         run(processor, DOCS / "sample.docx", few_entries)
     small = ProcessorSettings(doc_max_unzipped_bytes=10_000)
-    with pytest.raises(BadInput, match=r"inflates to [\d,]+ bytes \(limit 10,000\)"):
+    with pytest.raises(
+        BadInput, match=r"inflates to [\d,]+ bytes \(limit 10,000, --doc-max-unzipped-bytes\)"
+    ):
         run(processor, DOCS / "sample.pptx", small)
 
 

@@ -33,6 +33,7 @@ def test_unknown_names_are_all_listed_with_what_the_type_accepts() -> None:
         ("noop", {"sleep_s": "5"}, "expected number"),
         ("noop", {"sleep_s": -1}, "at least 0"),
         ("web", {"url": 5}, "expected string"),
+        ("web", {"url": "https://x", "keep_comments": "yes"}, "expected boolean"),
         ("document", {"embed": 1}, "expected boolean"),
     ],
 )
@@ -47,5 +48,6 @@ def test_good_parameters_and_plugin_types_pass() -> None:
     )
     assert parameter_problem("noop", {"sleep_s": 1.5, "echo": "x", "embed": True}) is None
     assert parameter_problem("youtube", {"url": "https://x", "captions": False}) is None
+    assert parameter_problem("web", {"url": "https://x", "keep_comments": True}) is None
     # a plugin type's parameters are the plugin's to check: the server passes them through
     assert parameters_of("hog") is None and parameter_problem("hog", {"mib": 5}) is None

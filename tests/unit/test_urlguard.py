@@ -41,8 +41,12 @@ def _page(text: str) -> Reply:
         ("fe80::1", "link-local"),
         ("224.0.0.1", "multicast"),
         ("0.0.0.0", "unspecified"),
-        ("240.0.0.1", "private"),  # 240/4 counts as private in ipaddress before "reserved"
-        ("100.64.0.1", "non-public"),
+        ("240.0.0.1", "reserved"),
+        ("100.64.0.1", "shared (carrier-grade NAT)"),
+        ("169.254.169.254", "cloud metadata"),
+        ("2002:a00:1::", "private"),  # 6to4 of 10.0.0.1
+        ("2001::1", "Teredo"),
+        ("::a00:1", "IPv4-compatible"),
         ("93.184.216.34", None),
         ("2606:4700::1111", None),
     ],
@@ -302,3 +306,123 @@ def test_every_address_must_pass_and_unreachable_ones_are_skipped(
         guard = UrlGuard.from_settings(False, "127.0.0.0/8")
         got = fetch(srv.url("/", host="multi.test"), guard, LIMITS)
     assert b"second address" in got.body
+
+
+# --- Issue 8 point 12: address forms the guard missed. The guard is called directly;
+# no request is ever sent to these addresses.
+
+METADATA_FORMS = [
+    "168.63.129.16",  # Azure wireserver
+    "192.0.0.192",  # Oracle Cloud (legacy metadata)
+    "100.100.100.200",  # Alibaba
+    "169.254.170.23",  # EKS Pod Identity
+    "[fd00:ec2::254]",  # AWS IPv6
+    "[fd20:ce::254]",  # GCP IPv6
+    "[::ffff:168.63.129.16]",  # IPv4-mapped
+    "[::a9fe:a9fe]",  # IPv4-compatible 169.254.169.254
+    "[::ffff:0:a9fe:a9fe]",  # IPv4-translated (SIIT)
+    "[2002:a9fe:a9fe::1]",  # 6to4 of 169.254.169.254
+    "[2002:a83f:8110::]",  # 6to4 of 168.63.129.16
+    "[64:ff9b::a83f:8110]",  # NAT64 of 168.63.129.16
+    "[64:ff9b:1::a9fe:a9fe]",  # local-use NAT64 of 169.254.169.254
+]
+
+
+@pytest.mark.parametrize("host", METADATA_FORMS)
+def test_metadata_in_every_form_refused_even_with_allow_private(host: str) -> None:
+    with pytest.raises(BadInput, match="cloud metadata"):
+        check_url(f"http://{host}/", allow_private=True)
+    with pytest.raises(BadInput, match="cloud metadata"):
+        check_url(f"http://{host}/")
+
+
+@pytest.mark.parametrize(
+    ("host", "kind"),
+    [
+        ("[fe80::1]", "link-local"),
+        ("[fe80::a9fe:a9fe]", "link-local"),
+        ("169.254.10.1", "link-local"),
+        ("[::7f00:1]", "IPv4-compatible"),
+        ("[::a00:1]", "IPv4-compatible"),
+        ("[2001:0:4136:e378:8000:63bf:3fff:fdd2]", "Teredo"),
+        ("[2001::1]", "Teredo"),
+    ],
+)
+def test_link_local_teredo_and_ipv4_compatible_refused_even_with_allow_private(
+    host: str, kind: str
+) -> None:
+    for allow_private in (False, True):
+        with pytest.raises(BadInput, match=kind) as info:
+            check_url(f"http://{host}/", allow_private=allow_private)
+        assert "--allow-private-urls" not in info.value.message  # it would not help
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "192.0.0.8",
+        "192.0.0.170",
+        "[2002:7f00:1::]",  # 6to4 of 127.0.0.1
+        "[2002:a00:1::1]",  # 6to4 of 10.0.0.1
+        "[2002:c0a8:101::]",  # 6to4 of 192.168.1.1
+        "[64:ff9b::a00:1]",  # NAT64 of 10.0.0.1
+        "[64:ff9b:1::1]",  # local-use NAT64
+        "[::ffff:0:a00:1]",  # IPv4-translated 10.0.0.1
+        "[fec0::1]",  # deprecated site-local
+        "[100::1]",  # discard-only
+        "[3fff::1]",  # documentation (RFC 9637)
+        "[5f00::1]",  # SRv6 SIDs
+        "[4000::1]",  # outside global unicast 2000::/3
+        "198.18.0.1",
+        "203.0.113.7",
+    ],
+)
+def test_non_public_forms_refused_by_default(host: str) -> None:
+    with pytest.raises(BadInput, match="address"):
+        check_url(f"http://{host}/")
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["[2002:5db8:d822::1]", "[64:ff9b::5db8:d822]", "[2606:4700::1111]", "93.184.216.34"],
+)
+def test_public_addresses_in_transition_forms_pass(host: str) -> None:
+    check_url(f"http://{host}/")
+
+
+def test_private_6to4_admitted_with_allow_private_like_its_ipv4() -> None:
+    assert check_url("http://[2002:7f00:1::]/", allow_private=True).port == 80
+    assert check_url("http://[64:ff9b::a00:1]/", allow_private=True).port == 80
+
+
+def test_host_resolving_to_metadata_refused_with_allow_private(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_getaddrinfo = socket.getaddrinfo
+    answers = {"wire.test": "168.63.129.16", "oci.test": "192.0.0.192", "v6.test": "fd20:ce::254"}
+
+    def resolver(host, port, *args, **kwargs):
+        if host in answers:
+            return real_getaddrinfo(answers[host], port, *args, **kwargs)
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    for host in answers:
+        with pytest.raises(BadInput, match="cloud metadata"):
+            check_url(f"http://{host}/", allow_private=True)
+        # A host allow-list entry admits private addresses, never metadata ones.
+        with pytest.raises(BadInput, match="cloud metadata"):
+            check_url(f"http://{host}/", allow_list=host)
+    with pytest.raises(BadInput, match="metadata host"):
+        check_url("http://metadata.google.internal./", allow_private=True)
+
+
+def test_only_an_exact_allow_list_entry_admits_a_metadata_address() -> None:
+    for broad in ("100.64.0.0/10", "0.0.0.0/0", "169.254.0.0/16", "::/0"):
+        for host in ("100.100.100.200", "169.254.169.254", "[fd00:ec2::254]"):
+            with pytest.raises(BadInput, match="cloud metadata"):
+                check_url(f"http://{host}/", allow_list=broad)
+    assert check_url("http://100.100.100.200/", allow_list="100.100.100.200/32").port == 80
+    assert check_url("http://[fd00:ec2::254]/", allow_list="fd00:ec2::254").port == 80
+    # A network entry does admit the never-admitted classes: the operator named them.
+    assert check_url("http://[fe80::1]/", allow_list="fe80::/10").port == 80

@@ -86,6 +86,7 @@ def test_redirect_to_a_refused_address_is_bad_input(tmp_path: Path) -> None:
         server.redirects["/jump.mp4"] = other.url("paragraph.ogg", host="127.0.0.2")
         with pytest.raises(BadInput, match=r"127\.0\.0\.2"):
             _run(tmp_path, server.url("jump.mp4"), ModelCache(), url_allow_list="127.0.0.1")
+        assert other.paths == [], "the refused address was contacted"
     assert "/jump.mp4" in server.paths
 
 
