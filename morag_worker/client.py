@@ -22,6 +22,7 @@ from urllib.parse import urljoin
 import requests
 from pydantic import BaseModel, ValidationError
 
+from morag_worker.connection import describe_unreachable
 from morag_worker.protocol import (
     API_PREFIX,
     BatchResultRequest,
@@ -167,9 +168,7 @@ class WorkerClient:
                 )
             except requests.RequestException as exc:
                 self._on_request(endpoint, "error")
-                failure: Exception = Unreachable(
-                    f"{method} {path}: {exc.__class__.__name__}: {exc}"
-                )
+                failure: Exception = Unreachable(describe_unreachable(self.base.rstrip("/"), exc))
             else:
                 self._on_request(endpoint, response.status_code)
                 if response.status_code < 400:

@@ -15,17 +15,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dotenv import dotenv_values
-
-from morag_worker.cli.args import Parser, add_version
+from morag_worker import settings as processor_settings
+from morag_worker.argparsing import Parser, add_version
+from morag_worker.connection import server_url_problem
 from morag_worker.errors import ConfigError
-from morag_worker.processors import settings as processor_settings
-from morag_worker.processors.settings import ProcessorSettings
-from morag_worker.supervisor.limits import Amount, MemoryLimit, parse_amount, parse_memory_limit
-from morag_worker.supervisor.routing import DEFAULT_POOL_TYPES, parse_pool_types
+from morag_worker.options import Option, add_options, merged_environment, parse_bool, raw_value
+from morag_worker.settings import ProcessorSettings
+from morag_worker.sizes import Amount, MemoryLimit, parse_amount, parse_memory_limit
+
+__all__ = ["SupervisorConfig", "build_parser", "load_config", "merged_environment"]
+
+POOLS = ("gpu", "cpu")
+#: The mapping ARCHITECTURE.md describes: models on GPUs, parsing on CPUs.
+DEFAULT_POOL_TYPES = "gpu=audio,video,image,youtube;cpu=document,web"
 
 #: (flag, environment variables in order of precedence, default, help)
-_OPTIONS: list[tuple[str, tuple[str, ...], str, str]] = [
+_TABLE: list[tuple[str, tuple[str, ...], str, str]] = [
     ("--server-url", ("MORAG_SERVER_URL",), "http://127.0.0.1:8000", "the server's base URL"),
     ("--api-key", ("MORAG_API_KEY",), "", "worker API key (prefer --api-key-file)"),
     ("--api-key-file", ("MORAG_API_KEY_FILE",), "", "file holding the API key"),
@@ -126,6 +131,8 @@ _OPTIONS: list[tuple[str, tuple[str, ...], str, str]] = [
     ("--log-level", ("LOG_LEVEL",), "INFO", "DEBUG, INFO, WARNING, ERROR"),
     ("--log-format", ("MORAG_LOG_FORMAT",), "auto", "auto, json or text"),
 ]
+_OPTIONS = [Option(flag, envs, default, help_text) for flag, envs, default, help_text in _TABLE]
+_BY_FLAG = {option.flag: option for option in _OPTIONS}
 
 
 @dataclass(frozen=True)
@@ -175,27 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Flags win over environment variables, which win over the --env-file.",
     )
     add_version(parser)
-    for flag, envs, default, help_text in _OPTIONS:
-        where = "/".join(envs)
-        parser.add_argument(flag, default=None, help=f"{help_text} [{where}; default {default!r}]")
+    add_options(parser, _OPTIONS)
     parser.add_argument(
-        "--env-file", default=".env", help="dotenv file read under the environment [default .env]"
+        "--env-file",
+        default=os.environ.get("MORAG_ENV_FILE", ".env"),
+        help="dotenv file read under the environment [MORAG_ENV_FILE; default .env]",
     )
     processor_settings.add_arguments(parser)
     return parser
 
 
 def _lookup(args: argparse.Namespace, env: Mapping[str, str], flag: str) -> str:
-    for option, envs, default, _ in _OPTIONS:
-        if option == flag:
-            raw = getattr(args, option.lstrip("-").replace("-", "_"))
-            if raw is not None:
-                return str(raw)
-            for name in envs:
-                if env.get(name, "") != "":
-                    return str(env[name])
-            return default
-    raise KeyError(flag)
+    return raw_value(args, env, _BY_FLAG[flag])
 
 
 def _number(flag: str, raw: str, kind: type, minimum: float) -> float:
@@ -208,19 +206,26 @@ def _number(flag: str, raw: str, kind: type, minimum: float) -> float:
     return float(value)
 
 
-def _truthy(raw: str) -> bool:
-    return raw.strip().lower() in ("1", "true", "yes", "on")
-
-
-def merged_environment(env_file: str, environ: Mapping[str, str]) -> dict[str, str]:
-    """The process environment over the dotenv file's values (environment wins)."""
-    merged = (
-        {k: v for k, v in dotenv_values(env_file).items() if v is not None}
-        if env_file and Path(env_file).is_file()
-        else {}
-    )
-    merged.update(environ)
-    return merged
+def parse_pool_types(text: str, flag: str = "--pool-types") -> dict[str, frozenset[str]]:
+    """``gpu=audio,video;cpu=document,web`` → ``{"gpu": {...}, "cpu": {...}}``."""
+    mapping: dict[str, frozenset[str]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        pool, sep, types = part.partition("=")
+        pool = pool.strip().lower()
+        if not sep or pool not in POOLS:
+            raise ConfigError(
+                f"{flag}: expected POOL=TYPE,TYPE;… with POOL gpu or cpu, got {part!r}"
+            )
+        if pool in mapping:
+            raise ConfigError(f"{flag}: pool {pool!r} is named twice")
+        names = frozenset(t.strip().lower() for t in types.split(",") if t.strip())
+        for other, seen in mapping.items():
+            if names & seen:
+                raise ConfigError(
+                    f"{flag}: {sorted(names & seen)[0]!r} is in both {other} and {pool}"
+                )
+        mapping[pool] = names
+    return mapping
 
 
 def _api_key(args: argparse.Namespace, env: Mapping[str, str]) -> str:
@@ -242,7 +247,10 @@ def _api_key(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 
 
 def _worker_shape(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str, bool]:
-    force_cpu = _truthy(env.get("MORAG_FORCE_CPU", ""))
+    try:
+        force_cpu = parse_bool(env.get("MORAG_FORCE_CPU", ""), "MORAG_FORCE_CPU")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     worker_type = _lookup(args, env, "--worker-type").lower()
     gpus = _lookup(args, env, "--gpus").lower()
     if worker_type not in ("", "gpu", "cpu"):
@@ -263,8 +271,9 @@ def load_config(
     env = merged_environment(args.env_file, os.environ if environ is None else environ)
     get = lambda flag: _lookup(args, env, flag)  # noqa: E731
     server_url = get("--server-url")
-    if not server_url.startswith(("http://", "https://")):
-        raise ConfigError(f"--server-url: expected an http(s) URL, got {server_url!r}")
+    problem = server_url_problem(server_url)
+    if problem is not None:
+        raise ConfigError(problem)
     worker_type, gpus, force_cpu = _worker_shape(args, env)
     log_format = get("--log-format").lower()
     if log_format not in ("auto", "json", "text"):

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from morag_worker.cli.args import Parser, add_version
+from morag_worker.argparsing import Parser, add_version
+from morag_worker.options import Option, add_options, merged_environment, parse_bool, value
 from morag_worker.server.db import SQLITE_SYNC_MODES
 from morag_worker.server.limits import RequestLimits
 from morag_worker.server.queue import QueuePolicy
@@ -186,65 +187,72 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def _typed(flag: str, env_name: str, raw: str) -> object:
-    kind = _TYPES.get(flag, str)
-    try:
-        return kind(raw)
-    except ValueError:
-        word = "an integer" if kind is int else "a number"
-        _fail(f"{env_name}: expected {word}, got {raw!r}")
+def _options() -> list[Option]:
+    table = [
+        Option(flag, (env_name,), default, help_text, _TYPES.get(flag, str))
+        for flag, env_name, default, help_text in _OPTIONS
+    ]
+    return [
+        *table,
+        Option(
+            "--no-index",
+            ("MORAG_NO_INDEX",),
+            "false",
+            "store results without indexing them for search",
+            bool,
+        ),
+        Option(
+            "--no-auto-migrate",
+            (),
+            "false",
+            "do not migrate the schema and data dir at "
+            "start; refuse to start unless they are current (run `morag-server migrate` "
+            "first) [MORAG_AUTO_MIGRATE=false]",
+            bool,
+        ),
+        Option(
+            "--log-format",
+            ("MORAG_LOG_FORMAT",),
+            "auto",
+            "auto (text on a terminal, JSON lines otherwise), json or text",
+        ),
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    env = os.environ.get
     p = Parser(
         prog="morag-server",
         description="morag-server: the coordinator: API keys, the task queue, files, "
-        "results and search. Flags win over environment variables.",
+        "results and search. Flags win over environment variables, which win over the "
+        "--env-file.",
         epilog="`morag-server migrate [--check]` applies or reports schema and data-dir "
         "migrations without serving.",
     )
     add_version(p)
-    for flag, env_name, default, help_text in _OPTIONS:
-        raw = env(env_name) or default
-        p.add_argument(
-            flag,
-            type=_TYPES.get(flag, str),
-            default=_typed(flag, env_name, raw),
-            help=f"{help_text} [{env_name}; default {default or 'none'}]",
-        )
+    add_options(p, _options())
     p.add_argument(
-        "--no-index",
-        action="store_true",
-        default=env("MORAG_NO_INDEX", "").lower() in ("1", "true", "yes", "on"),
-        help="store results without indexing them for search [MORAG_NO_INDEX]",
-    )
-    p.add_argument(
-        "--no-auto-migrate",
-        dest="auto_migrate",
-        action="store_false",
-        default=_env_bool("MORAG_AUTO_MIGRATE", True),
-        help="do not migrate the schema and data dir at start; refuse to start unless they "
-        "are current (run `morag-server migrate` first) [MORAG_AUTO_MIGRATE=false]",
-    )
-    p.add_argument(
-        "--log-format",
-        default=env("MORAG_LOG_FORMAT", "auto"),
-        choices=["auto", "json", "text"],
-        help="auto: text on a terminal, JSON lines otherwise [MORAG_LOG_FORMAT; default auto]",
+        "--env-file",
+        default=os.environ.get("MORAG_ENV_FILE", ".env"),
+        help="dotenv file read under the environment [MORAG_ENV_FILE; default .env]",
     )
     return p
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    _fail(f"{name}: expected true or false, got {raw!r}")
+def _resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Every option's value (flag > environment > --env-file > default), typed; a bad
+    one stops with one line naming it."""
+    env = merged_environment(args.env_file, os.environ)
+    try:
+        values = {o.name: value(args, env, o) for o in _options()}
+        auto = parse_bool(env.get("MORAG_AUTO_MIGRATE", "true"), "MORAG_AUTO_MIGRATE")
+    except ValueError as exc:
+        _fail(str(exc))
+    resolved = argparse.Namespace(**{**vars(args), **values})
+    resolved.auto_migrate = auto and not values["no_auto_migrate"]
+    resolved.resolved = True
+    if resolved.log_format not in ("auto", "json", "text"):
+        _fail(f"--log-format: expected auto, json or text, got {resolved.log_format!r}")
+    return resolved
 
 
 def _secret(value: str, path: str, flag: str) -> str:
@@ -258,6 +266,9 @@ def _secret(value: str, path: str, flag: str) -> str:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """The server's configuration from parsed flags (resolved here, see :func:`_resolve`)."""
+    if not getattr(args, "resolved", False):
+        args = _resolve(args)
     checks = [
         (args.lease_ttl > 0, "--lease-ttl must be > 0"),
         (args.max_attempts >= 1, "--max-attempts must be >= 1"),
@@ -334,13 +345,13 @@ def main(argv: list[str] | None = None) -> int:
             action="store_true",
             help="only report: exit 0 when current, 1 when migrations are pending",
         )
-        args = parser.parse_args(argv[1:])
+        args = _resolve(parser.parse_args(argv[1:]))
         config = config_from_args(args)
         from morag_worker.observability.logging import setup_logging
 
         setup_logging(args.log_level, "text", component="server")
         return run_migrate(config, check=args.check)
-    args = build_parser().parse_args(argv)
+    args = _resolve(build_parser().parse_args(argv))
     config = config_from_args(args)
     from morag_worker.observability.logging import setup_logging
 

@@ -19,6 +19,7 @@ from loguru import logger
 
 from morag_worker import __version__
 from morag_worker.server import errors, routes_admin, routes_index, routes_tasks, routes_workers
+from morag_worker.server.db import safe_url
 from morag_worker.server.indexer import Indexer
 from morag_worker.server.limits import BodyGuard
 from morag_worker.server.metrics import (
@@ -61,6 +62,23 @@ async def _sweep(sweeper: FileSweeper) -> None:
             logger.info("file sweep removed {} files no task refers to ({} bytes)", removed, freed)
 
 
+def _announce(config: ServerConfig) -> None:
+    """One line that says what this server is: where it listens and what it uses."""
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    search = "on" if config.index_results else "off (--no-index)"
+    where = config.qdrant_url or config.qdrant_path or str(config.data_dir / "qdrant")
+    logger.info(
+        "morag-server {} serving http://{}:{}: database {}, data dir {}, search {}{}",
+        __version__,
+        host,
+        config.port,
+        safe_url(config.resolved_database_url()),
+        config.data_dir,
+        search,
+        f" ({safe_url(where)})" if config.index_results else "",
+    )
+
+
 def create_app(config: ServerConfig) -> FastAPI:
     st = build_state(config)
     indexer = Indexer(st)
@@ -79,6 +97,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         indexer.start()
         st.notifier.start_listening(config.resolved_database_url())
         loops = [asyncio.create_task(_reap(st)), asyncio.create_task(_sweep(sweeper))]
+        _announce(config)
         try:
             yield
         finally:

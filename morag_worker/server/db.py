@@ -34,7 +34,7 @@ def _only_comments(sql: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in sql.splitlines())
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without a password, for messages."""
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
@@ -77,7 +77,7 @@ class Database:
                 "psycopg"
             ):
                 reason = " ".join(str(exc).split())
-                message = f"cannot open the database {_safe(url)}: {reason}"
+                message = f"cannot open the database {safe_url(url)}: {reason}"
                 raise DatabaseUnavailable(message) from None
             raise
         self._queries = load_queries(self.dialect)

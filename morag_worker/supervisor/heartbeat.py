@@ -30,6 +30,8 @@ class Heartbeater(threading.Thread):
         self.stop_event = threading.Event()
         #: When the server last answered a heartbeat (or there was nothing to renew).
         self.last_ok = time.monotonic()
+        #: Heartbeats that failed in a row.
+        self.failures = 0
 
     def run(self) -> None:
         while not self.stop_event.wait(self.interval_s):
@@ -54,8 +56,13 @@ class Heartbeater(threading.Thread):
                 HeartbeatRequest(leases=renewals), retry_for_s=self.interval_s
             )
         except (Unreachable, ServerError) as exc:
-            logger.warning("heartbeat failed: {}", exc)
+            self.failures += 1
+            if self.failures == 1 or self.failures % 30 == 0:  # once, then a reminder
+                logger.warning("heartbeat failed ({} in a row): {}", self.failures, exc)
             return
+        if self.failures:
+            logger.info("heartbeats answered again after {} failures", self.failures)
+        self.failures = 0
         self.last_ok = time.monotonic()
         for task_id in reply.lost:
             self.inbox.put(LeaseLost(task_id))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from morag_worker.processors.settings import ProcessorSettings
+from morag_worker.settings import ProcessorSettings
 
 
 @dataclass(frozen=True)

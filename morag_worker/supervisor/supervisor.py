@@ -292,6 +292,7 @@ class Supervisor:
             return 0
         for slot in self.pool.slots.values():
             self.pool.start(slot)
+            self._announce(slot)
         self.watchdog.sample()  # GPU readings for admission before the first lease call
         self.check_disk(time.monotonic())
         self.start_threads()
@@ -324,6 +325,20 @@ class Supervisor:
             death = self.lifecycle.judge_exit(gone, stopping=self.children_stopped)
             if death.held is not None and death.error is not None:
                 flow.fail(death.held, death.error)
+
+    def _announce(self, slot: Slot) -> None:
+        """One line per child at start: what it is and what it runs."""
+        device = f"GPU {slot.gpu}" if slot.gpu is not None else "CPU"
+        cores = _ranges(sorted(slot.spec.cpus)) or "any"
+        types = [t for t in self.task_types() if slot.pool in self.router.pools_for(t)]
+        logger.info(
+            "child {}: {}, cores {}, task types {}",
+            slot.name,
+            device,
+            cores,
+            ",".join(types) or "none",
+            child=slot.name,
+        )
 
     def keep_pool_full(self) -> None:
         now = time.monotonic()
@@ -485,3 +500,14 @@ class Supervisor:
         if self.http is not None:
             self.http.stop()
             self.http = None
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[0, 1, 2, 5]`` → ``0-2,5``."""
+    parts: list[str] = []
+    for n in numbers:
+        if parts and parts[-1].split("-")[-1] == str(n - 1):
+            parts[-1] = f"{parts[-1].split('-')[0]}-{n}"
+        else:
+            parts.append(str(n))
+    return ",".join(parts)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from morag_worker.config import parse_pool_types
 from morag_worker.observability.metrics import SupervisorMetrics
 from morag_worker.processors.settings import ProcessorSettings
 from morag_worker.protocol import ResultRequest, TaskSpec
@@ -34,7 +35,7 @@ from morag_worker.supervisor.messages import (
 )
 from morag_worker.supervisor.pool import CRASH_BUDGET, ChildPool, Exited, Slot
 from morag_worker.supervisor.recent import RecentErrors
-from morag_worker.supervisor.routing import Router, parse_pool_types
+from morag_worker.supervisor.routing import Router
 from morag_worker.supervisor.tasks import STOP_GRACE_S, FlowSettings, TaskFlow
 
 
