@@ -27,7 +27,7 @@ _OPTIONS: list[tuple[str, str, str, str]] = [
         "--data-dir",
         "MORAG_DATA_DIR",
         "./morag-data",
-        "database, files, Qdrant and admin.key live here",
+        "database, files, vectors and admin.key live here",
     ),
     (
         "--database-url",
@@ -118,13 +118,21 @@ _OPTIONS: list[tuple[str, str, str, str]] = [
         "--qdrant-url",
         "MORAG_QDRANT_URL",
         "",
-        "Qdrant server URL; default: embedded, in the data dir",
+        "Qdrant server or cluster URL; default: the embedded store, in the data dir",
+    ),
+    (
+        "--vector-path",
+        "MORAG_VECTOR_PATH",
+        "",
+        "directory of the embedded vector store (default <data-dir>/vectors); unused with "
+        "--qdrant-url",
     ),
     (
         "--qdrant-path",
         "MORAG_QDRANT_PATH",
         "",
-        "directory of the embedded Qdrant (default <data-dir>/qdrant)",
+        "Qdrant local-mode data of releases up to 0.1.x, moved into the embedded store at "
+        "start (default <data-dir>/qdrant)",
     ),
     ("--qdrant-api-key", "MORAG_QDRANT_API_KEY", "", "API key of the Qdrant server"),
     (
@@ -139,6 +147,18 @@ _OPTIONS: list[tuple[str, str, str, str]] = [
         "all-MiniLM-L6-v2",
         "model that embeds chunks and queries: a local directory or a name 'morag models "
         "list' shows (embedding:NAME)",
+    ),
+    (
+        "--index-max-attempts",
+        "MORAG_INDEX_MAX_ATTEMPTS",
+        "5",
+        "failed attempts before a result is marked failed for indexing",
+    ),
+    (
+        "--index-retry-backoff",
+        "MORAG_INDEX_RETRY_BACKOFF",
+        "5",
+        "base seconds between indexing attempts of a failing result (doubles each time)",
     ),
     ("--log-level", "LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
 ]
@@ -156,6 +176,8 @@ _TYPES: dict[str, type] = {
     "--lease-ttl": float,
     "--retry-backoff": float,
     "--max-wait": float,
+    "--index-max-attempts": int,
+    "--index-retry-backoff": float,
 }
 
 
@@ -253,6 +275,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         (args.max_upload_bytes > 0, "--max-upload-bytes must be > 0"),
         (0 < args.max_wait <= 300, "--max-wait must be in (0, 300]"),
         (args.retry_backoff >= 0, "--retry-backoff must be >= 0"),
+        (args.index_max_attempts >= 1, "--index-max-attempts must be >= 1"),
+        (args.index_retry_backoff >= 0, "--index-retry-backoff must be >= 0"),
         (args.max_body_bytes >= 1024, "--max-body-bytes must be >= 1024"),
         (args.max_result_bytes >= 1024, "--max-result-bytes must be >= 1024"),
         (args.body_timeout > 0, "--body-timeout must be > 0"),
@@ -284,11 +308,14 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         extra_task_types=extra,
         qdrant_url=args.qdrant_url,
         qdrant_path=args.qdrant_path,
+        vector_path=args.vector_path,
         qdrant_api_key=_secret(
             args.qdrant_api_key, args.qdrant_api_key_file, "--qdrant-api-key-file"
         ),
         embedding_model=args.embedding_model,
         index_results=not args.no_index,
+        index_max_attempts=args.index_max_attempts,
+        index_retry_backoff_s=args.index_retry_backoff,
         auto_migrate=args.auto_migrate,
         limits=RequestLimits(
             max_body_bytes=args.max_body_bytes,

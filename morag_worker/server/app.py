@@ -19,11 +19,16 @@ from fastapi import FastAPI
 from loguru import logger
 
 from morag_worker import __version__
-from morag_worker.server import errors, routes_admin, routes_tasks, routes_workers
+from morag_worker.server import errors, routes_admin, routes_index, routes_tasks, routes_workers
 from morag_worker.server.db import safe_url
 from morag_worker.server.indexer import Indexer
 from morag_worker.server.limits import BodyGuard
-from morag_worker.server.metrics import LONG_POLLS_WAITING, REGISTRY, QueueCollector
+from morag_worker.server.metrics import (
+    LONG_POLLS_WAITING,
+    REGISTRY,
+    IndexCollector,
+    QueueCollector,
+)
 from morag_worker.server.state import ServerConfig, ServerState, build_state
 from morag_worker.server.sweep import FileSweeper
 
@@ -88,6 +93,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             logger.info("created the first admin key; it is in {} (mode 0600)", created)
         collector = QueueCollector(st.queue.counts, st.workers.online_count, config.task_types)
         REGISTRY.register(collector)
+        index_collector = IndexCollector(st.index_rows.counts)
+        REGISTRY.register(index_collector)
         LONG_POLLS_WAITING.set_function(st.long_polls.total)
         indexer.start()
         st.notifier.start_listening(config.resolved_database_url())
@@ -101,6 +108,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             st.notifier.stop_listening()
             indexer.stop()
             REGISTRY.unregister(collector)
+            REGISTRY.unregister(index_collector)
             st.db.close()
 
     app = FastAPI(title="morag-worker server", version=__version__, lifespan=lifespan)
@@ -110,4 +118,5 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(routes_workers.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_index.router)
     return app

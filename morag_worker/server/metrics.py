@@ -37,6 +37,12 @@ FILES_RECLAIMED_BYTES = Counter(
     "Bytes freed by the file sweep.",
     registry=REGISTRY,
 )
+INDEX_FAILURES = Counter(
+    "morag_server_index_failures",
+    "Attempts to index a completed result that failed (the store itself being down "
+    "is not counted).",
+    registry=REGISTRY,
+)
 #: A worker counts as online if it called within this window (heartbeats come every
 #: third of a lease, long-polls at most every 30 s).
 ONLINE_WINDOW_S = 90.0
@@ -70,3 +76,22 @@ class QueueCollector(Collector):
             "Workers seen within the last 90 seconds.",
             value=self.online(time.time() - ONLINE_WINDOW_S),
         )
+
+
+class IndexCollector(Collector):
+    """Completed results waiting for indexing or given up on, read at scrape time."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rows = GaugeMetricFamily(
+            "morag_server_index_rows",
+            "Completed results by search-indexing state: pending (waiting or retrying) "
+            "or failed (given up; an admin retries them).",
+            labels=["state"],
+        )
+        counts = self.counts()
+        for name in ("pending", "failed"):
+            rows.add_metric([name], counts.get(name, 0))
+        yield rows

@@ -21,6 +21,7 @@ from morag_worker.server.datadir import (
 from morag_worker.server.db import Database
 from morag_worker.server.disk import DiskMonitor
 from morag_worker.server.files import FileStore
+from morag_worker.server.index_rows import IndexRows
 from morag_worker.server.limits import LongPollGate, RequestLimits
 from morag_worker.server.migrate import Migrator
 from morag_worker.server.notify import Notifier
@@ -64,14 +65,24 @@ class ServerConfig:
     sqlite_synchronous: str = "full"
     #: Extra task types served by worker plugins, beyond the built-in ones.
     extra_task_types: tuple[str, ...] = ()
-    #: Qdrant: a URL for a server/cluster, else embedded local mode under the data dir.
+    #: Qdrant: a URL for a server/cluster, else the embedded store under the data dir.
     qdrant_url: str = ""
+    #: Where releases up to 0.1.x kept Qdrant local mode (migrated at start): default
+    #: ``<data_dir>/qdrant``.
     qdrant_path: str = ""
+    #: The embedded vector store's directory: default ``<data_dir>/vectors``.
+    vector_path: str = ""
     qdrant_api_key: str = ""
     #: Embedding model for stored chunks and queries (local path or cached name).
     embedding_model: str = "all-MiniLM-L6-v2"
     #: Turn indexing into Qdrant off (results are still stored and served).
     index_results: bool = True
+    #: Failed attempts before the indexer gives up on a result and marks it failed: five
+    #: ride out a flaky moment, and one bad result never holds back the rows behind it.
+    index_max_attempts: int = 5
+    #: Wait before a failed result's next attempt: base * 2^(attempts - 1), capped at 5
+    #: minutes, so five attempts span about a minute and a quarter.
+    index_retry_backoff_s: float = 5.0
     #: Apply pending schema and data-dir migrations at start. Operators who migrate
     #: explicitly (``morag-server migrate``) turn it off; the server then refuses to
     #: start on a schema that is not current.
@@ -80,6 +91,12 @@ class ServerConfig:
     @property
     def task_types(self) -> tuple[str, ...]:
         return TASK_TYPES + tuple(t for t in self.extra_task_types if t not in TASK_TYPES)
+
+    def resolved_vector_path(self) -> Path:
+        return Path(self.vector_path) if self.vector_path else self.data_dir / "vectors"
+
+    def resolved_qdrant_path(self) -> Path:
+        return Path(self.qdrant_path) if self.qdrant_path else self.data_dir / "qdrant"
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'morag.db'}"
@@ -96,6 +113,7 @@ class ServerState:
     workers: WorkerRegistry
     disk: DiskMonitor
     long_polls: LongPollGate
+    index_rows: IndexRows
     storage: Any = None
     storage_error: str = ""
 
@@ -159,6 +177,7 @@ def build_state(config: ServerConfig) -> ServerState:
             workers=WorkerRegistry(db, live_window_s=config.max_wait_s + config.policy.lease_ttl_s),
             disk=DiskMonitor(config.data_dir, config.min_free_disk_bytes),
             long_polls=LongPollGate(config.limits.max_long_polls_per_key),
+            index_rows=IndexRows(db),
         )
         if config.auto_migrate:
             migrate_data_dir(config.data_dir, st, progress=logger.info)

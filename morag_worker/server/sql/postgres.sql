@@ -274,13 +274,64 @@ SELECT task_type, state, count(*) AS n FROM tasks GROUP BY task_type, state;
 SELECT count(*) AS n FROM workers WHERE last_seen_at >= :since;
 
 -- name: unindexed
--- Completed results not yet in the vector store, oldest first (the indexer's work list).
-SELECT task_id, user_id, task_type, result FROM tasks
-WHERE state = 'completed' AND indexed_at IS NULL ORDER BY finished_at LIMIT :limit;
+-- Completed results due for indexing, oldest first (the indexer's work list), without
+-- rows waiting out a backoff after a failed attempt or marked failed (those wait for an
+-- operator's retry).
+SELECT task_id, user_id, task_type, result, index_attempts FROM tasks
+WHERE state = 'completed' AND indexed_at IS NULL AND index_failed_at IS NULL
+  AND (index_next_at IS NULL OR index_next_at <= :now)
+ORDER BY finished_at LIMIT :limit;
 
 -- name: mark_indexed
 -- A result's chunks are stored: the indexer will not look at it again.
-UPDATE tasks SET indexed_at = :now WHERE task_id = :task_id;
+UPDATE tasks SET indexed_at = :now, index_error = NULL, index_next_at = NULL
+WHERE task_id = :task_id;
+
+-- name: index_attempt_failed
+-- One more failed attempt with its error and the time of the next; the row is marked
+-- failed once it reaches the limit.
+UPDATE tasks SET
+    index_attempts = index_attempts + 1,
+    index_error = :error,
+    index_next_at = :next_at,
+    index_failed_at = CASE WHEN index_attempts + 1 >= :max_attempts THEN :now ELSE NULL END
+WHERE task_id = :task_id AND indexed_at IS NULL
+RETURNING index_attempts, index_failed_at;
+
+-- name: retry_index
+-- An operator's retry of one result not yet indexed: fresh attempts, due now.
+UPDATE tasks SET index_attempts = 0, index_error = NULL, index_next_at = NULL,
+                 index_failed_at = NULL
+WHERE task_id = :task_id AND state = 'completed' AND indexed_at IS NULL
+RETURNING task_id;
+
+-- name: retry_index_failed
+-- An operator's retry of every result marked failed for indexing.
+UPDATE tasks SET index_attempts = 0, index_error = NULL, index_next_at = NULL,
+                 index_failed_at = NULL
+WHERE state = 'completed' AND indexed_at IS NULL AND index_failed_at IS NOT NULL
+RETURNING task_id;
+
+-- name: reindex_all
+-- Rebuild: every completed result is indexed again by the indexer (point ids are
+-- deterministic, so points already stored are overwritten, never duplicated).
+UPDATE tasks SET indexed_at = NULL, index_attempts = 0, index_error = NULL,
+                 index_next_at = NULL, index_failed_at = NULL
+WHERE state = 'completed';
+
+-- name: index_failures
+-- Results marked failed for indexing, with their last error (oldest first).
+SELECT task_id, user_id, task_type, index_attempts, index_error, index_failed_at FROM tasks
+WHERE state = 'completed' AND indexed_at IS NULL AND index_failed_at IS NOT NULL
+ORDER BY index_failed_at LIMIT :limit;
+
+-- name: index_counts
+-- Results waiting for indexing and results given up on (the index status and metric).
+SELECT
+  (SELECT count(*) FROM tasks WHERE state = 'completed' AND indexed_at IS NULL
+     AND index_failed_at IS NULL) AS pending,
+  (SELECT count(*) FROM tasks WHERE state = 'completed' AND indexed_at IS NULL
+     AND index_failed_at IS NOT NULL) AS failed;
 
 -- name: notify
 -- Wake long-polls on every replica (PostgreSQL NOTIFY).
