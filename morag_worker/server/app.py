@@ -19,7 +19,14 @@ from fastapi import FastAPI
 from loguru import logger
 
 from morag_worker import __version__
-from morag_worker.server import errors, routes_admin, routes_index, routes_tasks, routes_workers
+from morag_worker.server import (
+    errors,
+    routes_admin,
+    routes_index,
+    routes_search,
+    routes_tasks,
+    routes_workers,
+)
 from morag_worker.server.db import safe_url
 from morag_worker.server.indexer import Indexer
 from morag_worker.server.limits import BodyGuard
@@ -118,5 +125,6 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(routes_workers.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_search.router)
     app.include_router(routes_index.router)
     return app

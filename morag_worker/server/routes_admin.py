@@ -1,4 +1,4 @@
-"""Admin endpoints (keys, workers), search, health and metrics."""
+"""Admin endpoints (keys, workers), health and metrics."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from morag_worker.protocol import (
     KeyInfo,
     KeyList,
     Role,
-    SearchRequest,
-    SearchResponse,
     WorkerList,
 )
 from morag_worker.server.auth import Caller, LastAdminKey
@@ -99,25 +97,3 @@ async def list_workers(
     own worker keys' and pool workers)."""
     require(who, "admin", "user")
     return WorkerList(workers=st.workers.visible(who))
-
-
-@router.post(
-    "/api/v1/search", response_model=SearchResponse, responses=error_responses(401, 403, 408, 413)
-)
-def search(
-    body: SearchRequest, who: Caller = Depends(caller), st: ServerState = Depends(state)
-) -> SearchResponse:
-    """Semantic search over the caller's own chunks (never another user's)."""
-    require(who, "user", "admin")
-    if st.storage is None:
-        raise ApiError(
-            503,
-            "search_unavailable",
-            "search is not available on this server: "
-            f"{st.storage_error or 'indexing is turned off'}",
-        )
-    try:
-        hits = st.storage.search(who.user_id, body.query, body.limit, body.filters)
-    except ValueError as exc:
-        raise ApiError(422, "invalid", f"filters: {exc}", "filters") from None
-    return SearchResponse(hits=hits)
