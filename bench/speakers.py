@@ -114,11 +114,19 @@ def part_count(seeds: int) -> None:
     count_table(test, chosen)
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: give a whole number of at least 1")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", nargs="+", default=["count", "edges", "long"])
-    parser.add_argument("--seeds", type=int, default=10, help="short conversations per cell")
-    parser.add_argument("--edges", type=int, default=16, help="conversations for the edges part")
+    parts = ["count", "edges", "long"]
+    parser.add_argument("--part", nargs="+", default=parts, choices=parts)
+    parser.add_argument("--seeds", type=positive, default=10, help="short talks per cell")
+    parser.add_argument("--edges", type=positive, default=16, help="talks for the edges part")
     args = parser.parse_args()
     if "count" in args.part:
         part_count(args.seeds)

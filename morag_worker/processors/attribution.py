@@ -54,12 +54,11 @@ class _Piece:
     text: str = ""
 
     def as_segment(self) -> dict[str, Any]:
-        text = "".join(w["word"] for w in self.words).strip() if self.words else self.text
         return {
             "start": self.start,
             "end": self.end,
             "speaker": self.speaker,
-            "text": text,
+            "text": self.text,
             "words": self.words,
         }
 
@@ -121,6 +120,8 @@ def _split(words: list[dict[str, Any]], speakers: list[str | None]) -> list[_Pie
             pieces.append(_Piece(speaker, start=word["start"]))
         pieces[-1].words.append(word)
         pieces[-1].end = word["end"]
+    for piece in pieces:
+        piece.text = "".join(w["word"] for w in piece.words).strip()
     return pieces
 
 

@@ -1,4 +1,4 @@
-"""Voice activity detection and speaker diarization; words are assigned to speakers.
+"""Voice activity detection and speaker turns (which speaker talks when).
 
 VAD is Silero VAD as bundled with faster-whisper (``faster_whisper/assets/*.onnx``, run
 by onnxruntime). It is the same Silero model the ``silero-vad`` wheel ships, but this copy

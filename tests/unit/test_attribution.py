@@ -108,3 +108,11 @@ def test_violations_name_each_broken_invariant() -> None:
         "segment 1 (8.0-9.0): starts before segment 0",
         "segment 2 (8.5-9.5): overlaps segment 1 of S2",
     ]
+
+
+def test_a_segment_without_words_keeps_its_text_when_a_piece_joins_it() -> None:
+    plain = {"start": 1.0, "end": 2.0, "text": "No word times here.", "words": []}
+    empty = whisper_segment(w("Okay.", 0.5, 0.5))
+    out = assign_speakers([empty, plain], [Turn(0.0, 3.0, "SPEAKER_1")])
+    assert spoken(out) == [("SPEAKER_1", "Okay. No word times here.")]
+    assert violations(out) == []
