@@ -116,3 +116,15 @@ def test_a_segment_without_words_keeps_its_text_when_a_piece_joins_it() -> None:
     out = assign_speakers([empty, plain], [Turn(0.0, 3.0, "SPEAKER_1")])
     assert spoken(out) == [("SPEAKER_1", "Okay. No word times here.")]
     assert violations(out) == []
+
+
+def test_the_word_speaker_metric_counts_edges_and_ignores_misheard_words() -> None:
+    from speech_metrics import word_speaker_accuracy
+
+    truth = [{"speaker": "A", "text": "Hello there."}, {"speaker": "B", "text": "Good morning."}]
+    said = [
+        {"speaker": "x", "words": [w("Hello", 0, 1)]},
+        {"speaker": "y", "words": [w("there.", 1, 2), w("Good", 2, 3), w("mourning.", 3, 4)]},
+    ]
+    # "mourning" was misheard: left out. "there." (an edge word) has the wrong speaker.
+    assert word_speaker_accuracy(truth, said) == (2 / 3, 1 / 2, 2)
