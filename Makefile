@@ -54,6 +54,7 @@ lint: install
 bench: system-deps install
 	$(PY) bench/dispatch.py
 	$(PY) bench/asr.py
+	$(PY) bench/speakers.py  # the docs/speech.md figures: about 20 min on two idle cores
 	$(PY) bench/embed.py
 	$(PY) bench/supervisor_overhead.py
 	$(PY) bench/doc_limits.py
