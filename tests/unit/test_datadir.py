@@ -10,6 +10,8 @@ import pytest
 
 from morag_worker.server.datadir import (
     STEPS as ALL_STEPS,
+)
+from morag_worker.server.datadir import (
     DataContext,
     DataStep,
     LayoutError,
@@ -17,7 +19,6 @@ from morag_worker.server.datadir import (
     pending_steps,
     read_layout,
 )
-
 
 #: The release's own layout step: later steps (the vector store's move) need a server.
 STEPS = ALL_STEPS[:1]
