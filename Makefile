@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-$(shell cat setup.cfg setup.py Makefile | sha1sum | 
 TORCH ?= torch==2.13.0
 EXTRAS ?= all,test,bench,models
 APT_PACKAGES := tesseract-ocr tesseract-ocr-eng espeak-ng sox ffmpeg fonts-dejavu-core \
-                systemd prometheus nginx chromium
+                systemd prometheus nginx g++ chromium
 export OMP_NUM_THREADS ?= 1
 export OMP_THREAD_LIMIT ?= 1
 export HF_HUB_OFFLINE := 1
@@ -54,10 +54,13 @@ lint: install
 bench: system-deps install
 	$(PY) bench/dispatch.py
 	$(PY) bench/asr.py
+	$(PY) bench/speakers.py  # the docs/speech.md figures: about 20 min on two idle cores
 	$(PY) bench/embed.py
 	$(PY) bench/supervisor_overhead.py
 	$(PY) bench/doc_limits.py
 	$(PY) bench/dashboard_queries.py
+	$(PY) bench/search.py
+	$(PY) bench/hybrid.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

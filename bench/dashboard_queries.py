@@ -1,4 +1,4 @@
-"""What the dashboard's queries cost on a big queue, with the indexes of migration 0004
+"""What the dashboard's queries cost on a big queue, with the indexes of migration 0005
 against the same database without them (the baseline, measured in the same run).
 
 A SQLite database (``--postgres URL`` for PostgreSQL; a fresh schema is made and dropped)

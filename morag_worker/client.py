@@ -22,6 +22,7 @@ from urllib.parse import urljoin
 import requests
 from pydantic import BaseModel, ValidationError
 
+from morag_worker.connection import describe_unreachable
 from morag_worker.protocol import (
     API_PREFIX,
     BatchResultRequest,
@@ -78,9 +79,19 @@ class Unreachable(Exception):
 
 
 def _error_of(response: requests.Response) -> ServerError:
+    """The server's refusal: this protocol's ``{"error": {code, message}}``, FastAPI's
+    ``{"detail": …}`` (MoRAG's API), or the start of whatever text came back."""
     details: dict[str, Any] = {}
     try:
-        detail = response.json()["error"]
+        body = response.json()
+        if isinstance(body, dict) and "error" not in body and "detail" in body:
+            text = body["detail"]
+            return ServerError(
+                response.status_code,
+                "error",
+                (text if isinstance(text, str) else json.dumps(text))[:2000],
+            )
+        detail = body["error"]
         code, message = str(detail.get("code", "error")), str(detail.get("message", ""))
         if isinstance(detail.get("details"), dict):
             details = detail["details"]
@@ -95,23 +106,23 @@ def backoff_s(attempt: int, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKO
     return random.uniform(0, min(cap_s, base_s * (2**attempt)))
 
 
-class WorkerClient:
-    """Calls of the worker protocol. Thread-safe: the session's pool is shared."""
+class HttpClient:
+    """One server's HTTP plumbing: a shared session, timeouts, retries with backoff, and
+    a metric per call. Thread-safe: the session's pool is shared."""
 
     def __init__(
         self,
         server_url: str,
         api_key: str,
-        worker_id: str,
         on_request: Callable[[str, int | str], None] | None = None,
     ) -> None:
         self.base = server_url.rstrip("/") + "/"
-        self.worker_id = worker_id
         self.session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.session.headers["Authorization"] = f"Bearer {api_key}"
+        if api_key:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
         self.session.headers["User-Agent"] = "morag-worker"
         # Proxy settings and .netrc are read once here instead of on every call (requests
         # does that per request when trust_env is on, which costs more than the call).
@@ -124,12 +135,13 @@ class WorkerClient:
         self._closed.set()
         self.session.close()
 
-    def set_instance(self, instance_id: str) -> None:
-        """Send the instance id the server issued at registration on every later call."""
-        if instance_id:
-            self.session.headers[INSTANCE_HEADER] = instance_id
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
 
-    # ---- plumbing ------------------------------------------------------------------------
+    def wait_closed(self, timeout_s: float) -> bool:
+        """Sleep up to ``timeout_s``; True at once when the client is closed."""
+        return self._closed.wait(timeout_s)
 
     def _url(self, path: str) -> str:
         return urljoin(self.base, path.lstrip("/"))
@@ -167,9 +179,7 @@ class WorkerClient:
                 )
             except requests.RequestException as exc:
                 self._on_request(endpoint, "error")
-                failure: Exception = Unreachable(
-                    f"{method} {path}: {exc.__class__.__name__}: {exc}"
-                )
+                failure: Exception = Unreachable(describe_unreachable(self.base.rstrip("/"), exc))
             else:
                 self._on_request(endpoint, response.status_code)
                 if response.status_code < 400:
@@ -194,6 +204,25 @@ class WorkerClient:
                 "bad_reply",
                 f"the server's reply is not a valid {cls.__name__}: {exc}",
             ) from None
+
+
+class WorkerClient(HttpClient):
+    """Calls of the worker protocol."""
+
+    def __init__(
+        self,
+        server_url: str,
+        api_key: str,
+        worker_id: str,
+        on_request: Callable[[str, int | str], None] | None = None,
+    ) -> None:
+        super().__init__(server_url, api_key, on_request)
+        self.worker_id = worker_id
+
+    def set_instance(self, instance_id: str) -> None:
+        """Send the instance id the server issued at registration on every later call."""
+        if instance_id:
+            self.session.headers[INSTANCE_HEADER] = instance_id
 
     # ---- protocol calls ----------------------------------------------------------------------
 
@@ -321,6 +350,9 @@ class LeaseReply:
     tasks: list[TaskSpec]
     #: (task_id, lease_token, why) of tasks that could not be read.
     unreadable: list[tuple[str, str, str]]
+    #: Seconds to wait before asking again: 0 for a server that long-polls (it already
+    #: waited); a back-off from a server that answers "nothing" at once.
+    wait_s: float = 0.0
 
 
 def read_lease_reply(status: int, content: bytes) -> LeaseReply:

@@ -15,26 +15,69 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dotenv import dotenv_values
-
-from morag_worker.cli.args import Parser, add_version
+from morag_worker import settings as processor_settings
+from morag_worker.argparsing import Parser, add_version
+from morag_worker.connection import server_url_problem
 from morag_worker.errors import ConfigError
-from morag_worker.processors import settings as processor_settings
-from morag_worker.processors.settings import ProcessorSettings
-from morag_worker.supervisor.limits import Amount, MemoryLimit, parse_amount, parse_memory_limit
-from morag_worker.supervisor.routing import DEFAULT_POOL_TYPES, parse_pool_types
+from morag_worker.links.settings import (
+    OWN_PROTOCOL,
+    REMOTE_JOBS,
+    parse_content_types,
+    parse_protocol,
+    state_dir,
+)
+from morag_worker.options import Option, add_options, merged_environment, parse_bool, raw_value
+from morag_worker.settings import ProcessorSettings
+from morag_worker.sizes import Amount, MemoryLimit, parse_amount, parse_memory_limit
 
-#: (flag, environment variables in order of precedence, default, help)
-_OPTIONS: list[tuple[str, tuple[str, ...], str, str]] = [
-    ("--server-url", ("MORAG_SERVER_URL",), "http://127.0.0.1:8000", "the server's base URL"),
-    ("--api-key", ("MORAG_API_KEY",), "", "worker API key (prefer --api-key-file)"),
+__all__ = ["SupervisorConfig", "build_parser", "load_config", "merged_environment"]
+
+POOLS = ("gpu", "cpu")
+#: The mapping ARCHITECTURE.md describes: models on GPUs, parsing on CPUs.
+DEFAULT_POOL_TYPES = "gpu=audio,video,image,youtube;cpu=document,web"
+
+#: (flag, environment variables in order of precedence, default, help). The names of
+#: MoRAG's own remote worker (``MORAG_API_BASE_URL``, ``MORAG_WORKER_*``, ``MORAG_TEMP_DIR``)
+#: come after this project's, so a setting of both kinds is decided by the latter.
+_TABLE: list[tuple[str, tuple[str, ...], str, str]] = [
+    (
+        "--server-protocol",
+        ("MORAG_SERVER_PROTOCOL",),
+        OWN_PROTOCOL,
+        "morag (a morag-server) or morag-remote-jobs (a MoRAG server's /api/v1/remote-jobs)",
+    ),
+    (
+        "--server-url",
+        ("MORAG_SERVER_URL", "MORAG_API_BASE_URL"),
+        "http://127.0.0.1:8000",
+        "the server's base URL",
+    ),
+    (
+        "--api-key",
+        ("MORAG_API_KEY",),
+        "",
+        "worker API key (prefer --api-key-file); optional with morag-remote-jobs",
+    ),
     ("--api-key-file", ("MORAG_API_KEY_FILE",), "", "file holding the API key"),
     ("--worker-id", ("MORAG_WORKER_ID",), "", "stable id of this worker (default: host name)"),
     ("--worker-type", ("WORKER_TYPE",), "", "gpu or cpu (default: gpu when --gpus names any)"),
-    ("--poll-interval", ("POLL_INTERVAL",), "5", "longest a lease long-poll waits, seconds"),
+    (
+        "--poll-interval",
+        ("POLL_INTERVAL", "MORAG_WORKER_POLL_INTERVAL"),
+        "5",
+        "longest a lease long-poll waits, seconds; with morag-remote-jobs the longest "
+        "pause between polls while the server has no job",
+    ),
+    (
+        "--content-types",
+        ("MORAG_WORKER_CONTENT_TYPES",),
+        "",
+        "morag-remote-jobs: content types to poll for, comma-separated (default: every "
+        "type this worker runs)",
+    ),
     (
         "--max-concurrent",
-        ("MAX_CONCURRENT_TASKS",),
+        ("MAX_CONCURRENT_TASKS", "MORAG_WORKER_MAX_CONCURRENT_JOBS"),
         "",
         "CPU children when no GPU is used (default 1)",
     ),
@@ -76,7 +119,20 @@ _OPTIONS: list[tuple[str, tuple[str, ...], str, str]] = [
         "1",
         "threads per child (OMP/MKL)",
     ),
-    ("--work-dir", ("MORAG_WORK_DIR",), "", "per-task scratch space (default: a temp dir)"),
+    (
+        "--work-dir",
+        ("MORAG_WORK_DIR", "MORAG_TEMP_DIR"),
+        "",
+        "per-task scratch space (default: a temp dir, removed at exit)",
+    ),
+    (
+        "--state-dir",
+        ("MORAG_STATE_DIR",),
+        "",
+        "what must outlive a restart: results not yet delivered (morag-remote-jobs). "
+        "Default: $STATE_DIRECTORY (systemd), else $XDG_STATE_HOME/morag-worker, else "
+        "~/.local/state/morag-worker",
+    ),
     (
         "--drain-timeout",
         ("MORAG_DRAIN_TIMEOUT",),
@@ -126,6 +182,8 @@ _OPTIONS: list[tuple[str, tuple[str, ...], str, str]] = [
     ("--log-level", ("LOG_LEVEL",), "INFO", "DEBUG, INFO, WARNING, ERROR"),
     ("--log-format", ("MORAG_LOG_FORMAT",), "auto", "auto, json or text"),
 ]
+_OPTIONS = [Option(flag, envs, default, help_text) for flag, envs, default, help_text in _TABLE]
+_BY_FLAG = {option.flag: option for option in _OPTIONS}
 
 
 @dataclass(frozen=True)
@@ -166,6 +224,12 @@ class SupervisorConfig:
     min_free_disk: Amount = field(default_factory=lambda: Amount(bytes=1 << 30))
     max_result_bytes: int = 64 << 20
     quarantine_probe_s: float = 60.0
+    #: :data:`OWN_PROTOCOL` or :data:`REMOTE_JOBS`.
+    server_protocol: str = OWN_PROTOCOL
+    #: morag-remote-jobs: content types to poll for (empty: every type this worker runs).
+    content_types: tuple[str, ...] = ()
+    #: Durable state (results waiting for delivery); never removed by the supervisor.
+    state_dir: Path = field(default_factory=lambda: Path(".morag-worker-state"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,27 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
         "Flags win over environment variables, which win over the --env-file.",
     )
     add_version(parser)
-    for flag, envs, default, help_text in _OPTIONS:
-        where = "/".join(envs)
-        parser.add_argument(flag, default=None, help=f"{help_text} [{where}; default {default!r}]")
+    add_options(parser, _OPTIONS)
     parser.add_argument(
-        "--env-file", default=".env", help="dotenv file read under the environment [default .env]"
+        "--env-file",
+        default=os.environ.get("MORAG_ENV_FILE", ".env"),
+        help="dotenv file read under the environment [MORAG_ENV_FILE; default .env]",
     )
     processor_settings.add_arguments(parser)
     return parser
 
 
 def _lookup(args: argparse.Namespace, env: Mapping[str, str], flag: str) -> str:
-    for option, envs, default, _ in _OPTIONS:
-        if option == flag:
-            raw = getattr(args, option.lstrip("-").replace("-", "_"))
-            if raw is not None:
-                return str(raw)
-            for name in envs:
-                if env.get(name, "") != "":
-                    return str(env[name])
-            return default
-    raise KeyError(flag)
+    return raw_value(args, env, _BY_FLAG[flag])
 
 
 def _number(flag: str, raw: str, kind: type, minimum: float) -> float:
@@ -208,22 +263,37 @@ def _number(flag: str, raw: str, kind: type, minimum: float) -> float:
     return float(value)
 
 
-def _truthy(raw: str) -> bool:
-    return raw.strip().lower() in ("1", "true", "yes", "on")
+def parse_pool_types(text: str, flag: str = "--pool-types") -> dict[str, frozenset[str]]:
+    """``gpu=audio,video;cpu=document,web`` → ``{"gpu": {...}, "cpu": {...}}``."""
+    mapping: dict[str, frozenset[str]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        pool, sep, types = part.partition("=")
+        pool = pool.strip().lower()
+        if not sep or pool not in POOLS:
+            raise ConfigError(
+                f"{flag}: expected POOL=TYPE,TYPE;… with POOL gpu or cpu, got {part!r}"
+            )
+        if pool in mapping:
+            raise ConfigError(f"{flag}: pool {pool!r} is named twice")
+        names = frozenset(t.strip().lower() for t in types.split(",") if t.strip())
+        for other, seen in mapping.items():
+            if names & seen:
+                raise ConfigError(
+                    f"{flag}: {sorted(names & seen)[0]!r} is in both {other} and {pool}"
+                )
+        mapping[pool] = names
+    return mapping
 
 
-def merged_environment(env_file: str, environ: Mapping[str, str]) -> dict[str, str]:
-    """The process environment over the dotenv file's values (environment wins)."""
-    merged = (
-        {k: v for k, v in dotenv_values(env_file).items() if v is not None}
-        if env_file and Path(env_file).is_file()
-        else {}
-    )
-    merged.update(environ)
-    return merged
+def _is_set(args: argparse.Namespace, env: Mapping[str, str], flag: str) -> bool:
+    """Whether ``flag`` was given on the command line or through one of its variables."""
+    option = _BY_FLAG[flag]
+    if getattr(args, option.name, None) is not None:
+        return True
+    return any(env.get(name, "") != "" for name in option.envs)
 
 
-def _api_key(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+def _api_key(args: argparse.Namespace, env: Mapping[str, str], required: bool = True) -> str:
     key = _lookup(args, env, "--api-key")
     key_file = _lookup(args, env, "--api-key-file")
     if not key and key_file:
@@ -231,7 +301,7 @@ def _api_key(args: argparse.Namespace, env: Mapping[str, str]) -> str:
             key = Path(key_file).read_text().strip()
         except OSError as exc:
             raise ConfigError(f"--api-key-file: cannot read {key_file}: {exc.strerror}") from None
-    if not key:
+    if not key and required:
         raise ConfigError(
             "--api-key: no API key given; set MORAG_API_KEY, --api-key or "
             "--api-key-file (create one with 'morag keys create --role worker')"
@@ -242,7 +312,10 @@ def _api_key(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 
 
 def _worker_shape(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str, bool]:
-    force_cpu = _truthy(env.get("MORAG_FORCE_CPU", ""))
+    try:
+        force_cpu = parse_bool(env.get("MORAG_FORCE_CPU", ""), "MORAG_FORCE_CPU")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     worker_type = _lookup(args, env, "--worker-type").lower()
     gpus = _lookup(args, env, "--gpus").lower()
     if worker_type not in ("", "gpu", "cpu"):
@@ -263,8 +336,9 @@ def load_config(
     env = merged_environment(args.env_file, os.environ if environ is None else environ)
     get = lambda flag: _lookup(args, env, flag)  # noqa: E731
     server_url = get("--server-url")
-    if not server_url.startswith(("http://", "https://")):
-        raise ConfigError(f"--server-url: expected an http(s) URL, got {server_url!r}")
+    problem = server_url_problem(server_url)
+    if problem is not None:
+        raise ConfigError(problem)
     worker_type, gpus, force_cpu = _worker_shape(args, env)
     log_format = get("--log-format").lower()
     if log_format not in ("auto", "json", "text"):
@@ -274,9 +348,16 @@ def load_config(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     work_dir = get("--work-dir")
+    protocol = parse_protocol(get("--server-protocol"))
+    remote = protocol == REMOTE_JOBS
     return SupervisorConfig(
+        server_protocol=protocol,
+        content_types=parse_content_types(get("--content-types"), protocol),
+        state_dir=state_dir(get("--state-dir"), env),
         server_url=server_url.rstrip("/"),
-        api_key=_api_key(args, env),
+        # MoRAG's remote-jobs API has no authentication; a key, when set, is sent anyway
+        # (as MoRAG's own worker does), for a proxy in front of it.
+        api_key=_api_key(args, env, required=not remote),
         worker_id=get("--worker-id") or f"{socket.gethostname()}-{worker_type}",
         worker_type=worker_type,
         poll_interval_s=_number("--poll-interval", get("--poll-interval"), float, 0.1),
@@ -290,7 +371,16 @@ def load_config(
         threads_per_proc=int(_number("--threads-per-proc", get("--threads-per-proc"), int, 1)),
         work_dir=Path(work_dir) if work_dir else None,
         drain_timeout_s=_number("--drain-timeout", get("--drain-timeout"), float, 0),
-        prefetch=int(_number("--prefetch", get("--prefetch"), int, 0)),
+        # A prefetched remote job cannot be handed back: poll only for free children
+        # unless the operator asks for more.
+        prefetch=int(
+            _number(
+                "--prefetch",
+                get("--prefetch") if not remote or _is_set(args, env, "--prefetch") else "0",
+                int,
+                0,
+            )
+        ),
         force_cpu=force_cpu,
         plugins=tuple(p.strip() for p in get("--plugin").split(",") if p.strip()),
         preload=tuple(p.strip() for p in get("--preload").split(",") if p.strip()),

@@ -46,3 +46,8 @@ class Cancelled(TaskFailure):
 
 class ConfigError(Exception):
     """A setting is invalid; the message names the setting and what is allowed."""
+
+
+class FatalStartup(Exception):
+    """The supervisor cannot start (key refused, worker id taken, the server does not
+    speak the configured protocol); exit code 2."""

@@ -9,7 +9,7 @@ semantics (leases, fencing tokens, long-poll, retries, cancellation, isolation).
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -19,6 +19,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 API_PREFIX = "/api/v1"
 #: The worker protocol's version, sent at registration. It changes only with an
@@ -124,25 +125,69 @@ class TaskError(_Model):
 # ---- results ------------------------------------------------------------------------------
 
 
-class Chunk(_Model):
-    """One RAG-ready piece of a result. ``chunk_id`` is stable for the same content."""
+#: Largest chunk index, page and token count: every vector store keeps them as signed
+#: 32-bit or 64-bit integers, and no real document has two billion chunks or pages.
+MAX_CHUNK_NUMBER = 2**31 - 1
+#: A finite float (NaN and infinity have no JSON form and no distance).
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
-    chunk_id: str
-    index: int = Field(ge=0)
+
+class Chunk(_Model):
+    """One RAG-ready piece of a result. ``chunk_id`` is stable for the same content.
+
+    Times are seconds from the start of the recording, finite, ``start_s <= end_s``.
+    """
+
+    chunk_id: str = Field(min_length=1)
+    index: int = Field(ge=0, le=MAX_CHUNK_NUMBER)
     text: str
     heading_path: list[str] = Field(default_factory=list)
-    page: int | None = None
-    start_s: float | None = None
-    end_s: float | None = None
-    token_count: int | None = None
-    embedding: list[float] | None = None
+    page: int | None = Field(default=None, ge=0, le=MAX_CHUNK_NUMBER)
+    start_s: FiniteFloat | None = Field(default=None, ge=0)
+    end_s: FiniteFloat | None = Field(default=None, ge=0)
+    token_count: int | None = Field(default=None, ge=0, le=MAX_CHUNK_NUMBER)
+    embedding: list[FiniteFloat] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _times_in_order(self) -> Chunk:
+        if self.start_s is not None and self.end_s is not None and self.start_s > self.end_s:
+            raise PydanticCustomError(
+                "chunk_times",
+                "end_s {end_s} is before start_s {start_s}",
+                {"start_s": self.start_s, "end_s": self.end_s, "subpath": "end_s"},
+            )
+        return self
 
 
 class TaskResult(_Model):
+    """A completed task's output. Every chunk has its own ``index`` and ``chunk_id``:
+    the index names the chunk's point in the vector store, so two chunks sharing one
+    would overwrite each other there."""
+
     content: str = Field(description="the extracted content as Markdown")
     metadata: dict[str, Any] = Field(default_factory=dict)
     chunks: list[Chunk] = Field(default_factory=list)
     segments: list[dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _chunks_distinct(self) -> TaskResult:
+        for name in ("index", "chunk_id"):
+            first_at: dict[object, int] = {}
+            for position, chunk in enumerate(self.chunks):
+                value = getattr(chunk, name)
+                if value in first_at:
+                    raise PydanticCustomError(
+                        "duplicate_chunk",
+                        "duplicate {name} {value} (chunk {first} has it too)",
+                        {
+                            "name": name,
+                            "value": repr(value),
+                            "first": first_at[value],
+                            "subpath": f"chunks[{position}].{name}",
+                        },
+                    )
+                first_at[value] = position
+        return self
 
 
 # ---- worker side ----------------------------------------------------------------------------
@@ -398,6 +443,13 @@ class TaskInfo(_Model):
     last_error: TaskError | None = None
     timings: dict[str, float] = Field(default_factory=dict)
     indexed_at: float | None = Field(default=None, description="when its chunks became searchable")
+    index_state: Literal["pending", "indexed", "failed"] | None = Field(
+        default=None,
+        description="a completed task's search indexing: pending (waiting or retrying), "
+        "indexed, or failed (given up after the server's attempts; an admin retries it)",
+    )
+    index_attempts: int = Field(default=0, description="failed indexing attempts so far")
+    index_error: str | None = Field(default=None, description="the last indexing error")
 
 
 class TaskList(_Model):
@@ -485,6 +537,49 @@ class WorkerInfo(_Model):
 
 class WorkerList(_Model):
     workers: list[WorkerInfo]
+
+
+# ---- search index (admin) ------------------------------------------------------------------
+
+
+class IndexFailure(_Model):
+    task_id: str
+    user_id: str
+    task_type: str
+    index_attempts: int
+    index_error: str | None
+    index_failed_at: float
+
+
+class IndexFailureList(_Model):
+    failures: list[IndexFailure]
+
+
+class IndexRetryRequest(_Model):
+    """Retry indexing of the named tasks, or of every failed one with ``all_failed``."""
+
+    task_ids: list[str] = Field(default_factory=list, max_length=10000)
+    all_failed: bool = False
+
+    @model_validator(mode="after")
+    def _names_something(self) -> IndexRetryRequest:
+        if not self.task_ids and not self.all_failed:
+            raise ValueError("name task_ids, or set all_failed to retry every failed row")
+        return self
+
+
+class IndexRetryResponse(_Model):
+    retried: list[str] = Field(description="tasks queued for indexing again")
+    not_failed: list[str] = Field(
+        default_factory=list, description="named tasks that were not waiting for indexing"
+    )
+
+
+class IndexStatus(_Model):
+    pending: int = Field(description="completed results waiting to be indexed")
+    failed: int = Field(description="results the indexer gave up on")
+    backend: str = Field(description="where chunks are stored")
+    error: str | None = Field(default=None, description="why search is unavailable")
 
 
 # ---- keys ---------------------------------------------------------------------------------

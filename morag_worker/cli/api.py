@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import re
 import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlsplit
 
 import requests
+
+from morag_worker.connection import describe_unreachable, server_url_problem
 
 TERMINAL = {"completed", "failed", "dead", "cancelled"}
 #: Upload pieces: large enough for throughput, small enough to keep memory flat.
@@ -65,48 +65,15 @@ def _multipart(path: Path, fields: dict[str, str], boundary: str) -> Iterator[by
 
 def check_server_url(url: str) -> str:
     """The server's base URL without a trailing slash; ApiFailure saying what to pass."""
-    url = url.strip().rstrip("/")
-    parsed = urlsplit(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ApiFailure(
-            f"--server-url {url!r}: expected http://HOST:PORT or https://HOST "
-            "(the scheme is needed) [MORAG_SERVER_URL]"
-        )
-    if parsed.path.rstrip("/").endswith("/api/v1"):
-        base = url[: url.rindex("/api/v1")]
-        raise ApiFailure(
-            f"--server-url {url!r}: give the server's base URL ({base}), without /api/v1"
-        )
-    return url
+    problem = server_url_problem(url)
+    if problem is not None:
+        raise ApiFailure(problem)
+    return url.strip().rstrip("/")
 
 
 def _unreachable(base: str, exc: requests.RequestException) -> ApiFailure:
     """What to check when a call did not get an answer, in one line."""
-    if isinstance(exc, requests.exceptions.SSLError):
-        return ApiFailure(
-            f"TLS error talking to {base}: {_root_cause(exc)}; check the server's certificate "
-            "(REQUESTS_CA_BUNDLE names a CA file) or the scheme of --server-url"
-        )
-    if isinstance(exc, requests.exceptions.Timeout):
-        return ApiFailure(
-            f"{base} did not answer in time; is the server overloaded or is "
-            "a firewall dropping the connection?"
-        )
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return ApiFailure(
-            f"cannot reach morag-server at {base} ({_root_cause(exc)}); is morag-server "
-            "running there? (set --server-url or MORAG_SERVER_URL)"
-        )
-    return ApiFailure(f"request to {base} failed: {_root_cause(exc)}")
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost reason (``Connection refused``) instead of urllib3's wrapping."""
-    while exc.__context__ is not None or exc.__cause__ is not None:
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    text = str(exc)
-    found = re.search(r"\[Errno -?\d+\] ([^')\]]+)", text)
-    return found.group(1).strip() if found else text[:120]
+    return ApiFailure(describe_unreachable(base, exc))
 
 
 class Api:

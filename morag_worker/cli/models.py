@@ -151,8 +151,8 @@ def export_models(args: argparse.Namespace) -> int:
 
 
 def verify_models(args: argparse.Namespace) -> int:
+    from morag_worker.cli.models_verify import pick_device, verify
     from morag_worker.models.catalog import KINDS, all_models, parse_ref
-    from morag_worker.models.verify import pick_device, verify
 
     if args.names:
         refs = [parse_ref(n) for n in args.names]

@@ -19,7 +19,7 @@ from morag_worker.cli.args import Parser, add_command, add_version, connection_f
 from morag_worker.errors import ConfigError
 
 #: Modules under ``morag_worker.cli`` that add subcommands, in the order --help lists them.
-COMMAND_MODULES = ("keys", "tasks", "info", "models")
+COMMAND_MODULES = ("keys", "tasks", "info", "models", "index")
 
 DESCRIPTION = "morag: submit files and URLs to a morag-server, follow them, search what they hold."
 

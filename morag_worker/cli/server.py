@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from morag_worker.cli.args import Parser, add_version
+from morag_worker.argparsing import Parser, add_version
+from morag_worker.options import Option, add_options, merged_environment, parse_bool, value
 from morag_worker.server.db import SQLITE_SYNC_MODES
 from morag_worker.server.limits import RequestLimits
 from morag_worker.server.queue import QueuePolicy
@@ -26,7 +27,7 @@ _OPTIONS: list[tuple[str, str, str, str]] = [
         "--data-dir",
         "MORAG_DATA_DIR",
         "./morag-data",
-        "database, files, Qdrant and admin.key live here",
+        "database, files, vectors and admin.key live here",
     ),
     (
         "--database-url",
@@ -117,13 +118,21 @@ _OPTIONS: list[tuple[str, str, str, str]] = [
         "--qdrant-url",
         "MORAG_QDRANT_URL",
         "",
-        "Qdrant server URL; default: embedded, in the data dir",
+        "Qdrant server or cluster URL; default: the embedded store, in the data dir",
+    ),
+    (
+        "--vector-path",
+        "MORAG_VECTOR_PATH",
+        "",
+        "directory of the embedded vector store (default <data-dir>/vectors); unused with "
+        "--qdrant-url",
     ),
     (
         "--qdrant-path",
         "MORAG_QDRANT_PATH",
         "",
-        "directory of the embedded Qdrant (default <data-dir>/qdrant)",
+        "Qdrant local-mode data of releases up to 0.1.x, moved into the embedded store at "
+        "start (default <data-dir>/qdrant)",
     ),
     ("--qdrant-api-key", "MORAG_QDRANT_API_KEY", "", "API key of the Qdrant server"),
     (
@@ -138,6 +147,18 @@ _OPTIONS: list[tuple[str, str, str, str]] = [
         "all-MiniLM-L6-v2",
         "model that embeds chunks and queries: a local directory or a name 'morag models "
         "list' shows (embedding:NAME)",
+    ),
+    (
+        "--index-max-attempts",
+        "MORAG_INDEX_MAX_ATTEMPTS",
+        "5",
+        "failed attempts before a result is marked failed for indexing",
+    ),
+    (
+        "--index-retry-backoff",
+        "MORAG_INDEX_RETRY_BACKOFF",
+        "5",
+        "base seconds between indexing attempts of a failing result (doubles each time)",
     ),
     ("--log-level", "LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
 ]
@@ -155,6 +176,8 @@ _TYPES: dict[str, type] = {
     "--lease-ttl": float,
     "--retry-backoff": float,
     "--max-wait": float,
+    "--index-max-attempts": int,
+    "--index-retry-backoff": float,
 }
 
 
@@ -164,65 +187,72 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def _typed(flag: str, env_name: str, raw: str) -> object:
-    kind = _TYPES.get(flag, str)
-    try:
-        return kind(raw)
-    except ValueError:
-        word = "an integer" if kind is int else "a number"
-        _fail(f"{env_name}: expected {word}, got {raw!r}")
+def _options() -> list[Option]:
+    table = [
+        Option(flag, (env_name,), default, help_text, _TYPES.get(flag, str))
+        for flag, env_name, default, help_text in _OPTIONS
+    ]
+    return [
+        *table,
+        Option(
+            "--no-index",
+            ("MORAG_NO_INDEX",),
+            "false",
+            "store results without indexing them for search",
+            bool,
+        ),
+        Option(
+            "--no-auto-migrate",
+            (),
+            "false",
+            "do not migrate the schema and data dir at "
+            "start; refuse to start unless they are current (run `morag-server migrate` "
+            "first) [MORAG_AUTO_MIGRATE=false]",
+            bool,
+        ),
+        Option(
+            "--log-format",
+            ("MORAG_LOG_FORMAT",),
+            "auto",
+            "auto (text on a terminal, JSON lines otherwise), json or text",
+        ),
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    env = os.environ.get
     p = Parser(
         prog="morag-server",
         description="morag-server: the coordinator: API keys, the task queue, files, "
-        "results and search. Flags win over environment variables.",
+        "results and search. Flags win over environment variables, which win over the "
+        "--env-file.",
         epilog="`morag-server migrate [--check]` applies or reports schema and data-dir "
         "migrations without serving.",
     )
     add_version(p)
-    for flag, env_name, default, help_text in _OPTIONS:
-        raw = env(env_name) or default
-        p.add_argument(
-            flag,
-            type=_TYPES.get(flag, str),
-            default=_typed(flag, env_name, raw),
-            help=f"{help_text} [{env_name}; default {default or 'none'}]",
-        )
+    add_options(p, _options())
     p.add_argument(
-        "--no-index",
-        action="store_true",
-        default=env("MORAG_NO_INDEX", "").lower() in ("1", "true", "yes", "on"),
-        help="store results without indexing them for search [MORAG_NO_INDEX]",
-    )
-    p.add_argument(
-        "--no-auto-migrate",
-        dest="auto_migrate",
-        action="store_false",
-        default=_env_bool("MORAG_AUTO_MIGRATE", True),
-        help="do not migrate the schema and data dir at start; refuse to start unless they "
-        "are current (run `morag-server migrate` first) [MORAG_AUTO_MIGRATE=false]",
-    )
-    p.add_argument(
-        "--log-format",
-        default=env("MORAG_LOG_FORMAT", "auto"),
-        choices=["auto", "json", "text"],
-        help="auto: text on a terminal, JSON lines otherwise [MORAG_LOG_FORMAT; default auto]",
+        "--env-file",
+        default=os.environ.get("MORAG_ENV_FILE", ".env"),
+        help="dotenv file read under the environment [MORAG_ENV_FILE; default .env]",
     )
     return p
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    _fail(f"{name}: expected true or false, got {raw!r}")
+def _resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Every option's value (flag > environment > --env-file > default), typed; a bad
+    one stops with one line naming it."""
+    env = merged_environment(args.env_file, os.environ)
+    try:
+        values = {o.name: value(args, env, o) for o in _options()}
+        auto = parse_bool(env.get("MORAG_AUTO_MIGRATE", "true"), "MORAG_AUTO_MIGRATE")
+    except ValueError as exc:
+        _fail(str(exc))
+    resolved = argparse.Namespace(**{**vars(args), **values})
+    resolved.auto_migrate = auto and not values["no_auto_migrate"]
+    resolved.resolved = True
+    if resolved.log_format not in ("auto", "json", "text"):
+        _fail(f"--log-format: expected auto, json or text, got {resolved.log_format!r}")
+    return resolved
 
 
 def _secret(value: str, path: str, flag: str) -> str:
@@ -236,12 +266,17 @@ def _secret(value: str, path: str, flag: str) -> str:
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """The server's configuration from parsed flags (resolved here, see :func:`_resolve`)."""
+    if not getattr(args, "resolved", False):
+        args = _resolve(args)
     checks = [
         (args.lease_ttl > 0, "--lease-ttl must be > 0"),
         (args.max_attempts >= 1, "--max-attempts must be >= 1"),
         (args.max_upload_bytes > 0, "--max-upload-bytes must be > 0"),
         (0 < args.max_wait <= 300, "--max-wait must be in (0, 300]"),
         (args.retry_backoff >= 0, "--retry-backoff must be >= 0"),
+        (args.index_max_attempts >= 1, "--index-max-attempts must be >= 1"),
+        (args.index_retry_backoff >= 0, "--index-retry-backoff must be >= 0"),
         (args.max_body_bytes >= 1024, "--max-body-bytes must be >= 1024"),
         (args.max_result_bytes >= 1024, "--max-result-bytes must be >= 1024"),
         (args.body_timeout > 0, "--body-timeout must be > 0"),
@@ -273,11 +308,14 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         extra_task_types=extra,
         qdrant_url=args.qdrant_url,
         qdrant_path=args.qdrant_path,
+        vector_path=args.vector_path,
         qdrant_api_key=_secret(
             args.qdrant_api_key, args.qdrant_api_key_file, "--qdrant-api-key-file"
         ),
         embedding_model=args.embedding_model,
         index_results=not args.no_index,
+        index_max_attempts=args.index_max_attempts,
+        index_retry_backoff_s=args.index_retry_backoff,
         auto_migrate=args.auto_migrate,
         limits=RequestLimits(
             max_body_bytes=args.max_body_bytes,
@@ -307,13 +345,13 @@ def main(argv: list[str] | None = None) -> int:
             action="store_true",
             help="only report: exit 0 when current, 1 when migrations are pending",
         )
-        args = parser.parse_args(argv[1:])
+        args = _resolve(parser.parse_args(argv[1:]))
         config = config_from_args(args)
         from morag_worker.observability.logging import setup_logging
 
         setup_logging(args.log_level, "text", component="server")
         return run_migrate(config, check=args.check)
-    args = build_parser().parse_args(argv)
+    args = _resolve(build_parser().parse_args(argv))
     config = config_from_args(args)
     from morag_worker.observability.logging import setup_logging
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from morag_worker.errors import BadInput, ConfigError, ModelMissing
 from morag_worker.models.cache import ModelCache, ModelKey
-from morag_worker.processors.settings import ProcessorSettings
+from morag_worker.settings import ProcessorSettings
 
 BACKENDS = ("faster-whisper", "openai-whisper")
 _CT2_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")

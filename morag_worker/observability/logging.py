@@ -29,6 +29,7 @@ import re
 import sys
 import threading
 import traceback
+import warnings
 from datetime import timezone
 from typing import Any, TextIO
 
@@ -97,8 +98,26 @@ def _redact_value(value: Any) -> Any:
     return value if cleaned == text else cleaned
 
 
+#: The task this process runs now (a child sets it around each task): lines logged
+#: while it runs carry its id and type, from any thread and any library.
+_current_task: dict[str, str] = {}
+
+
+def set_current_task(task_id: str, task_type: str) -> None:
+    _current_task.update(task_id=task_id, task_type=task_type)
+
+
+def clear_current_task() -> None:
+    _current_task.clear()
+
+
 def _patch(record: Any) -> None:
-    """Loguru patcher: redact the message and the extras before any sink formats them."""
+    """Loguru patcher: add the running task to lines that do not name one, and redact
+    the message and the extras before any sink formats them."""
+    extra = record["extra"]
+    for key, value in list(_current_task.items()):
+        if extra.get(key) is None:
+            extra[key] = value
     record["message"] = redact(record["message"])
     for key, value in list(record["extra"].items()):
         record["extra"][key] = _redact_value(value)
@@ -131,7 +150,7 @@ def setup_logging(level: str, fmt: str, **static_extra: Any) -> None:
             diagnose=False,
         )
     logger.configure(extra=dict(static_extra), patcher=_patch)
-    _route_standard_logging()
+    _route_standard_logging(verbose=level_name in ("TRACE", "DEBUG"))
 
 
 def _check_level(level: str) -> str:
@@ -216,10 +235,25 @@ def _text_format(record: Any) -> str:
     )
 
 
+#: Libraries' own INFO lines (docling's progress, httpx's requests …) are chatter in an
+#: operator's log: they are kept out unless the level is DEBUG. Warnings always pass.
+_OWN_PREFIX = "morag_worker"
+
+
 class _InterceptHandler(logging.Handler):
     """Hands standard-library log records to loguru, keeping their level and origin."""
 
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
     def emit(self, record: logging.LogRecord) -> None:
+        if (
+            not self.verbose
+            and record.levelno < logging.WARNING
+            and not record.name.startswith(_OWN_PREFIX)
+        ):
+            return
         try:
             level: str | int = logger.level(record.levelname).name
         except ValueError:
@@ -231,8 +265,15 @@ class _InterceptHandler(logging.Handler):
         logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
 
 
-def _route_standard_logging() -> None:
-    """Every standard-library logger and warning goes to loguru. A server started with
-    uvicorn must pass ``log_config=None``, or uvicorn installs handlers of its own."""
-    logging.basicConfig(handlers=[_InterceptHandler()], level=0, force=True)
+def _route_standard_logging(verbose: bool) -> None:
+    """Every standard-library logger and warning goes to loguru (libraries' INFO lines
+    only when ``verbose``). A server started with uvicorn must pass ``log_config=None``,
+    or uvicorn installs handlers of its own."""
+    logging.basicConfig(handlers=[_InterceptHandler(verbose)], level=0, force=True)
     logging.captureWarnings(True)
+    # Deprecation notices from dependencies (pkg_resources, setuptools) say nothing an
+    # operator can act on; they stay visible under DEBUG.
+    if not verbose:
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*pkg_resources is deprecated.*")

@@ -18,7 +18,7 @@ import numpy as np
 
 from morag_worker.errors import BadInput, Cancelled
 from morag_worker.models.whisper import Transcript, compute_type_for, get_transcriber
-from morag_worker.processors import diarize
+from morag_worker.processors import attribution, diarize
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.chunking import chunk_transcript
 from morag_worker.processors.media import SAMPLE_RATE, decode_audio, probe
@@ -99,7 +99,7 @@ def transcribe_audio(
     checkpoint(ctx, 0.8, "diarize")
     with timings.stage("diarize"):
         turns = _turns(ctx, audio, regions, num_speakers)
-        segments = diarize.assign_speakers(transcript.segments, turns)
+        segments = attribution.assign_speakers(transcript.segments, turns)
     with timings.stage("chunk"):
         chunks = transcript_chunks(ctx, segments, source)
     metadata.update(_speech_metadata(ctx, transcript, segments, bool(turns)))

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol
 
 from morag_worker.errors import BadInput, ConfigError
 from morag_worker.models.cache import ModelCache
+from morag_worker.options import parse_bool
 from morag_worker.processors.settings import ProcessorSettings
 from morag_worker.protocol import TaskResult
 
@@ -50,24 +51,15 @@ class TaskContext:
     cancelled: Callable[[], bool] = field(default=lambda: False)
 
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
-
-
 def bool_parameter(parameters: Mapping[str, Any], name: str, default: bool = False) -> bool:
     """A yes/no task parameter: a JSON boolean or a word (true/false, yes/no, on/off, 1/0).
 
     Raises BadInput for any other value, so that a typo is not silently ignored.
     """
-    value = parameters.get(name, default)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise BadInput(f"parameter {name}: expected true or false, got {value!r}")
+    try:
+        return parse_bool(parameters.get(name, default), f"parameter {name}")
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
 
 
 class Processor(Protocol):

@@ -1,4 +1,4 @@
-"""Voice activity detection and speaker diarization; words are assigned to speakers.
+"""Voice activity detection and speaker turns (which speaker talks when).
 
 VAD is Silero VAD as bundled with faster-whisper (``faster_whisper/assets/*.onnx``, run
 by onnxruntime). It is the same Silero model the ``silero-vad`` wheel ships, but this copy
@@ -8,16 +8,17 @@ pins a torchaudio that does not match our torch.
 
 Default diarization (``resemblyzer``, fully offline: its encoder ships in its wheel):
 speech regions → 1.5 s windows every 0.75 s → speaker embeddings → spherical k-means
-with the given speaker count or, without one, the count where one more cluster stops
-paying → each window labels the 0.75 s around its centre → turns.
-``pyannote`` runs a locally available pyannote.audio pipeline instead.
+with the given speaker count or, without one, the gap statistic's count
+(:mod:`.speakers`) → each window labels the 0.75 s around its centre → turns → changes
+inside a region moved to the pause where they happen (:mod:`.turn_edges`).
+``pyannote`` runs a locally available pyannote.audio pipeline instead. Words are given
+speakers by :mod:`.attribution`.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,11 @@ import numpy as np
 
 from morag_worker.errors import ModelMissing
 from morag_worker.models.cache import ModelCache, ModelKey
+from morag_worker.processors import speakers, turn_edges
 from morag_worker.processors.media import SAMPLE_RATE
+from morag_worker.processors.turn_edges import Turn
+
+__all__ = ["Turn", "preload", "pyannote_turns", "resemblyzer_turns", "speech_regions"]
 
 #: Window and hop for speaker embeddings: 1.5 s is about resemblyzer's 1.6 s partial
 #: utterance (shorter windows make noisy embeddings); the hop bounds a turn boundary's
@@ -35,23 +40,11 @@ HOP_S = 0.75
 #: Speech shorter than this carries too little voice for an embedding of its own; it
 #: takes the label of the nearest labelled time.
 MIN_WINDOW_S = 0.5
-#: Without a speaker count, one more speaker is accepted while it raises the mean
-#: window-to-centroid cosine similarity by at least this much. Measured here: a second
-#: real voice adds 0.06, splitting one voice adds 0.01, a third cluster on two voices 0.02.
-ELBOW_GAIN = 0.03
-MAX_SPEAKERS = 10
 #: resemblyzer's partial utterance: 160 mel frames of 10 ms.
 PARTIAL_FRAMES = 160
 PARTIAL_SAMPLES = PARTIAL_FRAMES * SAMPLE_RATE // 100
 #: Windows per forward pass: 64 × 1.6 s of mel frames is 2.6 MB, small on any device.
 BATCH = 64
-
-
-@dataclass(frozen=True)
-class Turn:
-    start: float
-    end: float
-    speaker: str
 
 
 def speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
@@ -131,57 +124,6 @@ def _embed(encoder: Any, clips: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _kmeans(
-    x: np.ndarray, k: int, restarts: int = 10, iterations: int = 20
-) -> tuple[np.ndarray, float]:
-    """Spherical k-means on unit vectors, k-means++ seeding, best of ``restarts`` runs.
-
-    Returns the labels and the mean cosine similarity of each vector to its centroid.
-    The seed is fixed so a task's result does not change between attempts. Chosen over
-    average-linkage clustering, which cut single noisy windows off as "speakers" (53 %
-    right on the conversation fixture; k-means 95 %); restarts because one
-    farthest-point start stuck in the same trap on the AAC copy of that fixture.
-    """
-    rng = np.random.default_rng(0)
-    best_labels, best_score = np.zeros(len(x), dtype=int), -2.0
-    for _ in range(restarts if k > 1 else 1):
-        seeds = [int(rng.integers(len(x)))]
-        while len(seeds) < k:
-            distance = np.clip(1.0 - (x @ x[seeds].T).max(axis=1), 0.0, None) ** 2
-            total = distance.sum()
-            seeds.append(int(rng.choice(len(x), p=distance / total)) if total > 0 else len(seeds))
-        labels, score = _refine(x, x[seeds].copy(), iterations)
-        if score > best_score + 1e-9:
-            best_labels, best_score = labels, score
-    return best_labels, best_score
-
-
-def _refine(x: np.ndarray, centroids: np.ndarray, iterations: int) -> tuple[np.ndarray, float]:
-    labels = np.zeros(len(x), dtype=int)
-    for _ in range(iterations):
-        labels = np.argmax(x @ centroids.T, axis=1)
-        for j in range(len(centroids)):
-            if (labels == j).any():
-                centroids[j] = x[labels == j].mean(axis=0)
-        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    labels = np.argmax(x @ centroids.T, axis=1)
-    return labels, float(np.mean(np.sum(x * centroids[labels], axis=1)))
-
-
-def _cluster(embeddings: np.ndarray, num_speakers: int | None) -> np.ndarray:
-    """Cluster labels 0..k-1; k is ``num_speakers`` or the elbow of within-cluster similarity."""
-    n = len(embeddings)
-    if num_speakers:
-        return _kmeans(embeddings, min(num_speakers, n))[0]
-    labels, score = _kmeans(embeddings, 1)
-    for k in range(2, min(MAX_SPEAKERS, n) + 1):
-        candidate, candidate_score = _kmeans(embeddings, k)
-        if candidate_score - score < ELBOW_GAIN:
-            break
-        labels, score = candidate, candidate_score
-    return labels
-
-
 def resemblyzer_turns(
     audio: np.ndarray,
     regions: list[tuple[float, float]],
@@ -196,18 +138,24 @@ def resemblyzer_turns(
     encoder = _encoder(models, device)
     clips = [audio[int(w0 * SAMPLE_RATE) : int(w1 * SAMPLE_RATE)] for w0, w1, *_ in windows]
     embeddings = _embed(encoder, clips)
-    labels = _cluster(embeddings, num_speakers)
+    labels = speakers.cluster(embeddings, num_speakers)
     cores = [
         (c0, c1, int(label)) for (_w0, _w1, c0, c1), label in zip(windows, labels, strict=True)
     ]
-    return _merge(_name_by_appearance(cores))
+    names = _names_by_appearance(cores)
+    centroids = {}
+    for label, name in names.items():
+        mean = embeddings[labels == label].mean(axis=0)
+        centroids[name] = mean / np.linalg.norm(mean)
+    turns = _merge([Turn(s, e, names[label]) for s, e, label in cores])
+    return turn_edges.refine(audio, turns, centroids, lambda found: _embed(encoder, found))
 
 
-def _name_by_appearance(cores: list[tuple[float, float, int]]) -> list[Turn]:
+def _names_by_appearance(cores: list[tuple[float, float, int]]) -> dict[int, str]:
     names: dict[int, str] = {}
     for _s, _e, label in cores:
         names.setdefault(label, f"SPEAKER_{len(names) + 1}")
-    return [Turn(s, e, names[label]) for s, e, label in cores]
+    return names
 
 
 def _merge(turns: list[Turn]) -> list[Turn]:
@@ -237,7 +185,9 @@ def pyannote_turns(
     annotation = getattr(output, "speaker_diarization", output)
     raw = [(seg.start, seg.end, str(label)) for seg, _, label in annotation.itertracks(True)]
     labels = {label: i for i, label in enumerate(dict.fromkeys(r[2] for r in raw))}
-    return _merge(_name_by_appearance([(s, e, labels[label]) for s, e, label in raw]))
+    cores = [(s, e, labels[label]) for s, e, label in raw]
+    names = _names_by_appearance(cores)
+    return _merge([Turn(s, e, names[label]) for s, e, label in cores])
 
 
 def _load_pyannote(name: str, device: str) -> Any:
@@ -263,51 +213,3 @@ def _load_pyannote(name: str, device: str) -> Any:
     import torch
 
     return pipeline.to(torch.device(device))
-
-
-def assign_speakers(segments: list[dict[str, Any]], turns: list[Turn]) -> list[dict[str, Any]]:
-    """Give every word the speaker of the turn it overlaps most (nearest turn if none).
-
-    Whisper segments that span a speaker change are split there, so each returned
-    segment ``{start, end, speaker, text, words}`` has exactly one speaker.
-    """
-    out: list[dict[str, Any]] = []
-    for seg in segments:
-        words = seg.get("words") or []
-        if not words:
-            out.append({**seg, "speaker": _speaker_at(seg["start"], seg["end"], turns)})
-            continue
-        group: list[dict[str, Any]] = []
-        current = None
-        for word in words:
-            speaker = _speaker_at(word["start"], word["end"], turns)
-            if group and speaker != current:
-                out.append(_segment(group, current))
-                group = []
-            group.append(word)
-            current = speaker
-        out.append(_segment(group, current))
-    return out
-
-
-def _segment(words: list[dict[str, Any]], speaker: str | None) -> dict[str, Any]:
-    text = "".join(w["word"] for w in words).strip()
-    return {
-        "start": words[0]["start"],
-        "end": words[-1]["end"],
-        "speaker": speaker,
-        "text": text,
-        "words": words,
-    }
-
-
-def _speaker_at(start: float, end: float, turns: list[Turn]) -> str | None:
-    if not turns:
-        return None
-    overlaps = [max(0.0, min(end, t.end) - max(start, t.start)) for t in turns]
-    best = int(np.argmax(overlaps))
-    if overlaps[best] > 0:
-        return turns[best].speaker
-    middle = (start + end) / 2
-    gaps = [min(abs(middle - t.start), abs(middle - t.end)) for t in turns]
-    return turns[int(np.argmin(gaps))].speaker

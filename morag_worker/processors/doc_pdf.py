@@ -4,11 +4,13 @@
   milliseconds), reads the metadata, tells whether a page has a text layer, and
   renders pages that have none for OCR (:func:`morag_worker.processors.ocr.recognize`,
   Tesseract by default).
-- Pages with text: pypdfium2 gives the lines with their sizes and positions, and
-  pdfplumber the ruled tables of pages that draw vector paths (:mod:`doc_pdf_text`).
-  Headings are lines set larger than the body text (:mod:`doc_pdf_layout`); tables
-  become pipe tables at their place on the page. Without pdfplumber, or when it fails
-  on a page, that page's table text stays as plain lines.
+- Pages with text: pypdfium2 gives the lines with their sizes and positions (and
+  figures: images and drawn shapes), and pdfplumber the ruled tables of pages that
+  draw vector paths (:mod:`doc_pdf_text`). :mod:`doc_pdf_layout` takes out running
+  headers, footers and page numbers, keeps footnotes as Markdown footnotes, reads
+  columns in order, and finds headings (lines set larger than the body text);
+  tables become pipe tables at their place on the page. Without pdfplumber, or when
+  it fails on a page, that page's table text stays as plain lines.
 - With ``--docling-artifacts-path`` set, docling's PDF pipeline (local layout and
   table models, :mod:`doc_pdf_docling`) converts the pages that have text instead.
 
@@ -26,9 +28,10 @@ from morag_worker.errors import BadInput, Cancelled, ModelMissing
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.chunking import page_marker
 from morag_worker.processors.doc_pdf_docling import docling_pdf_pages
-from morag_worker.processors.doc_pdf_layout import PageItems, Table, render_pages
+from morag_worker.processors.doc_pdf_items import PageItems, Table
+from morag_worker.processors.doc_pdf_layout import render_document
 from morag_worker.processors.doc_pdf_text import (
-    has_vector_paths,
+    drawn_objects,
     outside_tables,
     pdfium_lines,
     ruled_tables,
@@ -103,13 +106,19 @@ def _plumber(path: Path) -> Iterator[Any]:
 def _text_page(pdfium_page: Any, plumber: Any, number: int) -> PageItems:
     """Lines from pdfium; ruled tables from pdfplumber where the page draws paths."""
     lines = pdfium_lines(pdfium_page)
+    paths, figures = drawn_objects(pdfium_page, lines)
     tables: list[Table] = []
-    if plumber is not None and has_vector_paths(pdfium_page):
+    if plumber is not None and paths:
         try:
             tables = ruled_tables(plumber.pages[number - 1])
         except Exception:  # pdfminer cannot lay this page out; its text stays as lines
             tables = []
-    return PageItems(number, outside_tables(lines, tables), tables)
+    figures = [f for f in figures if not any(_overlap(f.bbox, t.bbox) for t in tables)]
+    return PageItems(number, outside_tables(lines, tables), tables, figures=figures)
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _ocr(pdfium_page: Any, number: int, ctx: TaskContext) -> PageItems:
@@ -166,6 +175,8 @@ def convert_pdf(path: Path, ctx: TaskContext) -> tuple[str, dict[str, Any]]:
         meta["ocr_pages"] = ocr_pages
         scores = [p.ocr_confidence or 0.0 for p in pages if p.ocr_paragraphs is not None]
         meta["ocr_confidence"] = round(sum(scores) / len(scores), 4)
-    bodies = render_pages(pages)
-    markdown = "\n\n".join(f"{page_marker(p.number)}\n\n{b}".rstrip() for p, b in bodies)
+    rendered = render_document(pages)
+    if rendered.furniture:
+        meta["page_furniture"] = rendered.furniture
+    markdown = "\n\n".join(f"{page_marker(p.number)}\n\n{b}".rstrip() for p, b in rendered.pages)
     return markdown + "\n", meta

@@ -12,16 +12,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from loguru import logger
 
 from morag_worker import __version__
-from morag_worker.server import errors, routes_admin, routes_tasks, routes_ui, routes_workers
+from morag_worker.server import (
+    errors,
+    routes_admin,
+    routes_index,
+    routes_search,
+    routes_tasks,
+    routes_ui,
+    routes_workers,
+)
+from morag_worker.server.db import safe_url
 from morag_worker.server.indexer import Indexer
 from morag_worker.server.limits import BodyGuard
-from morag_worker.server.metrics import LONG_POLLS_WAITING, REGISTRY, QueueCollector
+from morag_worker.server.metrics import (
+    LONG_POLLS_WAITING,
+    REGISTRY,
+    IndexCollector,
+    QueueCollector,
+)
 from morag_worker.server.state import ServerConfig, ServerState, build_state
 from morag_worker.server.sweep import FileSweeper
 
@@ -56,22 +71,43 @@ async def _sweep(sweeper: FileSweeper) -> None:
             logger.info("file sweep removed {} files no task refers to ({} bytes)", removed, freed)
 
 
+def _announce(config: ServerConfig) -> None:
+    """One line that says what this server is: where it listens and what it uses."""
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    search = "on" if config.index_results else "off (--no-index)"
+    where = config.qdrant_url or config.qdrant_path or str(config.data_dir / "qdrant")
+    logger.info(
+        "morag-server {} serving http://{}:{}: database {}, data dir {}, search {}{}",
+        __version__,
+        host,
+        config.port,
+        safe_url(config.resolved_database_url()),
+        config.data_dir,
+        search,
+        f" ({safe_url(where)})" if config.index_results else "",
+    )
+
+
 def create_app(config: ServerConfig) -> FastAPI:
     st = build_state(config)
     indexer = Indexer(st)
-    sweeper = FileSweeper(st.files, st.db, config.file_grace_s)
+    sweeper = FileSweeper(st.files, st.queue.referenced_files, config.file_grace_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         created = st.keys.bootstrap_admin(config.data_dir)
+        st.db.make_durable(time.monotonic())  # migrations and the first key: before serving
         if created:
             logger.info("created the first admin key; it is in {} (mode 0600)", created)
-        collector = QueueCollector(st.db, config.task_types)
+        collector = QueueCollector(st.queue.counts, st.workers.online_count, config.task_types)
         REGISTRY.register(collector)
+        index_collector = IndexCollector(st.index_rows.counts)
+        REGISTRY.register(index_collector)
         LONG_POLLS_WAITING.set_function(st.long_polls.total)
         indexer.start()
         st.notifier.start_listening(config.resolved_database_url())
         loops = [asyncio.create_task(_reap(st)), asyncio.create_task(_sweep(sweeper))]
+        _announce(config)
         try:
             yield
         finally:
@@ -80,6 +116,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             st.notifier.stop_listening()
             indexer.stop()
             REGISTRY.unregister(collector)
+            REGISTRY.unregister(index_collector)
             st.db.close()
 
     app = FastAPI(title="morag-worker server", version=__version__, lifespan=lifespan)
@@ -89,5 +126,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(routes_workers.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_search.router)
+    app.include_router(routes_index.router)
     app.include_router(routes_ui.router)
     return app

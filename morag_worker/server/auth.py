@@ -116,7 +116,6 @@ class KeyStore:
                     "this is the last usable admin key; create another admin key before revoking it"
                 )
         self.db.execute("revoke_key", key_id=key_id, now=time.time())
-        self.db.execute("delete_key_sessions", key_id=key_id)
         with self._lock:
             self._cache = {k: v for k, v in self._cache.items() if v.caller.key_id != key_id}
             self._by_id.pop(key_id, None)
@@ -177,6 +176,11 @@ class KeyStore:
         return Caller(
             key_id=row["key_id"], user_id=row["user_id"], role=row["role"], pool=bool(row["pool"])
         )
+
+    def count(self) -> int:
+        """Keys ever created (revoked ones included); also proves the database answers."""
+        row = self.db.one("count_keys")
+        return int(row["n"]) if row else 0
 
     def bootstrap_admin(self, data_dir: Path) -> Path | None:
         """On an empty database, create an admin key and write it to ``admin.key`` (0600).

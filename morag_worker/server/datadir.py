@@ -55,8 +55,18 @@ def _adopt_release_layout(_: DataContext) -> None:
     """
 
 
+def _embedded_vectors(ctx: DataContext) -> None:
+    """Vectors move from Qdrant local mode to the embedded HNSW store."""
+    from morag_worker.server.vector_migration import layout_step
+
+    layout_step(ctx)
+
+
 #: Every layout step this code knows, in order (more are appended, never renumbered).
-STEPS: list[DataStep] = [DataStep(1, "files by sha256 prefix", _adopt_release_layout)]
+STEPS: list[DataStep] = [
+    DataStep(1, "files by sha256 prefix", _adopt_release_layout),
+    DataStep(2, "vectors from Qdrant local mode to the embedded store", _embedded_vectors),
+]
 
 
 class LayoutError(Exception):

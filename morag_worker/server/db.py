@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from morag_worker.server.walsync import WalSync
+
 #: SQLite's ``synchronous`` settings this server offers (docs/operations.md, Durability):
 #: FULL syncs the WAL at every commit, so an acknowledged write survives a power loss;
 #: NORMAL syncs only at checkpoints and can lose the last commits on a power loss.
@@ -34,7 +36,7 @@ def _only_comments(sql: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in sql.splitlines())
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without a password, for messages."""
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
@@ -64,6 +66,7 @@ class Database:
             raise ValueError(f"sqlite_synchronous: one of {SQLITE_SYNC_MODES}")
         self.sqlite_synchronous = sqlite_synchronous
         self._lock = threading.RLock()
+        self._wal: WalSync | None = None
         try:
             if url.startswith(("postgresql://", "postgres://")):
                 self.dialect = "postgres"
@@ -71,13 +74,17 @@ class Database:
             else:
                 self.dialect = "sqlite"
                 path = url.removeprefix("sqlite:///")
-                self._conn = self._connect_sqlite(path, sqlite_synchronous)
+                # FULL durability by group commit: commits themselves do not sync
+                # (server/walsync.py); acknowledged writes wait for a WAL sync.
+                self._conn = self._connect_sqlite(path, "normal")
+                if sqlite_synchronous == "full":
+                    self._wal = WalSync(path + "-wal")
         except Exception as exc:
             if isinstance(exc, (sqlite3.Error, OSError)) or type(exc).__module__.startswith(
                 "psycopg"
             ):
                 reason = " ".join(str(exc).split())
-                message = f"cannot open the database {_safe(url)}: {reason}"
+                message = f"cannot open the database {safe_url(url)}: {reason}"
                 raise DatabaseUnavailable(message) from None
             raise
         self._queries = load_queries(self.dialect)
@@ -112,10 +119,19 @@ class Database:
         return psycopg.connect(url, autocommit=True, row_factory=dict_row)
 
     def sqlite_synchronous_in_effect(self) -> str:
-        """SQLite's ``synchronous`` as the connection reports it (not as configured)."""
+        """The durability acknowledged writes get: ``full`` when they wait for a sync of
+        the WAL (group commit), else SQLite's ``synchronous`` as the connection reports it."""
+        if self._wal is not None:
+            return "full"
         with self._lock:
             level = int(self._conn.execute("PRAGMA synchronous").fetchone()[0])
         return {0: "off", 1: "normal", 2: "full", 3: "extra"}.get(level, str(level))
+
+    def make_durable(self, committed_at: float) -> None:
+        """Block until every write committed before ``committed_at`` (time.monotonic())
+        survives a power loss. PostgreSQL's commits already do (synchronous_commit)."""
+        if self._wal is not None:
+            self._wal.wait(committed_at)
 
     def run_script(self, sql: str) -> None:
         """Run several statements (a migration) inside the current transaction.
@@ -196,3 +212,5 @@ class Database:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._wal is not None:
+                self._wal.close()

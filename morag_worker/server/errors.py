@@ -19,28 +19,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from morag_worker.protocol import ErrorBody, ErrorDetail
+from morag_worker.server.apierror import ApiError, invalid
 from morag_worker.server.auth import AuthError
 from morag_worker.server.disk import is_disk_full
-from morag_worker.server.files import UploadError
 from morag_worker.server.limits import LongPollRefused
 from morag_worker.server.queue import LeaseLost, NotFound
-
-
-class ApiError(Exception):
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        field: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-        self.details = details
 
 
 def error_response(
@@ -61,17 +44,8 @@ def error_response(
 
 def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
-    field = ".".join(loc) or None
-    message = str(first.get("msg", "invalid request"))
-    if first.get("type") == "json_invalid":
-        ctx = first.get("ctx")
-        detail = ctx.get("error", "") if isinstance(ctx, dict) else ""
-        message = f"request body is not valid JSON: {detail}"
-        field = None
-    where = f"{field}: " if field else ""
-    return error_response(422, "invalid", f"{where}{message}", field)
+    error = invalid(exc.errors())
+    return error_response(error.status, error.code, error.message, error.field)
 
 
 async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
@@ -116,10 +90,6 @@ def install_handlers(app: FastAPI) -> None:
     async def _too_many(_: Request, exc: LongPollRefused) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after_s)}
         return error_response(429, "too_many_long_polls", str(exc), headers=headers)
-
-    @app.exception_handler(UploadError)
-    async def _upload(_: Request, exc: UploadError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.field)
 
     @app.exception_handler(AuthError)
     async def _auth(_: Request, exc: AuthError) -> JSONResponse:

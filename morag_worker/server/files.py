@@ -20,15 +20,6 @@ from typing import IO
 DIR_MODE = 0o700
 
 
-class UploadError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-
-
 @dataclass
 class StoredFile:
     file_id: str

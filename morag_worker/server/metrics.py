@@ -7,8 +7,7 @@ never stale and cost nothing between scrapes.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -38,28 +37,61 @@ FILES_RECLAIMED_BYTES = Counter(
     "Bytes freed by the file sweep.",
     registry=REGISTRY,
 )
+INDEX_FAILURES = Counter(
+    "morag_server_index_failures",
+    "Attempts to index a completed result that failed (the store itself being down "
+    "is not counted).",
+    registry=REGISTRY,
+)
 #: A worker counts as online if it called within this window (heartbeats come every
 #: third of a lease, long-polls at most every 30 s).
 ONLINE_WINDOW_S = 90.0
 
 
 class QueueCollector(Collector):
-    def __init__(self, db: Any, task_types: tuple[str, ...]) -> None:
-        self.db = db
+    """Queue depth and workers online, read at scrape time from the queue and the
+    worker registry."""
+
+    def __init__(
+        self,
+        counts: Callable[[], dict[tuple[str, str], int]],
+        online: Callable[[float], int],
+        task_types: tuple[str, ...],
+    ) -> None:
+        self.counts = counts
+        self.online = online
         self.task_types = task_types
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         tasks = GaugeMetricFamily(
             "morag_server_tasks", "Tasks by type and state.", labels=["task_type", "state"]
         )
-        counts = {(r["task_type"], r["state"]): r["n"] for r in self.db.query("queue_counts")}
+        counts = self.counts()
         for task_type in self.task_types:
             for state in TaskState:
                 tasks.add_metric([task_type, state.value], counts.get((task_type, state.value), 0))
         yield tasks
-        online = self.db.one("workers_online", since=time.time() - ONLINE_WINDOW_S) or {"n": 0}
         yield GaugeMetricFamily(
             "morag_server_workers_online",
             "Workers seen within the last 90 seconds.",
-            value=online["n"],
+            value=self.online(time.time() - ONLINE_WINDOW_S),
         )
+
+
+class IndexCollector(Collector):
+    """Completed results waiting for indexing or given up on, read at scrape time."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rows = GaugeMetricFamily(
+            "morag_server_index_rows",
+            "Completed results by search-indexing state: pending (waiting or retrying) "
+            "or failed (given up; an admin retries them).",
+            labels=["state"],
+        )
+        counts = self.counts()
+        for name in ("pending", "failed"):
+            rows.add_metric([name], counts.get(name, 0))
+        yield rows

@@ -23,7 +23,8 @@ from typing import IO, Any
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
-from morag_worker.server.files import FileStore, StoredFile, UploadError
+from morag_worker.server.apierror import ApiError
+from morag_worker.server.files import FileStore, StoredFile
 
 #: Multipart field names that carry uploaded files ("file" for single-file clients).
 FILE_FIELDS = ("files", "file")
@@ -33,8 +34,8 @@ MAX_FILES = 32
 MAX_FILENAME_BYTES = 255
 
 
-def _bad(message: str) -> UploadError:
-    return UploadError(400, "bad_multipart", f"malformed multipart body: {message}")
+def _bad(message: str) -> ApiError:
+    return ApiError(400, "bad_multipart", f"malformed multipart body: {message}")
 
 
 @dataclass
@@ -65,7 +66,7 @@ class MultipartUpload:
     ) -> None:
         ctype, options = parse_options_header(content_type)
         if ctype != b"multipart/form-data":
-            raise UploadError(415, "unsupported_media_type", "expected multipart/form-data")
+            raise ApiError(415, "unsupported_media_type", "expected multipart/form-data")
         boundary = options.get(b"boundary")
         if not boundary:
             raise _bad("the Content-Type has no boundary parameter")
@@ -112,17 +113,17 @@ class MultipartUpload:
         if b"filename" not in options:
             return
         if part.name not in FILE_FIELDS:
-            raise UploadError(
+            raise ApiError(
                 422,
                 "invalid",
                 f"{part.name}: unknown file field; send uploads in the multipart field 'files'",
                 part.name,
             )
         if len(self._pending) >= MAX_FILES:
-            raise UploadError(413, "too_many_files", f"at most {MAX_FILES} files per task", "files")
+            raise ApiError(413, "too_many_files", f"at most {MAX_FILES} files per task", "files")
         raw_name = os.path.basename(options[b"filename"].decode("utf-8", "replace"))
         if len(raw_name.encode()) > MAX_FILENAME_BYTES:
-            raise UploadError(
+            raise ApiError(
                 422,
                 "invalid",
                 f"files: a file name of {len(raw_name.encode())} bytes; the limit is "
@@ -139,7 +140,7 @@ class MultipartUpload:
         part.size += len(chunk)
         if part.handle is None:
             if part.size > self.max_field_bytes:
-                raise UploadError(
+                raise ApiError(
                     413,
                     "field_too_large",
                     f"form field {part.name!r} exceeds {self.max_field_bytes} bytes "
@@ -149,7 +150,7 @@ class MultipartUpload:
             part.data += chunk
             return
         if part.size > self.max_file_bytes:
-            raise UploadError(
+            raise ApiError(
                 413,
                 "file_too_large",
                 f"file {part.filename!r} exceeds the upload limit of {self.max_file_bytes} "
@@ -195,7 +196,7 @@ class MultipartUpload:
             self._parser.write(chunk)
         except FormParserError as exc:
             if str(exc).startswith("Maximum header"):
-                raise UploadError(
+                raise ApiError(
                     431,
                     "part_headers_too_large",
                     f"a part's headers are too large or too many ({exc}); "

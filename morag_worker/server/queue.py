@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from morag_worker.protocol import (
+    BatchResult,
+    BatchResultOutcome,
+    ErrorDetail,
     HeartbeatResponse,
     LeaseRenewal,
     RenewedLease,
@@ -299,6 +302,41 @@ class TaskQueue:
             key_id=caller.key_id,
         )
         return str(changed["state"]) if changed is not None else None
+
+    def finish_batch(self, caller: Caller, items: list[BatchResult]) -> list[BatchResultOutcome]:
+        """Several results in one transaction (one commit); each is fenced on its own and
+        gets its own outcome, so one stale lease does not refuse the others."""
+        outcomes = []
+        with self.db.transaction():
+            for item in items:
+                try:
+                    state = self.finish(caller, item.task_id, item)
+                    outcomes.append(BatchResultOutcome(task_id=item.task_id, state=state))
+                except LeaseLost as exc:
+                    error = ErrorDetail(code="lease_lost", message=str(exc))
+                    outcomes.append(BatchResultOutcome(task_id=item.task_id, error=error))
+                except NotFound as exc:
+                    error = ErrorDetail(code="not_found", message=str(exc))
+                    outcomes.append(BatchResultOutcome(task_id=item.task_id, error=error))
+        return outcomes
+
+    def may_read_file(self, file_id: str, caller: Caller) -> bool:
+        """An admin any file; a worker key the files of tasks it holds a lease on; a user
+        the files of its own tasks."""
+        if caller.role == "admin":
+            return True
+        if caller.role == "worker":
+            return self.db.one("file_leased_by", file_id=file_id, key_id=caller.key_id) is not None
+        return self.db.one("file_owned_by", file_id=file_id, user_id=caller.user_id) is not None
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Tasks per (task type, state), for the metrics."""
+        return {(r["task_type"], r["state"]): int(r["n"]) for r in self.db.query("queue_counts")}
+
+    def referenced_files(self, file_ids: list[str]) -> set[str]:
+        """Which of ``file_ids`` some task still refers to (the file sweep keeps those)."""
+        rows = self.db.query("referenced_files", file_ids=json.dumps(file_ids))
+        return {row["file_id"] for row in rows}
 
     def _repeat_or_lost(self, task_id: str, token: str, digest: str) -> str:
         row = self.db.one("lease_state", task_id=task_id)

@@ -1,19 +1,18 @@
-"""Admin endpoints (keys, workers), search, health and metrics."""
+"""Admin endpoints (keys, workers), health and metrics."""
 
 from __future__ import annotations
+
+import time
 
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from morag_worker import __version__
 from morag_worker.protocol import (
     KeyCreated,
     KeyCreateRequest,
     KeyInfo,
     KeyList,
     Role,
-    SearchRequest,
-    SearchResponse,
     WorkerList,
 )
 from morag_worker.server.auth import Caller, LastAdminKey
@@ -33,18 +32,7 @@ router = APIRouter(tags=["admin"])
 async def health(st: ServerState = Depends(state)) -> dict[str, object]:
     """200 while the server serves. ``status`` is ``degraded`` (with ``problems`` in words)
     when it serves with a fault a restart cannot fix, such as a full disk."""
-    st.db.one("count_keys")  # the database answers
-    problems = st.disk.problems()
-    body: dict[str, object] = {
-        "status": "degraded" if problems else "ok",
-        "version": __version__,
-        "database": st.db.dialect,
-        "problems": problems,
-        "disk_free_bytes": st.disk.free_bytes(),
-    }
-    if st.db.dialect == "sqlite":
-        body["sqlite_synchronous"] = st.db.sqlite_synchronous_in_effect()
-    return body
+    return st.health_report()
 
 
 @router.get("/metrics")
@@ -71,11 +59,13 @@ async def create_key(
                 "a user key may only create (non-pool) worker keys for its own user",
             )
     try:
-        return st.keys.create(
+        created = st.keys.create(
             body.user_id, body.role, pool=body.pool, expires_days=body.expires_days, name=body.name
         )
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc), "pool") from None
+    await st.acknowledge(time.monotonic())  # the secret is shown once: the key must last
+    return created
 
 
 @router.get("/api/v1/keys", response_model=KeyList)
@@ -90,11 +80,13 @@ async def revoke_key(
 ) -> KeyInfo:
     require(who, "admin")
     try:
-        return st.keys.revoke(key_id)
+        revoked = st.keys.revoke(key_id)
     except KeyError:
         raise ApiError(404, "not_found", f"key {key_id} not found") from None
     except LastAdminKey as exc:
         raise ApiError(409, "last_admin_key", str(exc)) from None
+    await st.acknowledge(time.monotonic())
+    return revoked
 
 
 @router.get("/api/v1/workers", response_model=WorkerList)
@@ -105,25 +97,3 @@ async def list_workers(
     own worker keys' and pool workers)."""
     require(who, "admin", "user")
     return WorkerList(workers=st.workers.visible(who))
-
-
-@router.post(
-    "/api/v1/search", response_model=SearchResponse, responses=error_responses(401, 403, 408, 413)
-)
-def search(
-    body: SearchRequest, who: Caller = Depends(caller), st: ServerState = Depends(state)
-) -> SearchResponse:
-    """Semantic search over the caller's own chunks (never another user's)."""
-    require(who, "user", "admin")
-    if st.storage is None:
-        raise ApiError(
-            503,
-            "search_unavailable",
-            "search is not available on this server: "
-            f"{st.storage_error or 'indexing is turned off'}",
-        )
-    try:
-        hits = st.storage.search(who.user_id, body.query, body.limit, body.filters)
-    except ValueError as exc:
-        raise ApiError(422, "invalid", f"filters: {exc}", "filters") from None
-    return SearchResponse(hits=hits)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pydantic_core
@@ -22,9 +23,9 @@ from morag_worker.protocol import (
     TaskTypeList,
     canonical_task_type,
 )
+from morag_worker.server.apierror import ApiError, invalid
 from morag_worker.server.auth import Caller
 from morag_worker.server.deps import caller, require, state
-from morag_worker.server.errors import ApiError
 from morag_worker.server.files import StoredFile
 from morag_worker.server.limits import MAX_PARAMETERS_DEPTH, error_responses, json_depth
 from morag_worker.server.multipart import MultipartUpload
@@ -110,9 +111,7 @@ def _form_submit(form: dict[str, str]) -> TaskSubmitJSON:
     try:
         return TaskSubmitJSON.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        raise ApiError(422, "invalid", f"{field}: {first['msg']}", field) from None
+        raise invalid(exc.errors()) from None
 
 
 @router.post(
@@ -151,8 +150,10 @@ async def submit(
         max_attempts=spec.max_attempts,
         timeout_seconds=spec.timeout_seconds or DEFAULT_TIMEOUTS_S.get(task_type),
     )
+    committed = time.monotonic()
     st.disk.note_write_ok()
-    await st.notifier.notify()
+    await st.notifier.notify()  # a worker may claim it while the commit is made durable
+    await st.acknowledge(committed)
     return TaskCreated(task_id=task_id)
 
 
@@ -178,13 +179,9 @@ def _json_submit(body: bytes) -> TaskSubmitJSON:
         return TaskSubmitJSON.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        message = first["msg"] if field else f"request body: {first['msg']}"
-        if first["type"] == "json_invalid":
-            if "recursion limit" in first["msg"]:  # only parameters may nest
-                raise _too_deep("more than 200") from None
-            message = f"request body is not valid JSON: {first['msg']}"
-        raise ApiError(422, "invalid", f"{field}: {message}" if field else message, field) from None
+        if first["type"] == "json_invalid" and "recursion limit" in first["msg"]:
+            raise _too_deep("more than 200") from None  # only parameters may nest
+        raise invalid(exc.errors()) from None
 
 
 #: Tasks per page when the caller does not say: a screenful in a terminal table.
@@ -286,7 +283,9 @@ async def cancel_task(
 ) -> TaskInfo:
     """Cancel a queued or running task; a running one is stopped at its next heartbeat."""
     require(who, "user", "admin")
-    return st.queue.cancel(task_id, who)
+    info = st.queue.cancel(task_id, who)
+    await st.acknowledge(time.monotonic())
+    return info
 
 
 @router.post(
@@ -326,12 +325,7 @@ async def get_file(
     A worker key may fetch a file only while it holds a lease on a task that uses it;
     a user key only files of its own tasks.
     """
-    allowed = who.role == "admin" or (
-        st.db.one("file_leased_by", file_id=file_id, key_id=who.key_id)
-        if who.role == "worker"
-        else st.db.one("file_owned_by", file_id=file_id, user_id=who.user_id)
-    )
-    path = st.files.path(file_id) if allowed else None
+    path = st.files.path(file_id) if st.queue.may_read_file(file_id, who) else None
     if path is None:
         raise ApiError(404, "not_found", f"file {file_id} not found or not leased by this key")
     etag = f'"{file_id}"'

@@ -9,11 +9,8 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from morag_worker import __version__
 from morag_worker.protocol import (
-    BatchResult,
-    BatchResultOutcome,
     BatchResultRequest,
     BatchResultResponse,
-    ErrorDetail,
     HeartbeatRequest,
     HeartbeatResponse,
     LeaseRequest,
@@ -32,7 +29,6 @@ from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
 from morag_worker.server.limits import error_responses
 from morag_worker.server.metrics import LEASE_WAIT
-from morag_worker.server.queue import LeaseLost, NotFound
 from morag_worker.server.state import ServerState
 from morag_worker.server.workers import INSTANCE_HEADER, WorkerIdConflict
 
@@ -239,22 +235,12 @@ async def result(
 ) -> dict[str, str]:
     _worker(who)
     new_state = st.queue.finish(who, task_id, body)
+    committed = time.monotonic()
     st.disk.note_write_ok()
     if new_state == "queued":
         await st.notifier.notify()
+    await st.acknowledge(committed)  # the worker deletes its copy once we answer
     return {"task_id": task_id, "state": new_state}
-
-
-def _finish_one(st: ServerState, who: Caller, item: BatchResult) -> BatchResultOutcome:
-    try:
-        return BatchResultOutcome(
-            task_id=item.task_id, state=st.queue.finish(who, item.task_id, item)
-        )
-    except LeaseLost as exc:
-        error = ErrorDetail(code="lease_lost", message=str(exc))
-    except NotFound as exc:
-        error = ErrorDetail(code="not_found", message=str(exc))
-    return BatchResultOutcome(task_id=item.task_id, error=error)
 
 
 @router.post("/{worker_id}/results", response_model=BatchResultResponse)
@@ -266,16 +252,12 @@ async def results(
 ) -> Response:
     """Several results at once; each is fenced on its own and gets its own outcome."""
     _worker(who)
-    outcomes = []
-    requeued = False
-    with st.db.transaction():  # one commit for the whole batch
-        for item in body.results:
-            outcome = _finish_one(st, who, item)
-            requeued |= outcome.state == "queued"
-            outcomes.append(outcome)
+    outcomes = st.queue.finish_batch(who, body.results)
+    committed = time.monotonic()
     st.disk.note_write_ok()
-    if requeued:
+    if any(outcome.state == "queued" for outcome in outcomes):
         await st.notifier.notify()
+    await st.acknowledge(committed)  # the worker deletes its copies once we answer
     reply = BatchResultResponse(results=outcomes)
     return Response(reply.model_dump_json(), media_type="application/json")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Any
+from typing import Any, Literal
 
 from morag_worker.protocol import InputFile, TaskError, TaskInfo, TaskSpec, TaskState
 from morag_worker.server.db import Database
@@ -65,4 +65,15 @@ def task_info(row: dict[str, Any], files: list[InputFile]) -> TaskInfo:
         last_error=TaskError.model_validate_json(error) if error else None,
         timings=json.loads(row["timings"]) if row["timings"] else {},
         indexed_at=row["indexed_at"],
+        index_state=_index_state(row),
+        index_attempts=row.get("index_attempts") or 0,
+        index_error=row.get("index_error"),
     )
+
+
+def _index_state(row: dict[str, Any]) -> Literal["pending", "indexed", "failed"] | None:
+    if row["state"] != "completed":
+        return None
+    if row["indexed_at"] is not None:
+        return "indexed"
+    return "failed" if row.get("index_failed_at") is not None else "pending"

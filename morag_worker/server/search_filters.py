@@ -1,36 +1,36 @@
-"""Search filters: the user's ``filters`` object → a Qdrant filter scoped to that user.
+"""Search filters: the user's ``filters`` object, checked and normalised.
 
-The user scope is always the first ``must`` condition and cannot be overridden: no
-filter key selects ``user_id``. Supported keys (each a string or a non-empty list of
-strings, a list matching any of them): ``task_id``, ``source``, ``task_type``.
+Every search is scoped to its caller's ``user_id`` and no filter key can select another
+user. Supported keys (each a string or a non-empty list of strings, a list matching any
+of them): ``task_id``, ``source``, ``task_type``. Each store turns the normalised form
+(key -> list of values) into its own query.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from qdrant_client import models
-
 #: Filter keys a search accepts, each a keyword field of every point's payload.
 FILTER_KEYS: tuple[str, ...] = ("task_id", "source", "task_type")
-#: Values one list filter may hold: bounds the size of the query sent to Qdrant.
+#: Values one list filter may hold: bounds the size of the query sent to a store.
 MAX_FILTER_VALUES = 1000
 
 
-def _match(key: str, value: object) -> models.FieldCondition:
+def _values(key: str, value: object) -> list[str]:
     if isinstance(value, str):
-        return models.FieldCondition(key=key, match=models.MatchValue(value=value))
+        return [value]
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         if len(value) > MAX_FILTER_VALUES:
             raise ValueError(f"filter {key!r}: at most {MAX_FILTER_VALUES} values")
-        return models.FieldCondition(key=key, match=models.MatchAny(any=list(value)))
+        return list(value)
     raise ValueError(f"filter {key!r}: expected a string or a non-empty list of strings")
 
 
-def build_filter(user_id: str, filters: dict[str, Any]) -> models.Filter:
-    """A filter matching ``user_id``'s points that satisfy every entry of ``filters``.
+def normalize(user_id: str, filters: dict[str, Any]) -> dict[str, list[str]]:
+    """``filters`` as key -> values, every key known and every value a string.
 
-    Raises ValueError naming an unknown key (and listing the known ones) or a bad value.
+    Raises ValueError naming an unknown key (and listing the known ones), a bad value,
+    or a missing user.
     """
     if not user_id:
         raise ValueError("a search needs the caller's user_id")
@@ -40,15 +40,12 @@ def build_filter(user_id: str, filters: dict[str, Any]) -> models.Filter:
             f"unknown search filter {', '.join(map(repr, unknown))}; "
             f"supported: {', '.join(FILTER_KEYS)}"
         )
-    must: list[models.Condition] = [
-        models.FieldCondition(key="user_id", match=models.MatchValue(value=user_id))
-    ]
-    must.extend(_match(key, filters[key]) for key in FILTER_KEYS if key in filters)
-    return models.Filter(must=must)
+    return {key: _values(key, filters[key]) for key in FILTER_KEYS if key in filters}
 
 
-def user_and_task(user_id: str, task_id: str) -> models.Filter:
-    """The points of one task of one user; ValueError for an empty id."""
+def check_scope(user_id: str, task_id: str) -> None:
+    """ValueError for an empty user or task id (a write must name both)."""
+    if not user_id:
+        raise ValueError("a user_id is needed")
     if not task_id:
         raise ValueError("a task_id is needed")
-    return build_filter(user_id, {"task_id": task_id})

@@ -5,7 +5,8 @@ The browser never keeps the key: the sign-in form sends it once, in an
 server stores only a SHA-256 of the token, with the key it stands for and an expiry, so
 a copy of the database opens no session. A session is only as good as its key: revoking
 or expiring the key ends every session made with it (checked on each request, through
-the key cache of :mod:`.auth`), and signing out deletes the row.
+the key cache of :mod:`.auth`, so the answer names the reason), and signing out deletes
+the row. Rows of ended sessions are deleted once expired, at the next sign-in.
 
 The cookie is ``HttpOnly`` (no script reads it), ``SameSite=Strict`` (no other site's
 page or link sends it) and ``Secure`` when the request came over HTTPS. Requests that

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
+from morag_worker import __version__
 from morag_worker.protocol import TASK_TYPES
 from morag_worker.server.auth import KeyStore
 from morag_worker.server.datadir import (
@@ -19,6 +21,7 @@ from morag_worker.server.datadir import (
 from morag_worker.server.db import Database
 from morag_worker.server.disk import DiskMonitor
 from morag_worker.server.files import FileStore
+from morag_worker.server.index_rows import IndexRows
 from morag_worker.server.limits import LongPollGate, RequestLimits
 from morag_worker.server.migrate import Migrator
 from morag_worker.server.notify import Notifier
@@ -63,14 +66,24 @@ class ServerConfig:
     sqlite_synchronous: str = "full"
     #: Extra task types served by worker plugins, beyond the built-in ones.
     extra_task_types: tuple[str, ...] = ()
-    #: Qdrant: a URL for a server/cluster, else embedded local mode under the data dir.
+    #: Qdrant: a URL for a server/cluster, else the embedded store under the data dir.
     qdrant_url: str = ""
+    #: Where releases up to 0.1.x kept Qdrant local mode (migrated at start): default
+    #: ``<data_dir>/qdrant``.
     qdrant_path: str = ""
+    #: The embedded vector store's directory: default ``<data_dir>/vectors``.
+    vector_path: str = ""
     qdrant_api_key: str = ""
     #: Embedding model for stored chunks and queries (local path or cached name).
     embedding_model: str = "all-MiniLM-L6-v2"
     #: Turn indexing into Qdrant off (results are still stored and served).
     index_results: bool = True
+    #: Failed attempts before the indexer gives up on a result and marks it failed: five
+    #: ride out a flaky moment, and one bad result never holds back the rows behind it.
+    index_max_attempts: int = 5
+    #: Wait before a failed result's next attempt: base * 2^(attempts - 1), capped at 5
+    #: minutes, so five attempts span about a minute and a quarter.
+    index_retry_backoff_s: float = 5.0
     #: Apply pending schema and data-dir migrations at start. Operators who migrate
     #: explicitly (``morag-server migrate``) turn it off; the server then refuses to
     #: start on a schema that is not current.
@@ -79,6 +92,12 @@ class ServerConfig:
     @property
     def task_types(self) -> tuple[str, ...]:
         return TASK_TYPES + tuple(t for t in self.extra_task_types if t not in TASK_TYPES)
+
+    def resolved_vector_path(self) -> Path:
+        return Path(self.vector_path) if self.vector_path else self.data_dir / "vectors"
+
+    def resolved_qdrant_path(self) -> Path:
+        return Path(self.qdrant_path) if self.qdrant_path else self.data_dir / "qdrant"
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'morag.db'}"
@@ -96,8 +115,45 @@ class ServerState:
     disk: DiskMonitor
     long_polls: LongPollGate
     sessions: SessionStore
+    index_rows: IndexRows
     storage: Any = None
     storage_error: str = ""
+
+    async def acknowledge(self, committed_at: float) -> None:
+        """Return once writes committed before ``committed_at`` survive a power loss: a
+        route awaits this before it acknowledges a write (server/walsync.py). Other
+        requests, claims included, run meanwhile."""
+        if self.db.dialect == "sqlite" and self.db.sqlite_synchronous == "full":
+            await asyncio.to_thread(self.db.make_durable, committed_at)
+
+    def health_report(self) -> dict[str, object]:
+        """What ``/health`` says: ``degraded`` (with ``problems`` in words) when the server
+        serves with a fault a restart cannot fix (a full disk, search unavailable)."""
+        self.keys.count()  # the database answers (an error here is a 500)
+        problems = list(self.disk.problems())
+        search = search_status(self)
+        if search.startswith("unavailable"):
+            problems.append(f"search is {search}")
+        body: dict[str, object] = {
+            "status": "degraded" if problems else "ok",
+            "version": __version__,
+            "database": self.db.dialect,
+            "search": search,
+            "problems": problems,
+            "disk_free_bytes": self.disk.free_bytes(),
+        }
+        if self.db.dialect == "sqlite":
+            body["sqlite_synchronous"] = self.db.sqlite_synchronous_in_effect()
+        return body
+
+
+def search_status(st: ServerState) -> str:
+    """``on``, ``off`` (--no-index) or ``unavailable: <why>`` (the store failed to open)."""
+    if not st.config.index_results:
+        return "off"
+    if st.storage_error:
+        return f"unavailable: {st.storage_error}"
+    return "on"
 
 
 def build_state(config: ServerConfig) -> ServerState:
@@ -125,6 +181,7 @@ def build_state(config: ServerConfig) -> ServerState:
             disk=DiskMonitor(config.data_dir, config.min_free_disk_bytes),
             long_polls=LongPollGate(config.limits.max_long_polls_per_key),
             sessions=SessionStore(db, keys),
+            index_rows=IndexRows(db),
         )
         if config.auto_migrate:
             migrate_data_dir(config.data_dir, st, progress=logger.info)

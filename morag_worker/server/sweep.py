@@ -12,12 +12,10 @@ this process are also known by name). Removed files and bytes are counted in
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from morag_worker.server.files import FileStore, is_file_id
 from morag_worker.server.metrics import FILES_RECLAIMED, FILES_RECLAIMED_BYTES
@@ -27,9 +25,12 @@ BATCH = 500
 
 
 class FileSweeper:
-    def __init__(self, store: FileStore, db: Any, grace_s: float) -> None:
+    def __init__(
+        self, store: FileStore, referenced: Callable[[list[str]], set[str]], grace_s: float
+    ) -> None:
         self.store = store
-        self.db = db
+        #: Which of the given file ids some task refers to (the queue answers).
+        self.referenced = referenced
         self.grace_s = grace_s
 
     @property
@@ -75,8 +76,7 @@ class FileSweeper:
     def _remove_unreferenced(self, paths: list[Path], cutoff: float) -> tuple[int, int]:
         if not paths:
             return 0, 0
-        ids = json.dumps([path.name for path in paths])
-        referenced = {row["file_id"] for row in self.db.query("referenced_files", file_ids=ids)}
+        referenced = self.referenced([path.name for path in paths])
         removed = freed = 0
         for path in paths:
             if path.name in referenced:

@@ -169,6 +169,11 @@ class WorkerRegistry:
             self._types[worker_id] = registered
         return registered
 
+    def online_count(self, since: float) -> int:
+        """Workers that called since ``since`` (Unix time)."""
+        row = self.db.one("workers_online", since=since)
+        return int(row["n"]) if row else 0
+
     def visible(self, caller: Caller) -> list[WorkerInfo]:
         """Workers as a caller may see them: an admin every one; a user those that may
         run its tasks (registered with its own worker keys, and pool workers)."""

@@ -132,6 +132,17 @@ class ChildRuntime:
                 return EXIT_RECYCLE
 
     def run(self, message: TaskMessage) -> TaskFinished:
+        """Run one task; every log line written meanwhile (libraries' included, from any
+        thread) carries its id and type."""
+        from morag_worker.observability.logging import clear_current_task, set_current_task
+
+        set_current_task(message.task_id, message.task_type)
+        try:
+            return self._run(message)
+        finally:
+            clear_current_task()
+
+    def _run(self, message: TaskMessage) -> TaskFinished:
         from morag_worker.errors import TaskFailure
 
         started = time.monotonic()

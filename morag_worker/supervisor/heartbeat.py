@@ -1,12 +1,14 @@
 """The heartbeat thread: one batched call per interval renews every held lease.
 
 Leases the server reports lost or cancelled are handed to the main loop through the
-inbox, which stops the task in its child. When the server keeps worker status reports
-(its registration reply says so), each beat also carries the supervisor's report
-(``StatusViews.report``); a worker that holds no lease still sends one every
-:data:`IDLE_REPORT_S`, or at its next beat when something an operator looks for
-changed (a child's state, a quarantine, draining), so the dashboard shows its children
-while it waits for work.
+inbox, which stops the task in its child. The call itself is the link's: a server
+without leases is only asked whether it is up.
+
+When the server keeps worker status reports (its registration reply says so), each
+beat also carries the supervisor's report (``StatusViews.report``); a worker that holds
+no lease still sends one every :data:`IDLE_REPORT_S`, or at its next beat when something
+an operator looks for changed (a child's state, a quarantine, draining), so the
+dashboard shows its children while it waits for work.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections.abc import Callable
 
 from loguru import logger
 
-from morag_worker.client import ServerError, Unreachable, WorkerClient
+from morag_worker.client import ServerError, Unreachable
+from morag_worker.links.base import ServerLink
 from morag_worker.protocol import HeartbeatRequest, LeaseRenewal, WorkerStatusReport
 from morag_worker.supervisor.book import LeaseBook
 from morag_worker.supervisor.inbox import Inbox
@@ -34,14 +37,14 @@ class Heartbeater(threading.Thread):
 
     def __init__(
         self,
-        client: WorkerClient,
+        link: ServerLink,
         book: LeaseBook,
         inbox: Inbox,
         interval_s: float,
         report: Callable[[], WorkerStatusReport] | None = None,
     ) -> None:
         super().__init__(name="heartbeat", daemon=True)
-        self.client = client
+        self.link = link
         self.book = book
         self.inbox = inbox
         self.interval_s = interval_s
@@ -49,6 +52,8 @@ class Heartbeater(threading.Thread):
         self.stop_event = threading.Event()
         #: When the server last answered a heartbeat (or there was nothing to renew).
         self.last_ok = time.monotonic()
+        #: Heartbeats that failed in a row.
+        self.failures = 0
         #: When the last status report was sent (time.monotonic()), and what it said.
         self.reported_at = float("-inf")
         self.reported_shape: tuple[object, ...] = ()
@@ -73,12 +78,17 @@ class Heartbeater(threading.Thread):
             for h in held
         ]
         try:
-            reply = self.client.heartbeat(
+            reply = self.link.heartbeat(
                 HeartbeatRequest(leases=renewals, status=status), retry_for_s=self.interval_s
             )
         except (Unreachable, ServerError) as exc:
-            logger.warning("heartbeat failed: {}", exc)
+            self.failures += 1
+            if self.failures == 1 or self.failures % 30 == 0:  # once, then a reminder
+                logger.warning("heartbeat failed ({} in a row): {}", self.failures, exc)
             return
+        if self.failures:
+            logger.info("heartbeats answered again after {} failures", self.failures)
+        self.failures = 0
         self.last_ok = time.monotonic()
         for task_id in reply.lost:
             self.inbox.put(LeaseLost(task_id))

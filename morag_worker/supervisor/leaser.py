@@ -1,6 +1,8 @@
 """The lease thread: keeps as many tasks leased as there are free children (+ prefetch).
 
-It long-polls the server, so a task is picked up the moment it is submitted. Each leased
+It long-polls the server, so a task is picked up the moment it is submitted (a server
+that cannot wait answers at once, and its link says how long to pause before asking
+again). Each leased
 task enters the :class:`LeaseBook` before the main loop hears of it, so the count of
 held tasks that bounds the next request is never behind. A task in the reply that this
 worker cannot read is passed on as :class:`Unreadable` (the main loop fails it) and
@@ -19,8 +21,9 @@ from collections.abc import Callable
 
 from loguru import logger
 
-from morag_worker.client import ServerError, Unreachable, WorkerClient, backoff_s
-from morag_worker.protocol import LeaseRequest, TaskSpec
+from morag_worker.client import ServerError, Unreachable, backoff_s
+from morag_worker.links.base import ServerLink
+from morag_worker.protocol import TaskSpec
 from morag_worker.supervisor.book import Held, LeaseBook
 from morag_worker.supervisor.inbox import Inbox
 from morag_worker.supervisor.messages import Leased, Unreadable
@@ -36,7 +39,7 @@ OUTAGE_PROBE_S = 1.0
 class Leaser(threading.Thread):
     def __init__(
         self,
-        client: WorkerClient,
+        link: ServerLink,
         book: LeaseBook,
         inbox: Inbox,
         wanted: Callable[[], int],
@@ -46,7 +49,7 @@ class Leaser(threading.Thread):
         on_success: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(name="leaser", daemon=True)
-        self.client = client
+        self.link = link
         self.book = book
         self.inbox = inbox
         self.wanted = wanted
@@ -83,10 +86,7 @@ class Leaser(threading.Thread):
                 self._failures += 1
 
     def _lease(self, want: int, types: list[str]) -> None:
-        reply = self.client.lease(
-            LeaseRequest(max_tasks=want, wait_seconds=self.wait_s, task_types=types),
-            retry_for_s=0,
-        )
+        reply = self.link.lease(want, types, self.wait_s)
         self.last_success = time.time()
         self.on_success()
         if self.auth_failed or self._failures:
@@ -100,13 +100,15 @@ class Leaser(threading.Thread):
             self.inbox.put(Unreadable(task_id, token, why))
         if reply.tasks:
             time.sleep(0)  # hand the GIL to the main loop, which dispatches them now
+        elif reply.wait_s:
+            self.stop_event.wait(reply.wait_s)  # the server had nothing and did not wait
 
     def _wait_for_server(self) -> None:
         """Probe ``/health`` until it answers (or we are stopped)."""
         self._failures += 1
         while not self.stop_event.wait(OUTAGE_PROBE_S * random.uniform(0.5, 1.5)):
             try:
-                self.client.health()
+                self.link.health()
                 return
             except (Unreachable, ServerError):
                 continue

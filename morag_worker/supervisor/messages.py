@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from morag_worker.processors.settings import ProcessorSettings
+from morag_worker.protocol import TaskSpec
+from morag_worker.settings import ProcessorSettings
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,9 @@ class Downloaded:
     task_id: str
     error: str = ""
     infra: bool = False
+    #: The task as the download completed it (input names, a URL read from the file),
+    #: when the link learned more than the lease said.
+    spec: TaskSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """Registering with the server: retries while it is unreachable, and worker-id conflicts.
 
-The server issues an instance id per registration and refuses a worker id that a live
+The registration call itself is the link's (:meth:`ServerLink.register`): a morag-server
+registers the worker, MoRAG's remote-jobs API only has its health checked. A
+morag-server issues an instance id per registration and refuses a worker id that a live
 supervisor holds (409). Three cases follow:
 
 - the holder is this host's previous supervisor, now dead (a restart after a crash):
@@ -22,17 +24,17 @@ from collections.abc import Callable
 import psutil
 from loguru import logger
 
-from morag_worker.client import REGISTER_FIELDS_SINCE_0_2, ServerError, Unreachable, WorkerClient
+from morag_worker.client import ServerError, Unreachable
+from morag_worker.errors import FatalStartup
+from morag_worker.links.base import ServerLink
 from morag_worker.protocol import RegisterRequest, RegisterResponse
+
+__all__ = ["FatalStartup", "Registrar", "host_name", "predecessor_is_dead"]
 
 #: While the server is unreachable, registration is retried this often (±50 % jitter).
 RETRY_S = 1.0
 #: Suffixes tried for a default worker id that a live supervisor holds.
 MAX_SUFFIX = 9
-
-
-class FatalStartup(Exception):
-    """The supervisor cannot start (key refused, worker id taken); exit code 2."""
 
 
 def predecessor_is_dead(details: dict[str, object], host: str) -> bool:
@@ -54,33 +56,27 @@ def predecessor_is_dead(details: dict[str, object], host: str) -> bool:
 class Registrar:
     def __init__(
         self,
-        client: WorkerClient,
+        link: ServerLink,
         body: RegisterRequest,
         explicit_id: bool,
         sleep: Callable[[float], bool],
     ) -> None:
-        self.client = client
+        self.link = link
         self.body = body
         self.explicit_id = explicit_id
         #: Sleeps (handling signals); returns False when the supervisor is stopping.
         self.sleep = sleep
         self.base_id = body.worker_id
-        #: The server predates protocol versions (release 0.1.0): register as its workers did.
-        self.legacy = False
 
     def register(self) -> RegisterResponse | None:
         """Register, retrying while the server is unreachable; None if stopped first."""
         failures = 0
         while True:
             try:
-                reply = self.client.register(self.body, retry_for_s=0, legacy=self.legacy)
+                reply = self.link.register(self.body)
             except ServerError as exc:
                 if exc.status == 409 and exc.code in ("worker_id_in_use", "worker_id_taken"):
                     self._resolve_conflict(exc)
-                    continue
-                if _predates_versions(exc) and not self.legacy:
-                    logger.info("the server predates protocol versions (0.1.0): speaking 1")
-                    self.legacy = True
                     continue
                 self._refused(exc)
                 failures += 1
@@ -133,15 +129,6 @@ class Registrar:
             new_id,
         )
         self.body = self.body.model_copy(update={"worker_id": new_id, "replaces_instance": ""})
-
-
-def _predates_versions(exc: ServerError) -> bool:
-    """A 0.1.0 server's refusal of the registration fields it does not know."""
-    return (
-        exc.status == 422
-        and "Extra inputs are not permitted" in exc.message
-        and any(name in exc.message for name in REGISTER_FIELDS_SINCE_0_2)
-    )
 
 
 def host_name() -> str:

@@ -4,7 +4,8 @@ By default GPU children take the model-heavy types and CPU children (``--cpu-pro
 take document and web; ``--pool-types`` changes the mapping. A type whose pool has no
 children goes to the other pool, so a CPU-only host serves everything; a type no pool
 names (``noop``, plugin types) runs anywhere. Among idle children of the right pool, one
-that already holds the task's model is preferred (model-affinity dispatch).
+that already holds the task's model is preferred (model-affinity dispatch). The mapping
+itself is parsed with the configuration (``morag_worker.config.parse_pool_types``).
 """
 
 from __future__ import annotations
@@ -12,40 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from morag_worker.errors import ConfigError
-
 if TYPE_CHECKING:
     from morag_worker.supervisor.pool import Slot
 
-POOLS = ("gpu", "cpu")
-#: The mapping ARCHITECTURE.md describes: models on GPUs, parsing on CPUs.
-DEFAULT_POOL_TYPES = "gpu=audio,video,image,youtube;cpu=document,web"
 #: The model family a task type loads first, for model-affinity dispatch.
 MODEL_KIND = {"audio": "whisper", "video": "whisper", "youtube": "whisper", "image": "ocr"}
 
 PoolTypes = Mapping[str, frozenset[str]]
-
-
-def parse_pool_types(text: str, flag: str = "--pool-types") -> dict[str, frozenset[str]]:
-    """``gpu=audio,video;cpu=document,web`` → ``{"gpu": {...}, "cpu": {...}}``."""
-    mapping: dict[str, frozenset[str]] = {}
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        pool, sep, types = part.partition("=")
-        pool = pool.strip().lower()
-        if not sep or pool not in POOLS:
-            raise ConfigError(
-                f"{flag}: expected POOL=TYPE,TYPE;… with POOL gpu or cpu, got {part!r}"
-            )
-        if pool in mapping:
-            raise ConfigError(f"{flag}: pool {pool!r} is named twice")
-        names = frozenset(t.strip().lower() for t in types.split(",") if t.strip())
-        for other, seen in mapping.items():
-            if names & seen:
-                raise ConfigError(
-                    f"{flag}: {sorted(names & seen)[0]!r} is in both {other} and {pool}"
-                )
-        mapping[pool] = names
-    return mapping
 
 
 class Router:

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from loguru import logger
+
 from morag_worker import __version__
 from morag_worker.observability import sdnotify
 from morag_worker.observability.metrics import SupervisorMetrics
@@ -221,6 +223,14 @@ class StatusViews:
         if not self.ready_sent and self.pool.healthy():
             sdnotify.ready("children warm")
             self.ready_sent = True
+            serving = [s.name for s in self.pool.healthy()]
+            logger.info(
+                "ready: {} of {} children serving ({}); leasing {}",
+                len(serving),
+                len(self.pool.slots),
+                ", ".join(serving),
+                ",".join(self.run.lease_types) or "nothing yet",
+            )
         interval = sdnotify.watchdog_interval_s()
         now = time.monotonic()
         if (

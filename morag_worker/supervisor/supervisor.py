@@ -31,8 +31,9 @@ from typing import Any
 from loguru import logger
 
 from morag_worker import __version__
-from morag_worker.client import ServerError, Unreachable, WorkerClient
+from morag_worker.client import ServerError, Unreachable
 from morag_worker.config import SupervisorConfig
+from morag_worker.links.select import make_link
 from morag_worker.observability import sdnotify
 from morag_worker.observability.health import HealthServer
 from morag_worker.observability.metrics import SupervisorMetrics
@@ -79,13 +80,12 @@ class Supervisor:
         self.nvml = nvml
         load_plugins(list(config.plugins))
         self.metrics = SupervisorMetrics(config.worker_id)
-        self.client = WorkerClient(
-            config.server_url, config.api_key, config.worker_id, on_request=self.metrics.request
-        )
         self.pool = ChildPool(
             plan_children(config, nvml), config.max_tasks_per_child, config.quarantine_probe_s
         )
         self.router = Router(config.pool_types, {s.pool for s in self.pool.slots.values()})
+        #: The server, whichever protocol it speaks (``--server-protocol``).
+        self.link = make_link(config, self.task_types(), self.metrics.request)
         self.watchdog = Watchdog(self.pool, nvml, config)
         self.inbox = Inbox()
         self.book = LeaseBook()
@@ -105,7 +105,7 @@ class Supervisor:
         self.lifecycle = ChildLifecycle(
             self.pool, self.book, self.watchdog, self.metrics, self.errors
         )
-        self.handback = Handback(self.client, self.book)
+        self.handback = Handback(self.link, self.book)
         self.views = StatusViews(
             self.run_state,
             self.pool,
@@ -179,12 +179,10 @@ class Supervisor:
             protocol_version=PROTOCOL_VERSION,
             pid=os.getpid(),
         )
-        registrar = Registrar(self.client, body, self.config.worker_id_explicit, self._sleep)
+        registrar = Registrar(self.link, body, self.config.worker_id_explicit, self._sleep)
         reply = registrar.register()
         if reply is None:
             return False
-        self.client.worker_id = reply.worker_id
-        self.client.set_instance(reply.instance_id)
         self.metrics.identify(reply.worker_id)
         self.run_state.worker_id = reply.worker_id
         self.lease_ttl_s = reply.lease_ttl_s
@@ -192,14 +190,6 @@ class Supervisor:
             self.max_result_bytes = min(self.max_result_bytes, reply.max_result_bytes - 4096)
         self.run_state.registered = True
         self.run_state.status_reports = reply.worker_status
-        logger.info(
-            "registered as {} with {} (server {}, protocol {}, lease {} s)",
-            reply.worker_id,
-            self.config.server_url,
-            reply.server_version or "0.1.0",
-            reply.protocol_version,
-            reply.lease_ttl_s,
-        )
         return True
 
     def _sleep(self, seconds: float) -> bool:
@@ -212,13 +202,13 @@ class Supervisor:
         return not self.run_state.draining
 
     def start_threads(self) -> None:
-        self.transfers = Transfers(self.client, self.inbox, self.lease_ttl_s)
+        self.transfers = Transfers(self.link, self.inbox)
         report = self.views.report if self.run_state.status_reports else None
         self.heartbeater = Heartbeater(
-            self.client, self.book, self.inbox, self.lease_ttl_s / 3, report
+            self.link, self.book, self.inbox, self.lease_ttl_s / 3, report
         )
         self.leaser = Leaser(
-            self.client,
+            self.link,
             self.book,
             self.inbox,
             wanted=self.wanted,
@@ -296,6 +286,7 @@ class Supervisor:
             return 0
         for slot in self.pool.slots.values():
             self.pool.start(slot)
+            self._announce(slot)
         self.watchdog.sample()  # GPU readings for admission before the first lease call
         self.check_disk(time.monotonic())
         self.start_threads()
@@ -328,6 +319,20 @@ class Supervisor:
             death = self.lifecycle.judge_exit(gone, stopping=self.children_stopped)
             if death.held is not None and death.error is not None:
                 flow.fail(death.held, death.error)
+
+    def _announce(self, slot: Slot) -> None:
+        """One line per child at start: what it is and what it runs."""
+        device = f"GPU {slot.gpu}" if slot.gpu is not None else "CPU"
+        cores = _ranges(sorted(slot.spec.cpus)) or "any"
+        types = [t for t in self.task_types() if slot.pool in self.router.pools_for(t)]
+        logger.info(
+            "child {}: {}, cores {}, task types {}",
+            slot.name,
+            device,
+            cores,
+            ",".join(types) or "none",
+            child=slot.name,
+        )
 
     def keep_pool_full(self) -> None:
         now = time.monotonic()
@@ -449,7 +454,11 @@ class Supervisor:
         1. stop leasing;  2. release tasks not yet started;  3. let running tasks finish
         while their leases keep renewing;  4. ask children to exit, then TERM, then KILL;
         5. let finished results upload;  6. release what did not finish;  7. unregister,
-        stop the threads and close the client;  8. stop the HTTP endpoint (``run``).
+        stop the threads and close the link;  8. stop the HTTP endpoint (``run``).
+
+        A server that cannot take tasks back (``link.gives_back`` false: MoRAG's
+        remote-jobs API) releases nothing: step 3 runs the unstarted tasks too, and step
+        6 reports what did not finish as failed, since nobody else would ever run it.
         """
         assert self.leaser is not None and self.heartbeater is not None
         assert self.transfers is not None
@@ -475,17 +484,29 @@ class Supervisor:
         end = time.monotonic() + FINAL_UPLOAD_S  # 5
         while self.handback.uploading() and time.monotonic() < end:
             self.wait_for_events(0.1)
-        self.handback.release_all("worker stopped before the task finished")  # 6
+        for held in self.handback.release_all("worker stopped before the task finished"):  # 6
+            self._flow().fail(held, self.handback.unfinished(self.config.drain_timeout_s))
         self.heartbeater.stop_event.set()  # 7
         self.transfers.shutdown(timeout_s=2.0)
         try:
-            self.client.unregister(retry_for_s=2.0)
+            self.link.unregister()
         except (ServerError, Unreachable) as exc:
             logger.warning("unregister failed: {}", exc)
-        self.client.close()
+        self.link.close()
         logger.info("stopped; {} tasks done", self._flow().done)
 
     def stop_http(self) -> None:
         if self.http is not None:
             self.http.stop()
             self.http = None
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[0, 1, 2, 5]`` → ``0-2,5``."""
+    parts: list[str] = []
+    for n in numbers:
+        if parts and parts[-1].split("-")[-1] == str(n - 1):
+            parts[-1] = f"{parts[-1].split('-')[0]}-{n}"
+        else:
+            parts.append(str(n))
+    return ",".join(parts)

@@ -120,8 +120,7 @@ class TaskFlow:
         held = self.book.get(task_id)
         if held is None:
             return
-        if self.stop_requested():
-            self.handback.release(held, "worker draining")
+        if self.stop_requested() and self.handback.release(held, "worker draining"):
             return
         logger.debug(
             "leased (attempt {})", held.spec.attempt, task_id=task_id, task_type=held.spec.task_type
@@ -140,17 +139,22 @@ class TaskFlow:
         elif item.error:
             self.fail(held, TaskError.of("download", item.error, retryable=True))
         else:
+            if item.spec is not None:
+                held.spec = item.spec
             self.book.ready(held)
             self.ready.append(held.task_id)
 
     def _worker_trouble(self, held: Held, what: str) -> None:
         """This worker's disk or file handles failed, not the task: give it back
-        unattempted and stop leasing until the work dir is healthy again."""
-        logger.error("{}; the task goes back to the server", what, task_id=held.task_id)
+        unattempted (or, to a server that cannot take it, report it failed) and stop
+        leasing until the work dir is healthy again."""
+        if self.handback.gives_back:
+            logger.error("{}; the task goes back to the server", what, task_id=held.task_id)
         self.errors.note("infrastructure", what, task_id=held.task_id)
         self.metrics.infra_failures.inc()
         self.disk.report(what)
-        self.handback.release(held, f"worker infrastructure failure: {what}")
+        if not self.handback.release(held, f"worker infrastructure failure: {what}"):
+            self.fail(held, TaskError.of(INFRA_ERROR, what, retryable=True))
 
     def on_unreadable(self, item: Unreadable) -> None:
         logger.error(
@@ -315,8 +319,9 @@ class TaskFlow:
         """Give ready tasks to idle children of the right pool; a task no idle child can
         take waits without blocking the tasks behind it, and one no child here can ever
         take (its pool quarantined) goes back to the server for another worker. Once a
-        stop signal has arrived nothing new starts, even before the loop has seen it."""
-        if self.stop_requested():
+        stop signal has arrived nothing new starts, even before the loop has seen it,
+        unless the server cannot take tasks back: then every task held must run."""
+        if self.stop_requested() and self.handback.gives_back:
             return
         for _ in range(len(self.ready)):
             task_id = self.ready.popleft()
@@ -334,8 +339,9 @@ class TaskFlow:
             self._send(slot, held)
         elif self.runnable_here(held.spec.task_type):
             self.ready.append(held.task_id)
-        else:
-            self.handback.release(held, "no child on this worker can run it (quarantined)")
+        elif not self.handback.release(held, "no child on this worker can run it (quarantined)"):
+            message = "no child on this worker can run it (quarantined)"
+            self.fail(held, TaskError.of("quarantined", message, retryable=True))
 
     def runnable_here(self, task_type: str) -> bool:
         pools = self.router.pools_for(task_type)

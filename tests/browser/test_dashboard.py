@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from conftest import ARTIFACTS, LAPTOP, PHONE, Dashboard
+from browserkit import ARTIFACTS, LAPTOP, PHONE, Dashboard
 from harness import submit_noop
 from playwright.sync_api import Page, expect
 

@@ -49,10 +49,10 @@ def test_sweep_removes_only_old_unreferenced_files(db: Database, tmp_path: Path)
     abandoned.write_bytes(b"partial")
     os.utime(abandoned, (0, 0))
 
-    removed, freed = FileSweeper(store, db, grace_s=3600).sweep()
+    removed, freed = FileSweeper(store, queue.referenced_files, grace_s=3600).sweep()
 
     assert removed == len(orphans) + 1
     assert freed == sum(len(f"orphan {i}") for i in range(BATCH + 3)) + len(b"partial")
     assert not any(path.exists() for path in orphans) and not abandoned.exists()
     assert used.exists() and young.exists() and in_progress.exists()
-    assert FileSweeper(store, db, grace_s=3600).sweep() == (0, 0)
+    assert FileSweeper(store, queue.referenced_files, grace_s=3600).sweep() == (0, 0)

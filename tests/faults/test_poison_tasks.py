@@ -48,13 +48,13 @@ def test_poison_tasks_fail_alone_and_the_supervisor_goes_on(
         assert proc.proc.poll() is None and proc.pid == pid
         assert user.wait(submit_noop(user, echo="still here"), 60)["state"] == "completed"
 
-    # An 8,200-character URL: the guard's refusal quotes it, longer than an error may be.
+    # An 8,200-character URL (release 0.1.0 quoted it whole, past the protocol's limit on
+    # an error message, and the supervisor died on its own error report).
     url = "http://127.0.0.1:9/" + "a" * 8200
     long_url = user.post_json("/api/v1/tasks", {"task_type": "web", "parameters": {"url": url}})
     info = _ended(user, long_url["task_id"])
     assert info["state"] == "failed" and not info["last_error"]["retryable"]
     assert len(info["last_error"]["message"]) <= MAX_ERROR_MESSAGE_CHARS
-    assert "characters cut" in info["last_error"]["message"]
     alive_and_working()
 
     # A processor's own error of 100,000 characters, as bad input and as an exception.

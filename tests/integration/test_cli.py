@@ -244,6 +244,12 @@ def test_every_subcommand_has_an_end_to_end_test() -> None:
         "models export": "test_models_cli.py",
         "models verify": "test_models_cli.py",
         "demo": "test_demo.py",
+        "index status": "test_index_admin.py",
+        "index failures": "test_index_failures.py",
+        "index retry": "test_index_failures.py",
+        "index rebuild": "test_index_admin.py",
+        "index export": "test_index_admin.py",
+        "index import": "test_index_admin.py",
     }
     assert sorted(leaf_commands(build_parser())) == sorted(covered)
     here = Path(__file__).parent

@@ -44,7 +44,7 @@ def test_nothing_starts_after_a_stop_signal(cluster: Cluster) -> None:
         late = [m for m in messages[stop:] if m.startswith("dispatched to child")]
         assert late == [], f"trial {trial}: {len(late)} tasks started after the stop signal"
         # What was not finished went back without an attempt spent.
-        for info in user.get("/api/v1/tasks?limit=1000")["tasks"]:
+        for info in user.get("/api/v1/tasks?limit=500")["tasks"]:
             if info["task_id"] in ids and info["state"] not in TERMINAL:
                 assert info["state"] == "queued" and info["attempt"] == 0, info
         for task_id in ids:  # leave an empty queue for the next trial
@@ -53,5 +53,5 @@ def test_nothing_starts_after_a_stop_signal(cluster: Cluster) -> None:
 
 
 def _completed(user: object, ids: list[str]) -> int:
-    tasks = user.get("/api/v1/tasks?limit=1000")["tasks"]  # type: ignore[attr-defined]
+    tasks = user.get("/api/v1/tasks?limit=500")["tasks"]  # type: ignore[attr-defined]
     return sum(1 for t in tasks if t["task_id"] in ids and t["state"] == "completed")

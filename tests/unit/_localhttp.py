@@ -1,6 +1,6 @@
 """A tiny HTTP server on 127.0.0.1 for tests that fetch URLs (URL guard, web pages).
 
-Routes map a path to a function ``(handler) -> Reply`` for GET and POST (a POST body
+Routes map a path to a function ``(handler) -> Reply`` for GET, POST and PUT (a body
 is in ``handler.request_body``); the server records the ``Host`` header of each
 request so tests can see what a client actually sent.
 """
@@ -67,6 +67,7 @@ def _make_handler(routes: dict[str, Route], hosts_seen: list[str]) -> type:
                 pass  # the client gave up on purpose (size or time limit)
 
         do_POST = do_GET
+        do_PUT = do_GET
 
         def log_message(self, format: str, *args: object) -> None:
             pass

@@ -74,3 +74,66 @@ def speaker_accuracy(truth: list[dict[str, Any]], predicted: list[dict[str, Any]
         )
         best = max(best, right)
     return best / total
+
+
+def _align(ref: list[str], hyp: list[str]) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)`` where ``ref[i] == hyp[j]`` on one minimal Levenshtein path."""
+    cost = [[0] * (len(hyp) + 1) for _ in range(len(ref) + 1)]
+    for i in range(len(ref) + 1):
+        cost[i][0] = i
+    for j in range(len(hyp) + 1):
+        cost[0][j] = j
+    for i, r in enumerate(ref, 1):
+        for j, h in enumerate(hyp, 1):
+            cost[i][j] = min(cost[i - 1][j] + 1, cost[i][j - 1] + 1, cost[i - 1][j - 1] + (r != h))
+    pairs = []
+    i, j = len(ref), len(hyp)
+    while i and j:
+        if cost[i][j] == cost[i - 1][j - 1] + (ref[i - 1] != hyp[j - 1]):
+            if ref[i - 1] == hyp[j - 1]:
+                pairs.append((i - 1, j - 1))
+            i, j = i - 1, j - 1
+        elif cost[i][j] == cost[i - 1][j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return pairs[::-1]
+
+
+def word_speaker_accuracy(
+    truth: list[dict[str, Any]], segments: list[dict[str, Any]]
+) -> tuple[float, float, int]:
+    """``(all words, turn-edge words, edge words counted)``: share of recognised words whose
+    speaker is right, under the best one-to-one mapping of predicted onto true labels.
+
+    ``truth`` is [{speaker, text}] in order; ``segments`` the result's segments with their
+    ``words``. Words are matched by aligning the normalised reference and hypothesis word
+    sequences (misrecognised words are left out: they have no true speaker). Edge words
+    are the first and last word of every turn next to a turn of another speaker.
+    """
+    ref: list[tuple[str, str, bool]] = []
+    for n, turn in enumerate(truth):
+        words = normalize(turn["text"])
+        before = n > 0 and truth[n - 1]["speaker"] != turn["speaker"]
+        after = n + 1 < len(truth) and truth[n + 1]["speaker"] != turn["speaker"]
+        for k, word in enumerate(words):
+            edge = (k == 0 and before) or (k == len(words) - 1 and after)
+            ref.append((word, turn["speaker"], edge))
+    hyp: list[tuple[str, str]] = [
+        (token, seg["speaker"])
+        for seg in segments
+        for word in seg.get("words") or []
+        for token in normalize(word["word"])
+    ]
+    pairs = _align([r[0] for r in ref], [h[0] for h in hyp])
+    true_labels = sorted({r[1] for r in ref})
+    pred_labels = sorted({h[1] for h in hyp})
+    padded = pred_labels + [None] * max(0, len(true_labels) - len(pred_labels))
+    best: tuple[int, int] = (-1, -1)
+    for perm in itertools.permutations(padded, len(true_labels)):
+        mapping = dict(zip(true_labels, perm, strict=True))
+        right = [mapping[ref[i][1]] == hyp[j][1] for i, j in pairs]
+        edges = [ok for (i, _j), ok in zip(pairs, right, strict=True) if ref[i][2]]
+        best = max(best, (sum(right), sum(edges)))
+    edge_count = sum(ref[i][2] for i, _j in pairs)
+    return best[0] / max(1, len(pairs)), best[1] / max(1, edge_count), edge_count

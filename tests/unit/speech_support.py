@@ -7,14 +7,18 @@ ships (no download); tests skip with the package's name when it is not installed
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
+import shutil
 import struct
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -56,6 +60,22 @@ def context(
         models=models,
         settings=settings(**overrides),
     )
+
+
+@functools.cache
+def conversations() -> ModuleType:
+    """``tests/fixtures/gen_conversations.py`` (imported by path: fixtures is no package);
+    skips with the Debian packages' names when espeak-ng or sox is missing."""
+    missing = [tool for tool in ("espeak-ng", "sox") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"apt-get install {' '.join(missing)}")
+    path = MEDIA.parent / "gen_conversations.py"
+    spec = importlib.util.spec_from_file_location("gen_conversations", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gen_conversations"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def true_turns() -> list[dict[str, Any]]:

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from morag_worker.server.datadir import (
-    STEPS,
+    STEPS as ALL_STEPS,
+)
+from morag_worker.server.datadir import (
     DataContext,
     DataStep,
     LayoutError,
@@ -18,15 +20,19 @@ from morag_worker.server.datadir import (
     read_layout,
 )
 
+#: The release's own layout step: later steps (the vector store's move) need a server.
+STEPS = ALL_STEPS[:1]
+
 
 def test_a_release_data_dir_is_adopted(tmp_path: Path) -> None:
     (tmp_path / "files").mkdir()
     assert read_layout(tmp_path)["version"] == 0
-    applied = migrate_data_dir(tmp_path, state=None)
+    applied = migrate_data_dir(tmp_path, state=None, steps=STEPS)
     assert [s.version for s in applied] == [s.version for s in STEPS]
     layout = json.loads((tmp_path / "layout.json").read_text())
     assert layout["version"] == STEPS[-1].version and layout["steps"][0]["version"] == 1
-    assert migrate_data_dir(tmp_path, state=None) == []
+    assert migrate_data_dir(tmp_path, state=None, steps=STEPS) == []
+    assert [s.version for s in ALL_STEPS] == list(range(1, len(ALL_STEPS) + 1))
 
 
 def test_a_failed_step_is_not_recorded_and_runs_again(tmp_path: Path) -> None:

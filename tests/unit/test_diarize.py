@@ -16,7 +16,7 @@ from speech_support import MEDIA, true_turns
 
 from morag_worker.errors import ModelMissing
 from morag_worker.models.cache import ModelCache
-from morag_worker.processors import diarize
+from morag_worker.processors import attribution, diarize
 from morag_worker.processors.media import decode_audio
 
 
@@ -76,14 +76,14 @@ def test_words_are_split_at_a_speaker_change() -> None:
     ]
     segments = [{"start": 0.0, "end": 1.7, "text": "Hello there. Hi!", "words": words}]
     turns = [diarize.Turn(0.0, 1.0, "SPEAKER_1"), diarize.Turn(1.2, 2.0, "SPEAKER_2")]
-    out = diarize.assign_speakers(segments, turns)
+    out = attribution.assign_speakers(segments, turns)
     assert [(s["speaker"], s["text"], s["start"], s["end"]) for s in out] == [
         ("SPEAKER_1", "Hello there.", 0.0, 0.9),
         ("SPEAKER_2", "Hi!", 1.3, 1.7),
     ]
     # A word in a pause takes the nearest turn's speaker.
     lone = [{"start": 2.5, "end": 2.7, "text": "Bye", "words": []}]
-    assert diarize.assign_speakers(lone, turns)[0]["speaker"] == "SPEAKER_2"
+    assert attribution.assign_speakers(lone, turns)[0]["speaker"] == "SPEAKER_2"
 
 
 def test_pyannote_unavailable_locally_is_model_missing(

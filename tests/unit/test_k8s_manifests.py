@@ -119,7 +119,7 @@ def queried_types(query: str) -> set[str]:
 
 
 def test_each_pool_scales_on_the_task_types_it_serves():
-    from morag_worker.supervisor.routing import DEFAULT_POOL_TYPES, parse_pool_types
+    from morag_worker.config import DEFAULT_POOL_TYPES, parse_pool_types
 
     pools = parse_pool_types(DEFAULT_POOL_TYPES)
     deployments = of_kind("Deployment")

@@ -146,3 +146,46 @@ def test_redact_patterns():
 def test_bad_settings_name_the_setting(level, fmt, setting):
     with pytest.raises(ConfigError, match=setting):
         setup_logging(level, fmt)
+
+
+TASK_SCRIPT = textwrap.dedent(
+    """
+    import logging, sys, threading
+    from loguru import logger
+    from morag_worker.observability.logging import (
+        clear_current_task, set_current_task, setup_logging,
+    )
+
+    setup_logging(sys.argv[1], "json", child="cpu0")
+    set_current_task("t-42", "audio")
+    lib = logging.getLogger("faster_whisper")
+    thread = threading.Thread(target=lambda: lib.warning("decoding from a thread"))
+    thread.start()
+    thread.join()
+    lib.info("library chatter")
+    logging.getLogger("morag_worker.processors.audio").info("our own info line")
+    clear_current_task()
+    logger.info("between tasks")
+    """
+)
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_lines_written_during_a_task_name_it_and_library_chatter_stays_out(level: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", TASK_SCRIPT, level],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = {json.loads(line)["message"]: json.loads(line) for line in done.stderr.splitlines()}
+    threaded = lines["decoding from a thread"]
+    assert (threaded["task_id"], threaded["task_type"], threaded["child"]) == (
+        "t-42",
+        "audio",
+        "cpu0",
+    )
+    assert lines["our own info line"]["task_id"] == "t-42"
+    assert lines["between tasks"]["task_id"] is None
+    assert ("library chatter" in lines) == (level == "DEBUG")

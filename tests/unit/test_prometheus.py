@@ -40,6 +40,8 @@ SERVER_METRICS = {
     "morag_server_tasks",
     "morag_server_lease_wait_seconds",
     "morag_server_workers_online",
+    "morag_server_index_rows",
+    "morag_server_index_failures_total",
 }
 KNOWN = WORKER_METRICS | SERVER_METRICS | {"up"}
 #: Series Prometheus derives from a histogram or summary, and the ``_total`` a counter

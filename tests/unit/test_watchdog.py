@@ -12,18 +12,19 @@ from dataclasses import replace
 
 import pytest
 
-from morag_worker.config import load_config
+from morag_worker.config import load_config, parse_pool_types
 from morag_worker.errors import ConfigError
 from morag_worker.processors.settings import ProcessorSettings
+from morag_worker.sizes import Amount, MemoryLimit, parse_memory_limit
 from morag_worker.supervisor.admission import MODEL_BYTES, admitted
 from morag_worker.supervisor.devices import FakeGpu, FakeNvml
 from morag_worker.supervisor.exitcodes import EXIT_BOOT_FAILED, EXIT_OK, EXIT_RECYCLE
 from morag_worker.supervisor.layout import plan_children
 from morag_worker.supervisor.lifecycle import restart_reason
-from morag_worker.supervisor.limits import Amount, MemoryLimit, parse_memory_limit, task_limit
+from morag_worker.supervisor.limits import task_limit
 from morag_worker.supervisor.messages import ChildSpec
 from morag_worker.supervisor.pool import ChildPool, Slot
-from morag_worker.supervisor.routing import Router, parse_pool_types
+from morag_worker.supervisor.routing import Router
 from morag_worker.supervisor.watchdog import (
     BOOT_TIMEOUT_S,
     IDLE_SAMPLE_INTERVAL_S,

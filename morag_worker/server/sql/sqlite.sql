@@ -4,12 +4,15 @@
 -- ---- schema versions (server/migrate.py) ------------------------------------------------
 
 -- name: schema_table_exists
+-- Whether the version table exists (no: an empty database or one of 0.1.0).
 SELECT 1 AS ok FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations';
 
 -- name: release_tables_exist
+-- Whether release 0.1.0's tables exist (an unversioned database to adopt).
 SELECT 1 AS ok FROM sqlite_master WHERE type = 'table' AND name = 'tasks';
 
 -- name: create_schema_table
+-- The version table itself, made before any migration is looked at.
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY,
     name TEXT NOT NULL,
@@ -18,52 +21,66 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 );
 
 -- name: schema_versions
+-- Every applied migration, oldest first.
 SELECT version, name, applied_at, server_version FROM schema_migrations ORDER BY version;
 
 -- name: schema_version_applied
+-- Whether one migration is recorded (re-read inside its transaction).
 SELECT 1 AS ok FROM schema_migrations WHERE version = :version;
 
 -- name: record_migration
+-- Record a migration, in the transaction that applied it.
 INSERT INTO schema_migrations (version, name, applied_at, server_version)
 VALUES (:version, :name, :applied_at, :server_version);
 
 -- name: count_keys
+-- How many keys exist (also the health check's database ping).
 SELECT count(*) AS n FROM api_keys;
 
 -- name: insert_key
+-- A new key; only its hash is stored.
 INSERT INTO api_keys (key_id, prefix, key_hash, user_id, role, pool, name, created_at, expires_at)
 VALUES (:key_id, :prefix, :key_hash, :user_id, :role, :pool, :name, :created_at, :expires_at);
 
 -- name: get_key
+-- One key by id, for verifying a presented key.
 SELECT * FROM api_keys WHERE key_id = :key_id;
 
 -- name: list_keys
+-- Every key, oldest first (admins).
 SELECT * FROM api_keys ORDER BY created_at;
 
 -- name: revoke_key
+-- Revoke a key once; revoking again changes nothing.
 UPDATE api_keys SET revoked_at = :now WHERE key_id = :key_id AND revoked_at IS NULL;
 
 -- name: count_active_admins
+-- Usable admin keys: the last one may not be revoked.
 SELECT count(*) AS n FROM api_keys
 WHERE role = 'admin' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now);
 
 -- name: touch_key
+-- When a key was last used (written at most once a minute per key).
 UPDATE api_keys SET last_used_at = :now WHERE key_id = :key_id;
 
 -- name: insert_task
+-- A new task, queued and available now.
 INSERT INTO tasks (task_id, user_id, task_type, state, priority, parameters, max_attempts,
                    timeout_seconds, created_at, available_at)
 VALUES (:task_id, :user_id, :task_type, 'queued', :priority, :parameters, :max_attempts,
         :timeout_seconds, :now, :now);
 
 -- name: insert_task_file
+-- One input file of a task, in upload order.
 INSERT INTO task_files (task_id, position, file_id, name, size)
 VALUES (:task_id, :position, :file_id, :name, :size);
 
 -- name: get_task
+-- One task with everything it holds.
 SELECT * FROM tasks WHERE task_id = :task_id;
 
 -- name: files_of_tasks
+-- The input files of several tasks at once (one query per page or claim).
 SELECT * FROM task_files WHERE task_id IN (SELECT value FROM json_each(:task_ids))
 ORDER BY task_id, position;
 
@@ -141,11 +158,13 @@ WHERE task_id IN (
 RETURNING *;
 
 -- name: next_due
+-- When the next queued task becomes available or the next lease expires (long-poll sleeps until then).
 SELECT
   (SELECT min(available_at) FROM tasks WHERE state = 'queued') AS next_available,
   (SELECT min(lease_expires_at) FROM tasks WHERE state = 'leased') AS next_expiry;
 
 -- name: renew
+-- Extend a lease the caller still holds (fenced by token and key); progress rides along.
 UPDATE tasks SET lease_expires_at = :expires, progress = coalesce(:progress, progress),
                  stage = coalesce(:stage, stage)
 WHERE task_id = :task_id AND lease_token = :lease_token AND state = 'leased'
@@ -153,9 +172,11 @@ WHERE task_id = :task_id AND lease_token = :lease_token AND state = 'leased'
 RETURNING task_id, lease_expires_at;
 
 -- name: lease_state
+-- A task's state, token and result hash: tells a repeated result from a lost lease.
 SELECT state, lease_token, result_hash FROM tasks WHERE task_id = :task_id;
 
 -- name: complete
+-- Store a result, fenced: only the current lease holder completes a task.
 UPDATE tasks SET state = 'completed', result = :result, result_hash = :result_hash,
                  timings = :timings, finished_at = :now, lease_expires_at = NULL,
                  progress = 1.0, stage = 'done'
@@ -180,6 +201,7 @@ WHERE task_id = :task_id AND lease_token = :lease_token AND state = 'leased'
 RETURNING task_id, state;
 
 -- name: release
+-- Give a task back unstarted: queued again with no attempt counted (fenced).
 UPDATE tasks SET state = 'queued', attempt = attempt - 1, available_at = :now,
                  lease_token = NULL, lease_expires_at = NULL, lease_key_id = NULL,
                  lease_instance_id = NULL, worker_id = NULL, progress = NULL, stage = NULL
@@ -188,6 +210,7 @@ WHERE task_id = :task_id AND lease_token = :lease_token AND state = 'leased'
 RETURNING task_id;
 
 -- name: release_worker
+-- Give back every lease of a worker instance (unregister); without an instance, the key's under that id.
 UPDATE tasks SET state = 'queued', attempt = attempt - 1, available_at = :now,
                  lease_token = NULL, lease_expires_at = NULL, lease_key_id = NULL,
                  lease_instance_id = NULL, worker_id = NULL, progress = NULL, stage = NULL
@@ -196,15 +219,18 @@ WHERE worker_id = :worker_id AND lease_key_id = :key_id AND state = 'leased'
 RETURNING task_id;
 
 -- name: cancel
+-- Cancel a task that has not ended; its worker hears of it at the next heartbeat.
 UPDATE tasks SET state = 'cancelled', finished_at = :now
 WHERE task_id = :task_id AND state IN ('queued', 'leased')
 RETURNING task_id;
 
 -- name: file_leased_by
+-- Whether a worker key holds a lease on a task that uses the file.
 SELECT 1 AS ok FROM task_files f JOIN tasks t ON t.task_id = f.task_id
 WHERE f.file_id = :file_id AND t.state = 'leased' AND t.lease_key_id = :key_id LIMIT 1;
 
 -- name: file_owned_by
+-- Whether the file belongs to a task of the user.
 SELECT 1 AS ok FROM task_files f JOIN tasks t ON t.task_id = f.task_id
 WHERE f.file_id = :file_id AND t.user_id = :user_id LIMIT 1;
 
@@ -213,7 +239,8 @@ WHERE f.file_id = :file_id AND t.user_id = :user_id LIMIT 1;
 SELECT DISTINCT file_id FROM task_files WHERE file_id IN (SELECT value FROM json_each(:file_ids));
 
 -- name: upsert_worker
--- A new instance starts without a status report: the previous one described other children.
+-- Register a worker: a new row, or the same id taken over by a new instance (which
+-- starts without a status report: the previous one described other children).
 INSERT INTO workers (worker_id, key_id, user_id, host, worker_type, task_types, capacity,
                      devices, version, protocol_version, instance_id, pid, registered_at,
                      last_seen_at)
@@ -229,9 +256,11 @@ ON CONFLICT (worker_id) DO UPDATE SET key_id = excluded.key_id, user_id = exclud
     status = NULL, status_at = NULL;
 
 -- name: get_worker
+-- One worker row (types, owner, current instance and when it was last seen).
 SELECT * FROM workers WHERE worker_id = :worker_id;
 
 -- name: touch_worker
+-- When a worker last called (written at most every few seconds per worker).
 UPDATE workers SET last_seen_at = :now WHERE worker_id = :worker_id;
 
 -- name: delete_worker
@@ -256,17 +285,72 @@ WHERE (:all_users OR w.user_id = :user_id OR coalesce(k.pool, 0))
 ORDER BY w.worker_id;
 
 -- name: queue_counts
+-- Tasks per type and state, for the metrics.
 SELECT task_type, state, count(*) AS n FROM tasks GROUP BY task_type, state;
 
 -- name: workers_online
+-- Workers that called since a moment, for the metrics.
 SELECT count(*) AS n FROM workers WHERE last_seen_at >= :since;
 
 -- name: unindexed
-SELECT task_id, user_id, task_type, result FROM tasks
-WHERE state = 'completed' AND indexed_at IS NULL ORDER BY finished_at LIMIT :limit;
+-- Completed results due for indexing, oldest first (the indexer's work list), without
+-- rows waiting out a backoff after a failed attempt or marked failed (those wait for an
+-- operator's retry).
+SELECT task_id, user_id, task_type, result, index_attempts FROM tasks
+WHERE state = 'completed' AND indexed_at IS NULL AND index_failed_at IS NULL
+  AND (index_next_at IS NULL OR index_next_at <= :now)
+ORDER BY finished_at LIMIT :limit;
 
 -- name: mark_indexed
-UPDATE tasks SET indexed_at = :now WHERE task_id = :task_id;
+-- A result's chunks are stored: the indexer will not look at it again.
+UPDATE tasks SET indexed_at = :now, index_error = NULL, index_next_at = NULL
+WHERE task_id = :task_id;
+
+-- name: index_attempt_failed
+-- One more failed attempt with its error and the time of the next; the row is marked
+-- failed once it reaches the limit.
+UPDATE tasks SET
+    index_attempts = index_attempts + 1,
+    index_error = :error,
+    index_next_at = :next_at,
+    index_failed_at = CASE WHEN index_attempts + 1 >= :max_attempts THEN :now ELSE NULL END
+WHERE task_id = :task_id AND indexed_at IS NULL
+RETURNING index_attempts, index_failed_at;
+
+-- name: retry_index
+-- An operator's retry of one result not yet indexed: fresh attempts, due now.
+UPDATE tasks SET index_attempts = 0, index_error = NULL, index_next_at = NULL,
+                 index_failed_at = NULL
+WHERE task_id = :task_id AND state = 'completed' AND indexed_at IS NULL
+RETURNING task_id;
+
+-- name: retry_index_failed
+-- An operator's retry of every result marked failed for indexing.
+UPDATE tasks SET index_attempts = 0, index_error = NULL, index_next_at = NULL,
+                 index_failed_at = NULL
+WHERE state = 'completed' AND indexed_at IS NULL AND index_failed_at IS NOT NULL
+RETURNING task_id;
+
+-- name: reindex_all
+-- Rebuild: every completed result is indexed again by the indexer (point ids are
+-- deterministic, so points already stored are overwritten, never duplicated).
+UPDATE tasks SET indexed_at = NULL, index_attempts = 0, index_error = NULL,
+                 index_next_at = NULL, index_failed_at = NULL
+WHERE state = 'completed';
+
+-- name: index_failures
+-- Results marked failed for indexing, with their last error (oldest first).
+SELECT task_id, user_id, task_type, index_attempts, index_error, index_failed_at FROM tasks
+WHERE state = 'completed' AND indexed_at IS NULL AND index_failed_at IS NOT NULL
+ORDER BY index_failed_at LIMIT :limit;
+
+-- name: index_counts
+-- Results waiting for indexing and results given up on (the index status and metric).
+SELECT
+  (SELECT count(*) FROM tasks WHERE state = 'completed' AND indexed_at IS NULL
+     AND index_failed_at IS NULL) AS pending,
+  (SELECT count(*) FROM tasks WHERE state = 'completed' AND indexed_at IS NULL
+     AND index_failed_at IS NOT NULL) AS failed;
 
 -- name: notify
 -- Waking other replicas needs PostgreSQL's NOTIFY; one SQLite server has none to wake.
@@ -329,9 +413,6 @@ DELETE FROM ui_sessions WHERE session_hash = :session_hash;
 
 -- name: delete_expired_sessions
 DELETE FROM ui_sessions WHERE expires_at <= :now;
-
--- name: delete_key_sessions
-DELETE FROM ui_sessions WHERE key_id = :key_id;
 
 -- ---- dashboard overview (server/overview.py) -----------------------------------------------
 

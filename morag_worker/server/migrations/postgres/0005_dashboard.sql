@@ -1,4 +1,4 @@
--- 0004: what the dashboard (/ui) reads and writes.
+-- 0005: what the dashboard (/ui) reads and writes.
 -- task_attempts: one row per lease, opened by the claim and closed when the attempt ends
 -- (result, failure, expiry, release, cancel), so a task's history survives its retries.
 -- A lease's token names it: a released task may be leased again under the same attempt

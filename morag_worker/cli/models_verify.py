@@ -46,7 +46,7 @@ def _load(ref: ModelRef, device: str, models: ModelCache) -> str:
     """Load ``ref`` into ``models``; returns where its files are."""
     if ref.kind == "whisper":
         from morag_worker.models.whisper import get_transcriber, resolve_ct2
-        from morag_worker.processors.settings import ProcessorSettings
+        from morag_worker.settings import ProcessorSettings
 
         get_transcriber(models, ProcessorSettings(whisper_model=ref.name), device, ref.name)
         return str(resolve_ct2(ref.name))
