@@ -160,6 +160,7 @@ def test_a_transcript_shows_speakers_and_timestamps(
     )
     expect(transcript.locator("time").first).to_have_text(re.compile(r"^\d+:\d\d–\d+:\d\d$"))
     expect(transcript).to_contain_text("report")
+    transcript.scroll_into_view_if_needed()
     shot(page, "transcript")
 
 
@@ -189,7 +190,7 @@ def test_retry_a_failed_task(new_context: Callable[..., Any], dash: Dashboard) -
     rows = page.get_by_role("region", name="Attempts").locator("tbody tr")
     expect(rows).to_have_count(2, timeout=SLOW_MS)  # it ran again (and failed again)
     expect(page.locator("h1 .badge")).to_have_text("failed", timeout=SLOW_MS)
-    shot(page, "task-failed")
+    shot(page, "task-failed", full_page=True)
 
 
 @pytest.fixture
