@@ -185,6 +185,13 @@ def test_retry_a_failed_task(new_context: Callable[..., Any], dash: Dashboard) -
     page = sign_in(new_context, dash, "alice")
     page.goto(f"/ui#/tasks/{task_id}")
     expect(page.get_by_role("region", name="Summary")).to_contain_text("unsupported file type")
+    link = page.get_by_role("region", name="Input files").get_by_role(
+        "link", name="unsupported.bin"
+    )
+    expect(link).to_have_attribute("download", "unsupported.bin")
+    download = page.request.get(link.get_attribute("href") or "")  # with the session cookie
+    assert download.status == 200
+    assert download.body() == (FIXTURES / "documents" / "unsupported.bin").read_bytes()
     page.get_by_role("button", name="Retry task").click()
     expect(page.get_by_role("status").filter(has_text="Queued again")).to_be_visible()
     rows = page.get_by_role("region", name="Attempts").locator("tbody tr")
