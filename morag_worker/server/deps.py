@@ -32,8 +32,9 @@ async def caller(request: Request) -> Caller:
             raise ApiError(
                 403,
                 "cross_origin",
-                "a dashboard session may change things only from the dashboard's own pages "
-                "(this request's Origin or Sec-Fetch-Site names another site); programs "
+                "a dashboard session may change things only from the dashboard's own pages, "
+                "and this request does not say it comes from one (it needs "
+                "'Sec-Fetch-Site: same-origin' or an Origin naming this server); programs "
                 "send 'Authorization: Bearer <key>' instead",
             )
         return who
