@@ -140,15 +140,18 @@ function attemptsView(attempts) {
       h(
         "table",
         { class: "grid attempts" },
-        h("thead", {}, h("tr", {}, ["#", "worker", "started", "took", "outcome", "error", "timings"].map((name) => h("th", { scope: "col", text: name })))),
+        h("thead", {}, h("tr", {}, ["#", "attempt", "worker", "started", "took", "outcome", "error", "timings"].map((name) => h("th", { scope: "col", text: name })))),
         h(
           "tbody",
           {},
-          attempts.map((a) =>
+          // "#" counts every lease; "attempt" is the task's count then, which a retry
+          // starts again from 1 and a release does not advance.
+          attempts.map((a, i) =>
             h(
               "tr",
               {},
-              h("td", { "data-label": "#", class: "num", text: a.attempt }),
+              h("td", { "data-label": "#", class: "num", text: i + 1 }),
+              h("td", { "data-label": "attempt", class: "num", text: a.attempt }),
               h("td", { "data-label": "worker", text: a.worker_id || "—" }),
               h("td", { "data-label": "started", text: when(a.started_at) }),
               h("td", { "data-label": "took", text: a.finished_at ? seconds(a.finished_at - a.started_at) : "running" }),
