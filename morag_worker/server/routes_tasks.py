@@ -151,7 +151,9 @@ async def submit(
     )
     committed = time.monotonic()
     st.disk.note_write_ok()
-    await st.notifier.notify()  # a worker may claim it while the commit is made durable
+    # A worker may claim it while the commit is made durable; only the long-polls that
+    # could take it wake.
+    await st.notifier.notify(task_type, who.user_id)
     await st.acknowledge(committed)
     return TaskCreated(task_id=task_id)
 
