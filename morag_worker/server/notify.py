@@ -1,18 +1,26 @@
 """Waking long-polling lease requests when work may have become available.
 
-Within one server process an :class:`asyncio.Condition` does it. With PostgreSQL, several
-server replicas share the queue: every notification is also sent as ``NOTIFY`` on one
-channel, and each replica runs a listener thread (``LISTEN``) that wakes its own
-waiters, so a task submitted to one replica reaches a worker long-polling another at
-once. A lost notification costs latency, never a task: waiters also wake when the next
-delayed task is due and when their wait ends.
+Each waiting long-poll registers what it can take (its task types, and its user unless
+its key is a pool key). A notification names the task it is about (type and user) when
+there is one: only the waiters that could claim that task are woken, so a fleet of
+workers serving other types or other users sleeps on. A notification without a task
+(the reaper returned expired leases, a task was released) wakes every waiter.
+
+With PostgreSQL, several server replicas share the queue: every notification is also
+sent as ``NOTIFY`` on one channel with the task's type and user as payload, and each
+replica runs a listener thread (``LISTEN``) that wakes its own matching waiters, so a
+task submitted to one replica reaches a worker long-polling another at once. A lost
+notification costs latency, never a task: waiters also wake when the next delayed task
+is due and when their wait ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
@@ -24,6 +32,24 @@ CHANNEL = "morag_tasks"
 LISTEN_RETRY_S = 2.0
 
 
+@dataclass(frozen=True)
+class Interest:
+    """What a waiting long-poll can claim."""
+
+    task_types: frozenset[str]
+    #: None: every user's tasks (a pool key).
+    user_id: str | None
+
+    def matches(self, task_type: str, user_id: str) -> bool:
+        return task_type in self.task_types and (self.user_id is None or self.user_id == user_id)
+
+
+@dataclass(eq=False)
+class _Waiter:
+    interest: Interest
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class Notifier:
     """``version`` increases on every notification; a waiter reads it before trying to
     claim and sleeps only while it is unchanged, so a notification that lands between a
@@ -32,35 +58,39 @@ class Notifier:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.version = 0
-        self._cond: asyncio.Condition | None = None
+        self._waiters: set[_Waiter] = set()
         self._listener: _Listener | None = None
 
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
-
-    async def notify(self) -> None:
-        """Wake waiters here and, with PostgreSQL, on every other replica."""
+    async def notify(self, task_type: str | None = None, user_id: str | None = None) -> None:
+        """Wake the waiters that could claim a task of ``task_type`` owned by ``user_id``
+        (all waiters when no task is named), here and, with PostgreSQL, on every other
+        replica."""
         if self.db.dialect == "postgres":
-            self.db.execute("notify")
-        await self.notify_local()
+            payload = json.dumps([task_type, user_id]) if task_type else ""
+            self.db.execute("notify", payload=payload)
+        self.notify_local(task_type, user_id)
 
-    async def notify_local(self) -> None:
-        cond = self._condition()
-        async with cond:
-            self.version += 1
-            cond.notify_all()
+    def notify_local(self, task_type: str | None = None, user_id: str | None = None) -> None:
+        self.version += 1
+        for waiter in self._waiters:
+            if task_type is None or waiter.interest.matches(task_type, user_id or ""):
+                waiter.woken.set()
 
-    async def wait(self, seen_version: int, timeout_s: float) -> None:
-        if timeout_s <= 0:
+    async def wait(self, seen_version: int, timeout_s: float, interest: Interest) -> None:
+        """Sleep until a matching notification, or ``timeout_s``."""
+        if timeout_s <= 0 or self.version != seen_version:
             return
-        cond = self._condition()
-        async with cond:
-            if self.version != seen_version:
-                return
+        waiter = _Waiter(interest)
+        self._waiters.add(waiter)
+        try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(cond.wait(), timeout_s)
+                await asyncio.wait_for(waiter.woken.wait(), timeout_s)
+        finally:
+            self._waiters.discard(waiter)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
 
     def start_listening(self, url: str) -> None:
         """With PostgreSQL, start the thread that turns NOTIFYs into local wake-ups."""
@@ -72,6 +102,17 @@ class Notifier:
     def stop_listening(self) -> None:
         if self._listener is not None:
             self._listener.stop.set()
+
+
+def _decode(payload: str) -> tuple[str | None, str | None]:
+    """A NOTIFY payload as (task type, user); anything unreadable wakes everyone."""
+    try:
+        task_type, user_id = json.loads(payload) if payload else (None, None)
+    except (ValueError, TypeError):
+        return None, None
+    if isinstance(task_type, str) and isinstance(user_id, str):
+        return task_type, user_id
+    return None, None
 
 
 class _Listener(threading.Thread):
@@ -97,5 +138,6 @@ class _Listener(threading.Thread):
     def _pump(self, conn: Any) -> None:
         while not self.stop.is_set():
             # notifies(timeout=…) returns after the timeout so that stop is seen.
-            for _ in conn.notifies(timeout=1.0):
-                asyncio.run_coroutine_threadsafe(self.notifier.notify_local(), self.loop)
+            for note in conn.notifies(timeout=1.0):
+                task_type, user_id = _decode(note.payload)
+                self.loop.call_soon_threadsafe(self.notifier.notify_local, task_type, user_id)

@@ -213,11 +213,18 @@ class TaskQueue:
         specs.sort(key=lambda spec: (-spec.priority, spec.task_id))
         return specs
 
-    def next_due(self) -> float | None:
-        """When the next queued task becomes available or the next lease expires."""
-        row = self.db.one("next_due") or {}
-        times = [t for t in (row.get("next_available"), row.get("next_expiry")) if t is not None]
-        return min(times) if times else None
+    def next_due(self, caller: Caller, task_types: list[str]) -> float | None:
+        """When the next task ``caller`` could claim (of ``task_types``) becomes available;
+        None when none is waiting for its backoff to end."""
+        row = self.db.one(
+            "next_due",
+            now=time.time(),
+            task_types=_json(task_types),
+            pool=caller.pool,
+            user_id=caller.user_id,
+        )
+        value = row.get("next_available") if row else None
+        return float(value) if value is not None else None
 
     def heartbeat(self, caller: Caller, leases: list[LeaseRenewal]) -> HeartbeatResponse:
         reply = HeartbeatResponse()

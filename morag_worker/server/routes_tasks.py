@@ -152,7 +152,9 @@ async def submit(
     )
     committed = time.monotonic()
     st.disk.note_write_ok()
-    await st.notifier.notify()  # a worker may claim it while the commit is made durable
+    # A worker may claim it while the commit is made durable; only the long-polls that
+    # could take it wake.
+    await st.notifier.notify(task_type, who.user_id)
     await st.acknowledge(committed)
     return TaskCreated(task_id=task_id)
 
@@ -303,7 +305,7 @@ async def retry_task(
         info = st.queue.retry(task_id, who)
     except NotRetryable as exc:
         raise ApiError(409, "not_retryable", str(exc)) from None
-    await st.notifier.notify()
+    await st.notifier.notify(info.task_type, info.user_id)
     return info
 
 

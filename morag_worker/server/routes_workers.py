@@ -29,6 +29,7 @@ from morag_worker.server.deps import caller, require, state
 from morag_worker.server.errors import ApiError
 from morag_worker.server.limits import error_responses
 from morag_worker.server.metrics import LEASE_WAIT
+from morag_worker.server.notify import Interest
 from morag_worker.server.state import ServerState
 from morag_worker.server.workers import INSTANCE_HEADER, WorkerIdConflict
 
@@ -153,6 +154,7 @@ async def _claim(
     started = time.monotonic()
     deadline = started + wait_s
     types = _task_types(st, worker_id, body.task_types)
+    interest = Interest(frozenset(types), None if who.pool else who.user_id)
     st.workers.touch(worker_id)
     waited = False
     while True:
@@ -166,10 +168,10 @@ async def _claim(
         if tasks or remaining <= 0:
             LEASE_WAIT.observe(time.monotonic() - started)
             return tasks
-        due = st.queue.next_due()
+        due = st.queue.next_due(who, types)
         if due is not None:
             remaining = min(remaining, max(0.01, due - time.time()))
-        await st.notifier.wait(seen, remaining)
+        await st.notifier.wait(seen, remaining, interest)
         waited = True
 
 

@@ -98,8 +98,12 @@ def test_failures_retry_with_backoff_or_fail(db: Database) -> None:
     assert q.finish(ALICE_WORKER, retry_id, failed(specs[retry_id].lease_token, True)) == "queued"
     assert q.finish(ALICE_WORKER, final_id, failed(specs[final_id].lease_token, False)) == "failed"
     assert q.claim(ALICE_WORKER, "w1", TYPES, 2) == []  # backoff: not yet available
-    due = q.next_due()
+    due = q.next_due(ALICE_WORKER, TYPES)
     assert due is not None and due > time.time() + 4  # base 10 s * 2 * jitter >= 0.5
+    # tasks of other types, and other users' tasks, never wake this worker's long-poll
+    assert q.next_due(ALICE_WORKER, ["audio"]) is None
+    other = Caller(key_id="kw_bob", user_id="bob", role="worker", pool=False)
+    assert q.next_due(other, TYPES) is None
     assert q.get(final_id, ALICE).last_error.message == "it broke"  # type: ignore[union-attr]
 
 

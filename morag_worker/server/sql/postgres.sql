@@ -167,10 +167,13 @@ WHERE task_id IN (
 RETURNING *;
 
 -- name: next_due
--- When the next queued task becomes available or the next lease expires (long-poll sleeps until then).
-SELECT
-  (SELECT min(available_at) FROM tasks WHERE state = 'queued') AS next_available,
-  (SELECT min(lease_expires_at) FROM tasks WHERE state = 'leased') AS next_expiry;
+-- When the next task this caller could claim becomes available (a retry's backoff ends):
+-- its long-poll sleeps until then. Only future, claimable tasks count: tasks of other
+-- types or users must not wake it, and expired leases wake it through the reaper.
+SELECT min(available_at) AS next_available FROM tasks
+WHERE state = 'queued' AND available_at > :now
+  AND task_type IN (SELECT json_array_elements_text(CAST(:task_types AS json)))
+  AND (CAST(:pool AS boolean) OR user_id = :user_id);
 
 -- name: renew
 -- Extend a lease the caller still holds (fenced by token and key); progress rides along.
@@ -362,8 +365,9 @@ SELECT
      AND index_failed_at IS NOT NULL) AS failed;
 
 -- name: notify
--- Wake long-polls on every replica (PostgreSQL NOTIFY).
-SELECT pg_notify('morag_tasks', '');
+-- Wake long-polls on every replica (PostgreSQL NOTIFY); the payload names the task's type
+-- and user ('' wakes every waiter).
+SELECT pg_notify('morag_tasks', :payload);
 
 -- ---- attempts: one row per lease (server/attempts.py) ------------------------------------
 

@@ -158,10 +158,13 @@ WHERE task_id IN (
 RETURNING *;
 
 -- name: next_due
--- When the next queued task becomes available or the next lease expires (long-poll sleeps until then).
-SELECT
-  (SELECT min(available_at) FROM tasks WHERE state = 'queued') AS next_available,
-  (SELECT min(lease_expires_at) FROM tasks WHERE state = 'leased') AS next_expiry;
+-- When the next task this caller could claim becomes available (a retry's backoff ends):
+-- its long-poll sleeps until then. Only future, claimable tasks count: tasks of other
+-- types or users must not wake it, and expired leases wake it through the reaper.
+SELECT min(available_at) AS next_available FROM tasks
+WHERE state = 'queued' AND available_at > :now
+  AND task_type IN (SELECT value FROM json_each(:task_types))
+  AND (:pool OR user_id = :user_id);
 
 -- name: renew
 -- Extend a lease the caller still holds (fenced by token and key); progress rides along.
