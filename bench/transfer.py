@@ -149,10 +149,7 @@ class Bench:
     def upload(self, path: Path, resumable: bool, sample: Sample) -> None:
         with PeakRss(self.pids) as rss:
             start = time.perf_counter()
-            if resumable:
-                self.user.submit_file_resumable(path, "document", {})
-            else:
-                self.user.submit_file(path, "document", {})
+            self.user.submit_file(path, "document", {}, resumable=resumable)
             elapsed = time.perf_counter() - start
         sample.add(path.stat().st_size, elapsed, rss)
 

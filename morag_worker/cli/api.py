@@ -17,6 +17,9 @@ from morag_worker.connection import describe_unreachable, server_url_problem
 TERMINAL = {"completed", "failed", "dead", "cancelled"}
 #: Upload pieces: large enough for throughput, small enough to keep memory flat.
 UPLOAD_CHUNK_BYTES = 4 << 20
+#: Files from this size on go as resumable uploads: a broken connection costs only the
+#: piece in flight. Smaller ones take one request (one round trip fewer).
+RESUMABLE_FROM_BYTES = 64 << 20
 
 
 class ApiFailure(Exception):
@@ -30,6 +33,10 @@ class ApiFailure(Exception):
         self.status = status
         #: The server's error code (``not_found``, ``upload_busy`` …); empty without one.
         self.code = code
+
+
+class UploadsUnsupported(ApiFailure):
+    """The server has no ``/api/v1/uploads`` (a release before resumable uploads)."""
 
 
 def read_key(key: str, key_file: str) -> str:
@@ -187,7 +194,12 @@ class Api:
         sent from the offset the server holds. Gives up after ``retry_for_s`` seconds
         without progress."""
         size = path.stat().st_size
-        upload = self.post_json("/api/v1/uploads", {"name": path.name, "size": size})
+        try:
+            upload = self.post_json("/api/v1/uploads", {"name": path.name, "size": size})
+        except ApiFailure as exc:
+            if exc.status is None and "HTTP 404" in str(exc):
+                raise UploadsUnsupported(str(exc)) from None
+            raise
         self.send_upload(path, upload, retry_for_s)
         body = {
             "task_type": task_type,
@@ -239,8 +251,26 @@ class Api:
                 give_up = time.monotonic() + retry_for_s  # progress: a fresh budget
 
     def submit_file(
-        self, path: Path, task_type: str, params: dict[str, Any], priority: int = 0
+        self,
+        path: Path,
+        task_type: str,
+        params: dict[str, Any],
+        priority: int = 0,
+        resumable: bool | None = None,
     ) -> str:
+        """Submit a task with ``path`` as its input: as a resumable upload when
+        ``resumable`` (None: for files of ``RESUMABLE_FROM_BYTES`` and more, falling back
+        to one multipart request on a server without resumable uploads), else in one
+        multipart request."""
+        if resumable or (resumable is None and path.stat().st_size >= RESUMABLE_FROM_BYTES):
+            try:
+                return self.submit_file_resumable(path, task_type, params, priority)
+            except UploadsUnsupported:
+                if resumable:
+                    raise ApiFailure(
+                        f"{self.base} has no resumable uploads (an older release); "
+                        "upgrade it, or send the file in one request"
+                    ) from None
         boundary = "morag-" + secrets.token_hex(12)
         fields = {
             "task_type": task_type,
