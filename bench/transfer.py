@@ -149,7 +149,10 @@ class Bench:
     def upload(self, path: Path, resumable: bool, sample: Sample) -> None:
         with PeakRss(self.pids) as rss:
             start = time.perf_counter()
-            self.user.submit_file(path, "document", {}, resumable=resumable)
+            if resumable:
+                self.user.submit_file(path, "document", {}, resumable=True)
+            else:
+                self.user.submit_file(path, "document", {}, resumable=False)
             elapsed = time.perf_counter() - start
         sample.add(path.stat().st_size, elapsed, rss)
 

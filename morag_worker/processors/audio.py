@@ -89,12 +89,14 @@ def transcribe_audio(
     checkpoint(ctx, 0.3, "transcribe")
     with timings.stage("load_model"):
         transcriber = get_transcriber(ctx.models, settings, ctx.device)
+    batch = settings.whisper_batch_size if duration >= settings.whisper_batch_min_s else 0
     with timings.stage("transcribe"):
         transcript = transcriber.transcribe(
             audio,
             language=language,
             beam_size=settings.whisper_beam_size,
             on_segment=_progress(ctx, duration),
+            batch_size=batch,
         )
     checkpoint(ctx, 0.8, "diarize")
     with timings.stage("diarize"):
@@ -106,6 +108,7 @@ def transcribe_audio(
     metadata.update(
         timings_s=timings.seconds,
         real_time_factor=round(timings.seconds["transcribe"] / duration, 4),
+        asr_batch_size=batch,
     )
     return TaskResult(
         content=render_markdown(source, segments),
