@@ -181,7 +181,11 @@ class FasterWhisperTranscriber:
             segments, info = self.model.transcribe(audio, **options)
         out = []
         for seg in segments:
-            out.append(_segment_dict(seg))
+            found = _segment_dict(seg)
+            # A batched window comes back as one segment of up to 30 s (decoded without
+            # timestamp tokens, which is what makes batching pay); its word timings cut
+            # it into sentences, as the sequential path's segments are.
+            out += _sentences(found) if batch_size > 0 else [found]
             if on_segment is not None:
                 on_segment(float(seg.end))
         return Transcript(info.language, float(info.language_probability), out)
@@ -203,6 +207,32 @@ def _segment_dict(seg: Any) -> dict[str, Any]:
         "text": seg.text.strip(),
         "words": words,
     }
+
+
+#: Word endings that close a sentence.
+_SENTENCE_END = (".", "?", "!", "…")
+
+
+def _sentences(segment: dict[str, Any]) -> list[dict[str, Any]]:
+    """``segment`` cut after each word that ends a sentence (by its word timings)."""
+    words = segment["words"]
+    if not words:
+        return [segment]
+    pieces: list[list[dict[str, Any]]] = [[]]
+    for word in words:
+        pieces[-1].append(word)
+        if word["word"].strip().endswith(_SENTENCE_END):
+            pieces.append([])
+    return [
+        {
+            "start": piece[0]["start"],
+            "end": piece[-1]["end"],
+            "text": "".join(w["word"] for w in piece).strip(),
+            "words": piece,
+        }
+        for piece in pieces
+        if piece
+    ]
 
 
 class OpenAIWhisperTranscriber:
