@@ -61,6 +61,8 @@ bench: system-deps install
 	$(PY) bench/dashboard_queries.py
 	$(PY) bench/search.py
 	$(PY) bench/hybrid.py
+	$(PY) bench/transfer.py  # upload/download vs SHA-256 speed, 512 MB: about a minute
+	$(PY) bench/pipeline.py  # processors alone vs the whole system: about 10 min
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

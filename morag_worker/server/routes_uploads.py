@@ -37,12 +37,16 @@ async def create_upload(
     """Start a resumable upload of a file of ``size`` bytes; send it with ``PATCH``."""
     require(who, "user", "admin")
     name = os.path.basename(body.name)
-    if not name or len(name.encode()) > MAX_FILENAME_BYTES:
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:  # a lone surrogate: no file system takes it
+        size = MAX_FILENAME_BYTES + 1
+    if not name or size > MAX_FILENAME_BYTES:
         raise ApiError(
             422,
             "invalid",
-            f"name: a file name of 1 to {MAX_FILENAME_BYTES} bytes is needed "
-            f"(got {len(name.encode())}); rename the file",
+            f"name: a file name of 1 to {MAX_FILENAME_BYTES} bytes of UTF-8 is needed; "
+            "rename the file",
             "name",
         )
     if body.size > st.config.max_upload_bytes:
