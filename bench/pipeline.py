@@ -9,7 +9,9 @@ speech, and tests/fixtures/documents/text.pdf and sample.docx) are processed
     process (models loaded once, as in a child), pinned to the CPU the supervisor pins
     its child to, and
 (b) through a real morag-server, a real supervisor and one child (``--cpu-procs 1``)
-    with ``--prefetch`` tasks leased ahead, the tasks submitted at once by the ``morag``
+    with ``--prefetch`` tasks leased ahead (the server kept off the child's core, as on
+    a host of its own, unless ``--server-anywhere``; the supervisor keeps its transfer
+    threads off it itself), the tasks submitted at once by the ``morag``
     CLI's client: each task's input is uploaded, downloaded by the supervisor, processed
     by the child, and its result uploaded.
 
@@ -116,9 +118,15 @@ class Direct:
 class System:
     """A server and a supervisor with one child."""
 
-    def __init__(self, root: Path, whisper: str, prefetch: int) -> None:
+    def __init__(self, root: Path, whisper: str, prefetch: int, pin_server: bool) -> None:
         port = free_port()
         self.server = start_server(root / "server", port, "--no-index", "--log-level", "WARNING")
+        if pin_server:
+            # Off the child's core, as a server on a host of its own would be.
+            [child_cpus] = cpu_core_sets(1, 1, allowed_cpus())
+            rest = allowed_cpus() - child_cpus
+            for task in Path(f"/proc/{self.server.pid}/task").iterdir():
+                os.sched_setaffinity(int(task.name), rest or child_cpus)
         url = f"http://127.0.0.1:{port}"
         admin = Api(url, (root / "server" / "admin.key").read_text().strip())
         self.user = Api(
@@ -203,6 +211,12 @@ def main() -> None:
     parser.add_argument("--doc-tasks", type=int, default=30, help="document tasks per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (a) then (b)")
     parser.add_argument("--prefetch", type=int, default=2, help="the supervisor's --prefetch")
+    parser.add_argument(
+        "--server-anywhere",
+        action="store_true",
+        help="let the server run on the child's core too (by default it is kept off it, "
+        "as a server on its own host)",
+    )
     args = parser.parse_args()
     if min(args.audio_tasks, args.doc_tasks, args.rounds) < 1 or args.prefetch < 0:
         parser.error("--audio-tasks, --doc-tasks and --rounds must be >= 1, --prefetch >= 0")
@@ -213,7 +227,7 @@ def main() -> None:
     cpu: dict[str, list[dict[str, float]]] = {k: [] for k, _i, _n in kinds}
     direct_cpu: dict[str, list[float]] = {k: [] for k, _i, _n in kinds}
     root = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    system = System(root, whisper, args.prefetch)
+    system = System(root, whisper, args.prefetch, not args.server_anywhere)
     direct = Direct(ProcessorSettings(whisper_model=whisper), root / "direct")
     try:
         for round_no in range(1, args.rounds + 1):
@@ -229,7 +243,9 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     print()
     print(
-        f"One child, --prefetch {args.prefetch}, {args.rounds} rounds (medians); "
+        f"One child, --prefetch {args.prefetch}, server "
+        f"{'anywhere' if args.server_anywhere else 'off the child core'}, "
+        f"{args.rounds} rounds (medians); "
         f"goal (b)/(a) >= {GOAL:.2f}. CPU ms per task in (b): medians."
     )
     print()
