@@ -185,7 +185,7 @@ def build_state(config: ServerConfig) -> ServerState:
             long_polls=LongPollGate(config.limits.max_long_polls_per_key),
             sessions=SessionStore(db, keys),
             index_rows=IndexRows(db),
-            uploads=UploadSessions(files),
+            uploads=UploadSessions(files, config.file_grace_s),
         )
         if config.auto_migrate:
             migrate_data_dir(config.data_dir, st, progress=logger.info)

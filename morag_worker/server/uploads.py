@@ -36,6 +36,10 @@ from morag_worker.server.pump import pump
 PREFIX = "session-"
 #: Pieces read back when a running hash must be rebuilt from the part on disk.
 REHASH_PIECE = 1 << 20
+#: While a piece arrives, the session's metadata file is touched this often (or at a
+#: quarter of ``--file-grace`` if that is shorter), so that a piece that takes longer
+#: than the grace is not swept from under the request.
+TOUCH_EVERY_S = 60.0
 
 
 @dataclass
@@ -74,8 +78,9 @@ class _Running:
 
 
 class UploadSessions:
-    def __init__(self, store: FileStore) -> None:
+    def __init__(self, store: FileStore, grace_s: float = 3600.0) -> None:
         self.store = store
+        self.touch_every_s = min(TOUCH_EVERY_S, grace_s / 4)
         self._hashes: dict[str, _Running] = {}
         self._busy: set[str] = set()
 
@@ -165,11 +170,18 @@ class UploadSessions:
             running = await asyncio.to_thread(_rehash, data, session.offset)
             self._hashes[session.upload_id] = running
         written = session.offset
+        touched = time.monotonic()
         with data.open("r+b") as handle:
             handle.seek(session.offset)
 
             def consume(pieces: list[bytes]) -> None:
-                nonlocal written
+                nonlocal written, touched
+                if time.monotonic() - touched > self.touch_every_s:
+                    # A piece that takes longer than the sweep's grace keeps both files
+                    # young (the data file's time moves with each write already).
+                    touched = time.monotonic()
+                    with contextlib.suppress(OSError):
+                        os.utime(meta)
                 for piece in pieces:
                     if written + len(piece) > session.size:
                         raise ApiError(

@@ -348,3 +348,22 @@ def test_the_cli_upload_and_the_supervisor_download_resume_over_a_broken_link(
     assert len(ranges) == 1, ranges
     start = int(ranges[0].removeprefix(b"bytes=").split(b"-")[0])
     assert 0 < start <= 2_000_000
+
+
+def test_an_abandoned_resumable_upload_is_swept_after_the_grace(cluster_factory) -> None:
+    cluster: Cluster = cluster_factory("--file-grace", "2")
+    key = cluster.key("alice", "user")
+    created = requests.post(
+        f"{cluster.url}/api/v1/uploads",
+        json={"name": "left.bin", "size": 1000},
+        headers=_auth(key),
+        timeout=5,
+    ).json()
+    assert _piece(cluster, key, created["upload_id"], 0, b"x" * 400).json()["offset"] == 400
+    tmp = cluster.root / "server" / "files" / "tmp"
+    assert len(list(tmp.iterdir())) == 2  # its bytes and its metadata
+    assert rawhttp.wait_until(lambda: list(tmp.iterdir()) == [], 20), list(tmp.iterdir())
+    gone = requests.get(
+        f"{cluster.url}/api/v1/uploads/{created['upload_id']}", headers=_auth(key), timeout=5
+    )
+    assert gone.status_code == 404 and "--file-grace" in gone.json()["error"]["message"]
