@@ -48,8 +48,9 @@ async def pump(stream: AsyncIterator[bytes], consume: Callable[[list[bytes]], No
                 await asyncio.wrap_future(inflight, loop=loop)
                 inflight = None
     except BaseException:
-        if inflight is not None:
+        if inflight is not None and not inflight.cancel():
             # The batch in work writes to files the caller may remove next: let it end
-            # (at most MAX_QUEUED_BYTES of hashing and writing).
+            # (at most MAX_QUEUED_BYTES of hashing and writing). One still queued behind
+            # other uploads' batches was just cancelled instead.
             concurrent.futures.wait([inflight])
         raise
