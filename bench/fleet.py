@@ -88,9 +88,11 @@ def run_config(name: str, args: argparse.Namespace, levels: list[int]) -> list[P
             admin.post_json("/api/v1/keys", {"user_id": "fleet", "role": "worker"})["key"]
             for _ in range(args.workers)
         ]
+        floor_ms = asyncio.run(_floor_ms(ports[0], servers[0].pid, worker_keys[0]))
         phases = asyncio.run(
             _drive(args, levels, db, ports, [s.pid for s in servers], user_key, worker_keys)
         )
+        phases[0].floor_ms = floor_ms
         for server in servers:
             server.stop(30)
         doubles = double_assignments(db)
@@ -101,6 +103,22 @@ def run_config(name: str, args: argparse.Namespace, levels: list[int]) -> list[P
         for server in servers:
             server.stop(30)
         db.drop()
+
+
+async def _floor_ms(port: int, pid: int, key: str, calls: int = 1000) -> float:
+    """Server CPU of the cheapest authenticated call (``GET /api/v1/workers/test``), ms:
+    what one request costs this server on this machine now, the unit a task's cost is
+    read in (the machine's load moves both alike)."""
+    conn = Conn("127.0.0.1", port, {"Authorization": f"Bearer {key}"})
+    try:
+        for _ in range(100):
+            await conn.json("GET", "/api/v1/workers/test")
+        before = cpu_s([pid])
+        for _ in range(calls):
+            await conn.json("GET", "/api/v1/workers/test")
+        return (cpu_s([pid]) - before) * 1000 / calls
+    finally:
+        conn.close()
 
 
 async def _drive(
@@ -114,7 +132,9 @@ async def _drive(
 ) -> list[Phase]:
     ledger = Ledger()
     workers = [
-        SimWorker(i, "127.0.0.1", ports[i % len(ports)], key, ledger, args.slots, args.work_ms / 1e3)
+        SimWorker(
+            i, "127.0.0.1", ports[i % len(ports)], key, ledger, args.slots, args.work_ms / 1e3
+        )
         for i, key in enumerate(worker_keys)
     ]
     for worker in workers:
@@ -129,13 +149,16 @@ async def _drive(
     running.append(asyncio.create_task(producer.run()))
     phases = []
     try:
+        # The fleet with nothing to do: long-polls waiting, heartbeats with status reports.
+        await asyncio.sleep(1.0)
+        phases.append(await _measure(args, -1, ledger, server_pids, db, args.idle_seconds))
         have = 0
         for level in levels:
             await _quiesce(ledger, producer, workers, running)
             await asyncio.to_thread(add_backlog, db, have, level - have)
             have = level
             producer.resume()
-            phases.append(await _measure(args, level, ledger, server_pids, db))
+            phases.append(await _measure(args, level, ledger, server_pids, db, args.seconds))
     finally:
         for task in running:
             task.cancel()
@@ -164,16 +187,22 @@ async def _quiesce(
 
 
 async def _measure(
-    args: argparse.Namespace, level: int, ledger: Ledger, server_pids: list[int], db: Database
+    args: argparse.Namespace,
+    level: int,
+    ledger: Ledger,
+    server_pids: list[int],
+    db: Database,
+    seconds: float,
 ) -> Phase:
-    await asyncio.sleep(args.warmup)
+    """One window of ``seconds`` after the warm-up; ``level`` -1 is the idle fleet."""
+    await asyncio.sleep(args.warmup if level >= 0 else 0)
     db_pids = db.backend_pids()
     start = time.time()
-    ledger.window = (start, start + args.seconds)
+    ledger.window = (start, start + seconds)
     ledger.done_in_window = 0
     ledger.calls_in_window.clear()
     before = (cpu_s(server_pids), cpu_s(db_pids), time.process_time(), machine_busy_s())
-    await asyncio.sleep(args.seconds)
+    await asyncio.sleep(seconds)
     after = (cpu_s(server_pids), cpu_s(db_pids), time.process_time(), machine_busy_s())
     elapsed = time.time() - start
     server, database, client, machine = (b - a for a, b in zip(before, after, strict=True))
@@ -244,12 +273,15 @@ def main() -> int:
     parser.add_argument("--configs", type=_configs, default=list(CONFIGS))
     parser.add_argument("--seconds", type=_positive(float), default=10.0, help="window")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before each window")
+    parser.add_argument(
+        "--idle-seconds", type=_positive(float), default=5.0, help="window of the idle fleet"
+    )
     parser.add_argument("--submitters", type=_positive(int), default=4)
     parser.add_argument(
         "--lease-ttl",
         type=_positive(float),
-        default=6.0,
-        help="server lease TTL; workers beat every third of it (default 6: a 2 s beat)",
+        default=30.0,
+        help="server lease TTL; workers beat every third of it (default: the server's, 30)",
     )
     args = parser.parse_args()
     if args.work_ms < 0 or args.warmup < 0:
@@ -259,7 +291,7 @@ def main() -> int:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         results[name] = run_config(name, args, args.backlogs)
     for name, phases in results.items():
-        print_table(name, CONFIGS[name], phases, args)
+        print_table(name, CONFIGS[name], phases[1:], args, idle=phases[0])
     return 0
 
 

@@ -128,7 +128,9 @@ def add_backlog(db: Database, start: int, count: int) -> None:
     conn = db.connect()
     try:
         for first in range(start, start + count, BATCH_ROWS):
-            rows = [backlog_row(i, now) for i in range(first, min(first + BATCH_ROWS, start + count))]
+            rows = [
+                backlog_row(i, now) for i in range(first, min(first + BATCH_ROWS, start + count))
+            ]
             if db.dialect == "postgres":
                 with conn.transaction(), conn.cursor() as cur:
                     cur.executemany(sql, rows)

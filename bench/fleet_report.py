@@ -28,6 +28,8 @@ class Phase:
     doubles_fleet: int
     errors: dict[str, int] = field(default_factory=dict)
     doubles_db: int = -1
+    #: Server CPU of one bare authenticated call, ms (set on the idle phase).
+    floor_ms: float = float("nan")
 
     def per_task_ms(self, seconds: float) -> float:
         return seconds * 1000 / self.tasks if self.tasks else float("nan")
@@ -71,7 +73,7 @@ def _rows(phases: list[Phase]) -> list[tuple[str, list[float], str]]:
 
 
 def print_table(
-    name: str, config: tuple[str, int], phases: list[Phase], args: argparse.Namespace
+    name: str, config: tuple[str, int], phases: list[Phase], args: argparse.Namespace, idle: Phase
 ) -> None:
     dialect, replicas = config
     title = "PostgreSQL" if dialect == "postgres" else "SQLite"
@@ -104,6 +106,19 @@ def print_table(
     print(
         f"{'double assignments (server)':<30}{db_doubles:>14}   whole run, from task_attempts: "
         + ("met" if db_doubles == 0 else "NOT MET")
+    )
+    worst = max(p.per_task_ms(p.server_cpu_s) for p in phases)
+    print(
+        f"a bare authenticated call (GET /api/v1/workers/test) costs this server "
+        f"{idle.floor_ms:.3f} ms CPU here and now: a task costs {worst / idle.floor_ms:.1f} "
+        f"such calls (worst column); the goal is {goal_ms / idle.floor_ms:.1f} of them"
+    )
+    idle_s = idle.elapsed_s
+    print(
+        f"idle fleet (no tasks, {idle_s:.0f} s): servers {idle.server_cpu_s / idle_s:.1%}"
+        f" of a core, database {idle.db_cpu_s / idle_s:.1%}; "
+        f"{idle.calls.get('heartbeat', 0) / idle.elapsed_s:.0f} heartbeats/s, "
+        f"{idle.calls.get('lease', 0) / idle.elapsed_s:.0f} lease replies/s"
     )
     errors = {k: v for p in phases for k, v in p.errors.items()}
     if errors:

@@ -18,6 +18,7 @@ the bench computes throughput, lease latency and double assignments.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -106,7 +107,7 @@ class Ledger:
         first was neither ended nor expired), or completed twice."""
         doubles = sum(1 for n in self.accepted.values() if n > 1)
         for history in self.leases.values():
-            for first, second in zip(history, history[1:], strict=False):
+            for first, second in itertools.pairwise(history):
                 first_end = min(first.ended or first.expires, first.expires)
                 if second.got < first_end and second.token != first.token:
                     doubles += 1
@@ -258,7 +259,7 @@ class SimWorker:
                 reply = json.loads(raw)
                 # A lease whose result was committed while the beat was on its way
                 # comes back lost: the supervisor's race too, and harmless.
-                for task_id in reply["lost"] + reply["cancel"]:
+                for _ in reply["lost"] + reply["cancel"]:
                     self.ledger.call("lost in heartbeat", got)
             await asyncio.sleep(self.interval_s)
 

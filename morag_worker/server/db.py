@@ -118,6 +118,12 @@ class Database:
 
         return psycopg.connect(url, autocommit=True, row_factory=dict_row)
 
+    def backend_pid(self) -> int | None:
+        """PostgreSQL's process id for this connection (whose NOTIFYs carry it)."""
+        if self.dialect != "postgres":
+            return None
+        return int(self._conn.info.backend_pid)
+
     def sqlite_synchronous_in_effect(self) -> str:
         """The durability acknowledged writes get: ``full`` when they wait for a sync of
         the WAL (group commit), else SQLite's ``synchronous`` as the connection reports it."""

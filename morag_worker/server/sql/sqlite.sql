@@ -137,6 +137,29 @@ RETURNING task_id, state;
 -- name: claim
 -- One statement: pick the best available tasks this key may serve and lease them, each
 -- with a fresh random token. SQLite serialises writers, so two claims never overlap.
+-- This one is a user's worker key's: tasks_ready_user holds each user's queued tasks
+-- by type, so queued tasks of other users and types are never read.
+UPDATE tasks SET
+    state = 'leased',
+    lease_token = lower(hex(randomblob(16))),
+    lease_expires_at = :now + :lease_ttl_s,
+    lease_key_id = :key_id,
+    lease_instance_id = :instance_id,
+    worker_id = :worker_id,
+    attempt = attempt + 1,
+    started_at = :now,
+    progress = NULL, stage = NULL
+WHERE task_id IN (
+    SELECT task_id FROM tasks
+    WHERE state = 'queued' AND available_at <= :now
+      AND user_id = :user_id AND task_type IN (SELECT value FROM json_each(:task_types))
+    ORDER BY priority DESC, available_at, created_at
+    LIMIT :limit
+)
+RETURNING *;
+
+-- name: claim_pool
+-- The claim of a pool key (every user's tasks): the queued tasks of its types.
 UPDATE tasks SET
     state = 'leased',
     lease_token = lower(hex(randomblob(16))),
@@ -151,7 +174,6 @@ WHERE task_id IN (
     SELECT task_id FROM tasks
     WHERE state = 'queued' AND available_at <= :now
       AND task_type IN (SELECT value FROM json_each(:task_types))
-      AND (:pool OR user_id = :user_id)
     ORDER BY priority DESC, available_at, created_at
     LIMIT :limit
 )
@@ -163,8 +185,13 @@ RETURNING *;
 -- types or users must not wake it, and expired leases wake it through the reaper.
 SELECT min(available_at) AS next_available FROM tasks
 WHERE state = 'queued' AND available_at > :now
-  AND task_type IN (SELECT value FROM json_each(:task_types))
-  AND (:pool OR user_id = :user_id);
+  AND user_id = :user_id AND task_type IN (SELECT value FROM json_each(:task_types));
+
+-- name: next_due_pool
+-- The same for a pool key: any user's tasks of its types.
+SELECT min(available_at) AS next_available FROM tasks
+WHERE state = 'queued' AND available_at > :now
+  AND task_type IN (SELECT value FROM json_each(:task_types));
 
 -- name: renew
 -- Extend a lease the caller still holds (fenced by token and key); progress rides along.
