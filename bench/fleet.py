@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -71,7 +72,11 @@ def machine_busy_s() -> float:
 def run_config(name: str, args: argparse.Namespace, levels: list[int]) -> list[Phase]:
     dialect, replicas = CONFIGS[name]
     root = Path(tempfile.mkdtemp(prefix=f"bench-fleet-{name}-"))
-    db = Database.create(dialect, PG_URL, root)
+    try:
+        db = Database.create(dialect, PG_URL, root)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     servers: list[Proc] = []
     try:
         ports = [free_port() for _ in range(replicas)]
@@ -103,6 +108,7 @@ def run_config(name: str, args: argparse.Namespace, levels: list[int]) -> list[P
         for server in servers:
             server.stop(30)
         db.drop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 async def _floor_ms(port: int, pid: int, key: str, calls: int = 1000) -> float:
@@ -226,11 +232,11 @@ def _levels(text: str) -> list[int]:
         levels = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--backlogs {text!r}: give whole numbers separated by commas, e.g. 100,1000"
+            f"{text!r}: give whole numbers separated by commas, e.g. 100,1000"
         ) from None
     if not levels or any(n < 0 for n in levels) or levels != sorted(set(levels)):
         raise argparse.ArgumentTypeError(
-            f"--backlogs {text!r}: give increasing numbers of queued tasks (0 or more), "
+            f"{text!r}: give increasing numbers of queued tasks (0 or more), "
             "e.g. 100,1000; the first is the baseline"
         )
     return levels
@@ -241,8 +247,7 @@ def _configs(text: str) -> list[str]:
     unknown = [n for n in names if n not in CONFIGS]
     if not names or unknown:
         raise argparse.ArgumentTypeError(
-            f"--configs {text!r}: unknown {unknown or 'nothing given'}; "
-            f"choose from {', '.join(CONFIGS)}"
+            f"{text!r}: unknown {unknown or 'nothing given'}; choose from {', '.join(CONFIGS)}"
         )
     return names
 

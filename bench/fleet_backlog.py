@@ -56,8 +56,15 @@ class Database:
         if dialect == "postgres":
             import psycopg
 
-            with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-                conn.execute(f"CREATE DATABASE {name}")
+            try:
+                with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"CREATE DATABASE {name}")
+            except psycopg.Error as exc:
+                reason = " ".join(str(exc).split())
+                raise SystemExit(
+                    f"fleet.py: cannot create a database on {admin_url}: {reason}; start "
+                    "PostgreSQL, set MORAG_TEST_POSTGRES_URL, or run --configs sqlite"
+                ) from None
         return cls(dialect, admin_url, name, root / "r0" / "morag.db")
 
     def url(self, application: str) -> str:
