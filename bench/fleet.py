@@ -48,6 +48,8 @@ from morag_worker.cli.local import Proc, free_port, start_server
 CONFIGS = {"pg1": ("postgres", 1), "pg2": ("postgres", 2), "sqlite": ("sqlite", 1)}
 PG_URL = os.environ.get("MORAG_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+#: Calls timed for the unit costs: enough for 10 ms clock ticks to average out.
+UNIT_CALLS = 800
 
 
 def cpu_s(pids: list[int]) -> float:
@@ -93,11 +95,12 @@ def run_config(name: str, args: argparse.Namespace, levels: list[int]) -> list[P
             admin.post_json("/api/v1/keys", {"user_id": "fleet", "role": "worker"})["key"]
             for _ in range(args.workers)
         ]
-        floor_ms = asyncio.run(_floor_ms(ports[0], servers[0].pid, worker_keys[0]))
+        probe_key = admin.post_json("/api/v1/keys", {"user_id": "fleet", "role": "worker"})["key"]
+        units = asyncio.run(_unit_costs(ports[0], servers[0].pid, user_key, probe_key))
         phases = asyncio.run(
             _drive(args, levels, db, ports, [s.pid for s in servers], user_key, worker_keys)
         )
-        phases[0].floor_ms = floor_ms
+        phases[0].floor_ms, phases[0].sequential_ms = units["bare"], units["task"]
         for server in servers:
             server.stop(30)
         doubles = double_assignments(db)
@@ -111,20 +114,37 @@ def run_config(name: str, args: argparse.Namespace, levels: list[int]) -> list[P
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def _floor_ms(port: int, pid: int, key: str, calls: int = 1000) -> float:
-    """Server CPU of the cheapest authenticated call (``GET /api/v1/workers/test``), ms:
-    what one request costs this server on this machine now, the unit a task's cost is
-    read in (the machine's load moves both alike)."""
-    conn = Conn("127.0.0.1", port, {"Authorization": f"Bearer {key}"})
+async def _unit_costs(port: int, pid: int, user_key: str, worker_key: str) -> dict[str, float]:
+    """Server CPU (ms) of the cheapest authenticated call (``GET /api/v1/workers/test``),
+    the unit a task's cost is read in here (the machine's load moves both alike), and of
+    one task's calls made one at a time by one client (submit, lease, result): what a
+    task costs without a fleet around it."""
+    user = Conn("127.0.0.1", port, {"Authorization": f"Bearer {user_key}"})
+    worker = Conn("127.0.0.1", port, {"Authorization": f"Bearer {worker_key}"})
+    lease = {"max_tasks": 1, "wait_seconds": 0, "task_types": ["noop"]}
+    register = {"worker_id": "fleet-probe", "task_types": ["noop"], "protocol_version": 1}
     try:
+        await worker.json("POST", "/api/v1/workers/register", register)
         for _ in range(100):
-            await conn.json("GET", "/api/v1/workers/test")
+            await worker.json("GET", "/api/v1/workers/test")
         before = cpu_s([pid])
-        for _ in range(calls):
-            await conn.json("GET", "/api/v1/workers/test")
-        return (cpu_s([pid]) - before) * 1000 / calls
+        for _ in range(UNIT_CALLS):
+            await worker.json("GET", "/api/v1/workers/test")
+        bare = cpu_s([pid]) - before
+        before = cpu_s([pid])
+        for _ in range(UNIT_CALLS // 4):
+            await user.json("POST", "/api/v1/tasks", {"task_type": "noop"}, ok=(201,))
+            [task] = (await worker.json("POST", "/api/v1/workers/fleet-probe/lease", lease))[
+                "tasks"
+            ]
+            result = {"task_id": task["task_id"], "lease_token": task["lease_token"]}
+            result |= {"status": "completed", "result": {"content": "ok"}}
+            await worker.json("POST", "/api/v1/workers/fleet-probe/results", {"results": [result]})
+        task_s = cpu_s([pid]) - before
+        return {"bare": bare * 1000 / UNIT_CALLS, "task": task_s * 1000 / (UNIT_CALLS // 4)}
     finally:
-        conn.close()
+        user.close()
+        worker.close()
 
 
 async def _drive(

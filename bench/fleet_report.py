@@ -30,6 +30,8 @@ class Phase:
     doubles_db: int = -1
     #: Server CPU of one bare authenticated call, ms (set on the idle phase).
     floor_ms: float = float("nan")
+    #: Server CPU of one task's calls made one at a time by one client, ms (idle phase).
+    sequential_ms: float = float("nan")
 
     def per_task_ms(self, seconds: float) -> float:
         return seconds * 1000 / self.tasks if self.tasks else float("nan")
@@ -109,9 +111,11 @@ def print_table(
     )
     worst = max(p.per_task_ms(p.server_cpu_s) for p in phases)
     print(
-        f"a bare authenticated call (GET /api/v1/workers/test) costs this server "
-        f"{idle.floor_ms:.3f} ms CPU here and now: a task costs {worst / idle.floor_ms:.1f} "
-        f"such calls (worst column); the goal is {goal_ms / idle.floor_ms:.1f} of them"
+        f"same run, server CPU: a bare authenticated call (GET /api/v1/workers/test) "
+        f"{idle.floor_ms:.3f} ms; one task's calls (submit, lease, result) one at a time "
+        f"{idle.sequential_ms:.3f} ms = {idle.sequential_ms / idle.floor_ms:.1f} bare calls; "
+        f"in the fleet {worst:.3f} ms = {worst / idle.floor_ms:.1f} (worst column); "
+        f"the goal {goal_ms} ms = {goal_ms / idle.floor_ms:.1f}"
     )
     idle_s = idle.elapsed_s
     print(
