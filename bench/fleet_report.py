@@ -87,7 +87,7 @@ def print_table(
     base = phases[0].backlog
     head = [f"queued {p.backlog:,}" for p in phases]
     head += [f"{p.backlog:,}/{base:,}" for p in phases[1:]]
-    print(f"{'figure':<30}" + "".join(f"{h:>14}" for h in head) + f"{'goal':>10}  vs goal")
+    print(f"{'figure':<30}" + "".join(f"{h:>16}" for h in head) + f"{'goal':>10}  vs goal")
     goal_ms = CPU_GOAL_MS[dialect]
     for label, values, fmt in _rows(phases):
         ratios = [v / values[0] if values[0] else float("nan") for v in values[1:]]
@@ -103,10 +103,10 @@ def print_table(
         elif label == "double assignments (fleet)":
             goal = "0"
             verdict = "met" if max(values) == 0 else "NOT MET"
-        print(f"{label:<30}" + "".join(f"{c:>14}" for c in cells) + f"{goal:>10}  {verdict}")
+        print(f"{label:<30}" + "".join(f"{c:>16}" for c in cells) + f"{goal:>10}  {verdict}")
     db_doubles = phases[0].doubles_db
     print(
-        f"{'double assignments (server)':<30}{db_doubles:>14}   whole run, from task_attempts: "
+        f"{'double assignments (server)':<30}{db_doubles:>16}   whole run, from task_attempts: "
         + ("met" if db_doubles == 0 else "NOT MET")
     )
     worst = max(p.per_task_ms(p.server_cpu_s) for p in phases)

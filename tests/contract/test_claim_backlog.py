@@ -84,10 +84,26 @@ def test_a_users_claim_skips_the_backlog_of_other_users_and_types(
     assert "tasks_ready_user" in plan, plan
 
 
-def test_a_pool_key_claims_every_users_tasks_in_order(db: Database) -> None:
+def test_a_pool_key_claims_every_users_tasks_in_order(db: Database, db_url: str) -> None:
     q = make_queue(db)
     _fill(q)
     specs = q.claim(POOL, "w1", ["noop"], 3)
     # the backlog's priority-1 no-op tasks of other users come first, oldest first
     assert [s.priority for s in specs] == [1, 1, 1]
     assert all(s.user_id != "alice" for s in specs)
+    plan = _plan(
+        db,
+        db_url,
+        "claim_pool",
+        now=time.time(),
+        lease_ttl_s=30.0,
+        key_id="k",
+        instance_id=None,
+        worker_id="w1",
+        task_types='["noop"]',
+        task_type_list=["noop"],
+        user_id="ops",
+        limit=2,
+    )
+    # walked in claim order, not sorted whole: a pool may take every one of them
+    assert "tasks_ready" in plan and "tasks_ready_user" not in plan, plan

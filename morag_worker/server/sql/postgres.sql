@@ -146,7 +146,8 @@ RETURNING task_id, state;
 -- One statement: pick the best available tasks this key may serve and lease them, each
 -- with a fresh random token. SKIP LOCKED lets concurrent claims pass each other.
 -- This one is a user's worker key's: tasks_ready_user holds each user's queued tasks
--- by type, so queued tasks of other users and types are never read.
+-- by type, so queued tasks of other users and types are never read. -priority (the
+-- same order as priority DESC) keeps the planner off tasks_ready (migration 0006).
 UPDATE tasks SET
     state = 'leased',
     lease_token = replace(gen_random_uuid()::text, '-', ''),
@@ -161,14 +162,15 @@ WHERE task_id IN (
     SELECT task_id FROM tasks
     WHERE state = 'queued' AND available_at <= :now
       AND user_id = :user_id AND task_type = ANY(:task_type_list)
-    ORDER BY priority DESC, available_at, created_at
+    ORDER BY -priority, available_at, created_at
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
 RETURNING *;
 
 -- name: claim_pool
--- The claim of a pool key (every user's tasks): the queued tasks of its types.
+-- The claim of a pool key (every user's tasks): the queued tasks of its types, walked
+-- in claim order through tasks_ready.
 UPDATE tasks SET
     state = 'leased',
     lease_token = replace(gen_random_uuid()::text, '-', ''),

@@ -138,7 +138,8 @@ RETURNING task_id, state;
 -- One statement: pick the best available tasks this key may serve and lease them, each
 -- with a fresh random token. SQLite serialises writers, so two claims never overlap.
 -- This one is a user's worker key's: tasks_ready_user holds each user's queued tasks
--- by type, so queued tasks of other users and types are never read.
+-- by type, so queued tasks of other users and types are never read. -priority (the
+-- same order as priority DESC) keeps the planner off tasks_ready (migration 0006).
 UPDATE tasks SET
     state = 'leased',
     lease_token = lower(hex(randomblob(16))),
@@ -153,13 +154,15 @@ WHERE task_id IN (
     SELECT task_id FROM tasks
     WHERE state = 'queued' AND available_at <= :now
       AND user_id = :user_id AND task_type IN (SELECT value FROM json_each(:task_types))
-    ORDER BY priority DESC, available_at, created_at
+    ORDER BY -priority, available_at, created_at
     LIMIT :limit
 )
 RETURNING *;
 
 -- name: claim_pool
--- The claim of a pool key (every user's tasks): the queued tasks of its types.
+-- The claim of a pool key (every user's tasks): the queued tasks of its types, walked
+-- in claim order through tasks_ready, named: SQLite's planner, without statistics,
+-- would rather sort every queued task through an index on state alone.
 UPDATE tasks SET
     state = 'leased',
     lease_token = lower(hex(randomblob(16))),
@@ -171,7 +174,7 @@ UPDATE tasks SET
     started_at = :now,
     progress = NULL, stage = NULL
 WHERE task_id IN (
-    SELECT task_id FROM tasks
+    SELECT task_id FROM tasks INDEXED BY tasks_ready
     WHERE state = 'queued' AND available_at <= :now
       AND task_type IN (SELECT value FROM json_each(:task_types))
     ORDER BY priority DESC, available_at, created_at
