@@ -94,9 +94,11 @@ def print_table(
         cells = [fmt.format(v) for v in values] + [f"{r:.2f}" for r in ratios]
         goal, verdict = "", ""
         if label == "server CPU ms/task":
-            worst = max(values)
+            worst = max(v if v == v else float("inf") for v in values)  # nan: no task done
             goal = f"<= {goal_ms}"
             verdict = "met" if worst <= goal_ms else f"{worst / goal_ms:.2f}x the goal"
+            if worst == float("inf"):
+                verdict = "not met: a column finished no task"
             flat = max(ratios, default=1.0)
             verdict += f"; flat {flat:.2f} (goal <= {FLAT_RATIO})"
             verdict += " met" if flat <= FLAT_RATIO else " not met"
@@ -109,7 +111,10 @@ def print_table(
         f"{'double assignments (server)':<30}{db_doubles:>16}   whole run, from task_attempts: "
         + ("met" if db_doubles == 0 else "NOT MET")
     )
-    worst = max(p.per_task_ms(p.server_cpu_s) for p in phases)
+    stalled = [f"{p.backlog:,}" for p in phases if not p.tasks]
+    if stalled:
+        print(f"queued {', '.join(stalled)}: no result was accepted within the window")
+    worst = max(p.per_task_ms(p.server_cpu_s) if p.tasks else float("inf") for p in phases)
     print(
         f"same run, server CPU: a bare authenticated call (GET /api/v1/workers/test) "
         f"{idle.floor_ms:.3f} ms; one task's calls (submit, lease, result) one at a time "
