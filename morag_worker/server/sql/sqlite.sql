@@ -410,6 +410,7 @@ UPDATE task_attempts SET finished_at = :now, outcome = :outcome, error = :error
 WHERE task_id IN (SELECT value FROM json_each(:task_ids)) AND finished_at IS NULL;
 
 -- name: attempts_of_task
+-- every attempt at one task, in the order they started (dashboard task page)
 SELECT attempt, worker_id, started_at, finished_at, outcome, error, timings
 FROM task_attempts WHERE task_id = :task_id ORDER BY started_at, attempt;
 
@@ -434,26 +435,32 @@ WHERE worker_id = :worker_id AND key_id = :key_id
 -- ---- dashboard sessions (server/sessions.py) -----------------------------------------------
 
 -- name: insert_session
+-- a dashboard login: store the session's hash, never the cookie itself
 INSERT INTO ui_sessions (session_hash, key_id, created_at, expires_at)
 VALUES (:session_hash, :key_id, :now, :expires_at);
 
 -- name: get_session
+-- the key behind a dashboard session cookie, while the session lasts
 SELECT key_id, expires_at FROM ui_sessions
 WHERE session_hash = :session_hash AND expires_at > :now;
 
 -- name: delete_session
+-- log out: forget one dashboard session
 DELETE FROM ui_sessions WHERE session_hash = :session_hash;
 
 -- name: delete_expired_sessions
+-- sweep: forget dashboard sessions past their expiry
 DELETE FROM ui_sessions WHERE expires_at <= :now;
 
 -- ---- dashboard overview (server/overview.py) -----------------------------------------------
 
 -- name: ui_queue_counts
+-- dashboard overview: tasks by type and state, every user
 SELECT task_type, state, count(*) AS n FROM tasks
 GROUP BY task_type, state;
 
 -- name: ui_queue_counts_of_user
+-- dashboard overview: tasks by type and state, one user's only
 SELECT task_type, state, count(*) AS n FROM tasks
 WHERE user_id = :user_id
 GROUP BY task_type, state;
@@ -481,11 +488,13 @@ WHERE finished_at >= :since AND finished_at < :until
 GROUP BY bucket, outcome;
 
 -- name: ui_oldest_queued
+-- dashboard overview: the task waiting longest, every user
 SELECT task_id, task_type, user_id, created_at, available_at FROM tasks
 WHERE state = 'queued'
 ORDER BY created_at, task_id LIMIT 1;
 
 -- name: ui_oldest_queued_of_user
+-- dashboard overview: the task waiting longest, one user's only
 SELECT task_id, task_type, user_id, created_at, available_at FROM tasks
 WHERE state = 'queued' AND user_id = :user_id
 ORDER BY created_at, task_id LIMIT 1;
