@@ -53,6 +53,7 @@ lint: install
 
 bench: system-deps install
 	$(PY) bench/dispatch.py
+	$(PY) bench/fleet.py  # 64 simulated workers vs 1 and 2 PostgreSQL replicas and SQLite: about 3 min
 	$(PY) bench/asr.py
 	$(PY) bench/speakers.py  # the docs/speech.md figures: about 20 min on two idle cores
 	$(PY) bench/embed.py
