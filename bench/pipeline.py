@@ -86,16 +86,13 @@ class Direct:
         processor = self.processors.get(task_type) or load_processor(task_type)
         self.processors[task_type] = processor
         self.n += 1
-        ctx = TaskContext(
-            task_id=f"direct-{self.n}",
-            task_type=task_type,
-            parameters={},
-            inputs=[path],
-            input_names=[path.name],
-            work_dir=self.work / str(self.n),
-            device="cpu",
-            models=self.models,
+        ctx = TaskContext.local(
+            task_type,
+            [path],
             settings=self.settings,
+            models=self.models,
+            work_dir=self.work / str(self.n),
+            task_id=f"direct-{self.n}",
         )
         processor.process(ctx).model_dump_json()
 
