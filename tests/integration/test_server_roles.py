@@ -35,6 +35,9 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/tasks/{task_id}/retry"): USERS,
     ("GET", "/api/v1/tasks/{task_id}/attempts"): USERS,
     ("GET", "/api/v1/files/{file_id}"): ANY_KEY,  # workers: only files of leased tasks
+    ("POST", "/api/v1/uploads"): USERS,  # each key's own uploads (resumable)
+    ("GET", "/api/v1/uploads/{upload_id}"): USERS,
+    ("PATCH", "/api/v1/uploads/{upload_id}"): USERS,
     ("POST", "/api/v1/search"): USERS,
     ("POST", "/api/v1/keys"): USERS,  # a user: only worker keys for itself
     ("GET", "/api/v1/keys"): {"admin"},
@@ -76,6 +79,7 @@ _FAILED = {"type": "x", "message": "y", "retryable": True}
 BODIES: dict[tuple[str, str], object] = {
     ("POST", "/api/v1/tasks"): {"task_type": "noop", "parameters": {}},
     ("POST", "/api/v1/search"): {"query": "hello"},
+    ("POST", "/api/v1/uploads"): {"name": "m.txt", "size": 6},
     ("POST", "/api/v1/index/retry"): {"all_failed": True},
     ("POST", "/api/v1/keys"): {"user_id": "alice", "role": "worker"},
     ("POST", "/api/v1/workers/register"): {"worker_id": "w-matrix"},
@@ -138,6 +142,7 @@ def test_every_role_against_every_route(cluster: Cluster, tmp_path: Path) -> Non
         "worker_id": "w-matrix",
         "key_id": "000000000000",
         "name": "app.js",
+        "upload_id": "u_000000000000",
     }
     wrong = []
     for (method, path), allowed in sorted(ALLOWED.items()):
