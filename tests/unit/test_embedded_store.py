@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -209,3 +210,45 @@ def test_searches_run_while_points_are_written_and_graphs_built(store: EmbeddedS
     assert store.count("alice") == 1200 and store.unindexed() == 0
     for i in (5, 600, 1199):
         assert _ids(store.search("alice", vectors[i].tolist(), 1, {})) == [i]
+
+
+def test_writers_do_not_wait_for_a_build_step(store: EmbeddedStore) -> None:
+    first = _vectors(300, 13)
+    store.upsert(_points("alice", first))
+    store.build_all()
+    partition = store._partitions["alice"]
+    added, replaced = _vectors(50, 14), _vectors(10, 15)
+    with partition.lock:  # as the builder holds it while it inserts into the graph
+        writer = threading.Thread(
+            target=lambda: (
+                store.upsert(_points("alice", added, start=300)),
+                store.upsert(_points("alice", replaced)),  # ids 0-9 get new vectors
+                store.delete_task("alice", "t4"),
+            )
+        )
+        writer.start()
+        writer.join(timeout=60)
+        assert not writer.is_alive()
+    # The next search applies what the writers noted, in their order.
+    assert _ids(store.search("alice", added[7].tolist(), 1, {})) == [307]
+    assert store.search("alice", first[3].tolist(), 1, {})[0][0] < 0.99
+    assert _ids(store.search("alice", replaced[3].tolist(), 1, {})) == [3]
+    assert all(i % 5 != 4 for i in _ids(store.search("alice", first[9].tolist(), 50, {})))
+    assert store.count("alice") == 350 - 70
+    store.build_all()
+    assert store.unindexed() == 0 and len(partition) == 280
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="niceness per thread is Linux's")
+def test_the_graph_builder_yields_the_cpu_to_writers_and_searches(store: EmbeddedStore) -> None:
+    import os
+
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    wanted = min(19, own + embedded_store.BUILDER_NICENESS)
+    builder = store._builder.native_id
+    assert builder is not None
+    for _ in range(1000):  # the thread lowers its own priority as it starts
+        if os.getpriority(os.PRIO_PROCESS, builder) == wanted:
+            break
+        time.sleep(0.01)
+    assert os.getpriority(os.PRIO_PROCESS, builder) == wanted
