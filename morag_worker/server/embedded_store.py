@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from loguru import logger
 
+from morag_worker.server.embedded_checkpoint import Checkpointer
 from morag_worker.server.embedded_rows import (
     StoredPoint,
     check_meta,
@@ -54,6 +55,8 @@ BUILD_IDLE_S = 0.5
 #: busy machine upserts and searches (at the process's niceness) get the CPU first. At
 #: +10 the kernel gives it about a tenth of a core it contends for, all of an idle one.
 BUILDER_NICENESS = 10
+#: Seconds between checkpoints of the points database's WAL by its own thread.
+CHECKPOINT_INTERVAL_S = 0.5
 #: A filter matching at most this many points is scored exactly from SQLite (about 10 ms);
 #: a broader one searches the graph with a label filter.
 EXACT_FILTER_MAX = 20000
@@ -85,6 +88,7 @@ class EmbeddedStore:
         self._partitions: dict[str, Partition] = {}
         self._dirty: set[str] = set()
         self._load_partitions()
+        self._checkpointer = Checkpointer(directory / "points.sqlite3", CHECKPOINT_INTERVAL_S)
         self._stop = threading.Event()
         self._builder = threading.Thread(target=self._build_loop, name="hnsw-builder", daemon=True)
         self._builder.start()
@@ -330,6 +334,7 @@ class EmbeddedStore:
         self._builder.join(timeout=30)
         self._dirty.update(self._partitions)
         self.save()
+        self._checkpointer.close()
         with self._lock:
             self._db.close()
 
