@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -51,10 +49,13 @@ __all__ = ["EmbeddedStore", "StoredPoint"]
 SAVE_INTERVAL_S = 300.0
 #: Builder's idle wait when no partition has a tail to move.
 BUILD_IDLE_S = 0.5
-#: Niceness the builder thread adds to its own: graphs are a cache that may lag, so on a
-#: busy machine upserts and searches (at the process's niceness) get the CPU first. At
-#: +10 the kernel gives it about a tenth of a core it contends for, all of an idle one.
-BUILDER_NICENESS = 10
+#: The builder leaves a user's tail alone while points were written in the last this
+#: many seconds, so upserts get the CPU (on 2 cores a builder at work halved their rate
+#: at a million points): searches score tails exactly, so a graph may lag.
+WRITE_QUIET_S = 0.5
+#: ...up to this many points in a tail, which a search scores exactly in a few ms; a
+#: longer tail is built even while writes go on, so searches stay fast in a bulk load.
+DEFER_TAIL_MAX = 20000
 #: Seconds between checkpoints of the points database's WAL by its own thread.
 CHECKPOINT_INTERVAL_S = 0.5
 #: A filter matching at most this many points is scored exactly from SQLite (about 10 ms);
@@ -87,6 +88,7 @@ class EmbeddedStore:
         self._next_label = next_label(self._db)
         self._partitions: dict[str, Partition] = {}
         self._dirty: set[str] = set()
+        self._last_write = float("-inf")  # time.monotonic() of the last upsert or delete
         self._load_partitions()
         self._checkpointer = Checkpointer(directory / "points.sqlite3", CHECKPOINT_INTERVAL_S)
         self._stop = threading.Event()
@@ -162,6 +164,7 @@ class EmbeddedStore:
                 raise
             self._next_label = first + len(points)
             self._dirty.update(users)
+            self._last_write = time.monotonic()
             # Under the lock, so that partitions see changes in the order of the commits
             # (a replaced label is never removed before it was added); cheap, since a
             # partition only notes them for its next search or build step.
@@ -191,6 +194,7 @@ class EmbeddedStore:
                 return 0
             labels = self._delete_ids(doomed)
             self._dirty.add(user_id)
+            self._last_write = time.monotonic()
             self._partition(user_id).remove(labels)
         return len(labels)
 
@@ -292,7 +296,6 @@ class EmbeddedStore:
     # ---- graphs ----------------------------------------------------------------------
 
     def _build_loop(self) -> None:
-        _lower_priority(BUILDER_NICENESS)
         last_save = time.monotonic()
         while not self._stop.is_set():
             moved = 0
@@ -301,6 +304,9 @@ class EmbeddedStore:
             for partition in partitions:
                 if self._stop.is_set():
                     return
+                writing = time.monotonic() - self._last_write < WRITE_QUIET_S
+                if writing and partition.tail_size < DEFER_TAIL_MAX:
+                    continue
                 moved += partition.build_step()
             if time.monotonic() - last_save > SAVE_INTERVAL_S:
                 self.save()
@@ -337,16 +343,3 @@ class EmbeddedStore:
         self._checkpointer.close()
         with self._lock:
             self._db.close()
-
-
-def _lower_priority(step: int) -> None:
-    """Raise the calling thread's niceness by ``step`` (Linux, where niceness is per
-    thread; elsewhere, or when refused, the thread keeps the process's priority)."""
-    if sys.platform != "linux":
-        return
-    thread = threading.get_native_id()
-    try:
-        current = os.getpriority(os.PRIO_PROCESS, thread)
-        os.setpriority(os.PRIO_PROCESS, thread, min(19, current + step))
-    except OSError as exc:
-        logger.debug("vector store: the graph builder keeps its priority ({})", exc)
