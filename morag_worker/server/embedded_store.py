@@ -9,7 +9,9 @@ SQLite is the record: an upsert is one transaction there, durable before it retu
 nothing indexed is lost in a crash. The graphs are a cache rebuilt from it: at open, a
 saved graph is loaded and reconciled with the table (labels deleted since are dropped,
 labels added since go to the exact tail), and a builder thread moves tails into graphs
-in small steps. Graphs are saved at close and every ``SAVE_INTERVAL_S`` while changed.
+in small steps, leaving short tails alone while upserts go on (they get the CPU first).
+Graphs are saved at close and every ``SAVE_INTERVAL_S`` while changed. WAL checkpoints
+run on their own thread (:mod:`.embedded_checkpoint`), not inside upserts' commits.
 
 Every user has its own partition, so a search touches only that user's vectors: the user
 filter is the index itself, not a condition checked afterwards. Narrower filters (task,
