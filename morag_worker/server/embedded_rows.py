@@ -110,6 +110,14 @@ def open_points(path: Path) -> sqlite3.Connection:
     return db
 
 
+def open_reader(path: Path) -> sqlite3.Connection:
+    """A second, read-only connection for searches: in WAL mode it reads the last commit
+    while an upsert's transaction is open on the writer, instead of waiting for it."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA query_only=1")
+    return db
+
+
 def check_meta(db: sqlite3.Connection, directory: Path, dimension: int, model: str | None) -> None:
     """Record the dimension and model of a new store; refuse another one's (ConfigError)."""
     meta = dict(db.execute("SELECT key, value FROM meta").fetchall())

@@ -40,6 +40,7 @@ from morag_worker.server.embedded_rows import (
     marks,
     next_label,
     open_points,
+    open_reader,
     row_values,
     unit,
 )
@@ -87,6 +88,10 @@ class EmbeddedStore:
         self._db = open_points(directory / "points.sqlite3")
         self._lock = threading.RLock()
         check_meta(self._db, directory, dimension, model_id)
+        # Searches read through their own connection, never waiting for an upsert's
+        # transaction on the writer's (labels reach partitions only after their commit).
+        self._reader = open_reader(directory / "points.sqlite3")
+        self._read_lock = threading.Lock()
         self._next_label = next_label(self._db)
         self._partitions: dict[str, Partition] = {}
         self._dirty: set[str] = set()
@@ -229,17 +234,14 @@ class EmbeddedStore:
             if column in filters:
                 sql += f" AND {column} IN ({marks(filters[column])})"
                 args += filters[column]
-        with self._lock:
-            return [row[0] for row in self._db.execute(sql, args)]
+        return [row[0] for row in self._read(sql, args)]
 
     def _exact(self, labels: list[int], query: np.ndarray, limit: int) -> list[tuple[int, float]]:
         if not labels:
             return []
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT label, vector FROM points WHERE label IN ({marks(labels)})",
-                labels,
-            ).fetchall()
+        rows = self._read(
+            f"SELECT label, vector FROM points WHERE label IN ({marks(labels)})", labels
+        )
         matrix = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, self.dimension)
         scores = matrix @ query
         top = np.argsort(-scores)[:limit]
@@ -249,11 +251,14 @@ class EmbeddedStore:
         if not found:
             return []
         labels = [label for label, _ in found]
-        with self._lock:
-            sql = f"SELECT label, payload FROM points WHERE label IN ({marks(labels)})"
-            rows = dict(self._db.execute(sql, labels).fetchall())
+        sql = f"SELECT label, payload FROM points WHERE label IN ({marks(labels)})"
+        rows = dict(self._read(sql, labels))
         # A point replaced or deleted since the graph answered has no row: it is skipped.
         return [(score, json.loads(rows[label])) for label, score in found if label in rows]
+
+    def _read(self, sql: str, args: list[Any]) -> list[Any]:
+        with self._read_lock:
+            return self._reader.execute(sql, args).fetchall()
 
     def count(self, user_id: str) -> int:
         with self._lock:
@@ -343,5 +348,7 @@ class EmbeddedStore:
         self._dirty.update(self._partitions)
         self.save()
         self._checkpointer.close()
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._db.close()
