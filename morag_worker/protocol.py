@@ -411,13 +411,37 @@ class ReleaseRequest(_Model):
 
 
 class TaskSubmitJSON(_Model):
-    """JSON form of ``POST /api/v1/tasks`` for URL tasks (web, youtube)."""
+    """JSON form of ``POST /api/v1/tasks``: URL tasks (web, youtube), and tasks whose
+    files were sent as resumable uploads (``uploads``)."""
 
     task_type: str
     parameters: dict[str, Any] = Field(default_factory=dict)
     priority: int = Field(default=0, ge=-100, le=100)
     max_attempts: int | None = Field(default=None, ge=1, le=20)
     timeout_seconds: float | None = Field(default=None, gt=0, le=7 * 86400)
+    uploads: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="complete resumable uploads (POST /api/v1/uploads) that are the task's "
+        "input files, in order",
+    )
+
+
+class UploadCreate(_Model):
+    """``POST /api/v1/uploads``: start a resumable upload."""
+
+    name: str = Field(min_length=1, description="the file's name, as the task will show it")
+    size: int = Field(ge=0, description="the file's size in bytes")
+
+
+class UploadState(_Model):
+    """Where a resumable upload stands."""
+
+    upload_id: str
+    name: str
+    size: int
+    offset: int = Field(description="bytes the server holds; the next piece starts here")
+    complete: bool
 
 
 class TaskCreated(_Model):

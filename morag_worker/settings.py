@@ -133,6 +133,14 @@ class ProcessorSettings:
     whisper_beam_size: int = 5
     #: Spoken language (ISO code); empty lets Whisper detect it from the first 30 s.
     whisper_language: str = ""
+    #: Batched decoding (faster-whisper's BatchedInferencePipeline): the speech regions
+    #: of a long input are cut into windows of up to 30 s and this many are decoded at
+    #: once. 0 decodes the audio window after window (each conditioned on the last).
+    #: A GPU gains several times from batching; a CPU little or nothing (docs/speech.md).
+    whisper_batch_size: int = 0
+    #: Shortest audio, in seconds, decoded in batches when ``whisper_batch_size`` is set:
+    #: a short input has too few windows to fill a batch.
+    whisper_batch_min_s: float = 60.0
     #: Speaker diarization: resemblyzer (offline, encoder inside its wheel), pyannote (a
     #: pipeline available locally) or none.
     diarization_backend: str = "resemblyzer"
@@ -302,6 +310,16 @@ _FLAGS: dict[str, tuple[str, str, str]] = {
         "WHISPER_LANGUAGE",
         "spoken language code; empty detects it",
     ),
+    "whisper_batch_size": (
+        "--whisper-batch-size",
+        "WHISPER_BATCH_SIZE",
+        "decode this many 30 s windows at once (faster-whisper batched; 0: one by one)",
+    ),
+    "whisper_batch_min_s": (
+        "--whisper-batch-min-s",
+        "WHISPER_BATCH_MIN_S",
+        "shortest audio in seconds decoded in batches when --whisper-batch-size is set",
+    ),
     "diarization_backend": (
         "--diarization-backend",
         "DIARIZATION_BACKEND",
@@ -354,4 +372,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def from_namespace(args: argparse.Namespace, env: Mapping[str, str]) -> ProcessorSettings:
     """Build settings: a flag wins over its environment variable, which wins over the
     default. A bad value is a ValueError naming the flag or variable."""
-    return ProcessorSettings(**{o.name: value(args, env, o) for o in options()})
+    settings = ProcessorSettings(**{o.name: value(args, env, o) for o in options()})
+    if settings.whisper_batch_size < 0 or settings.whisper_batch_size > 256:
+        raise ValueError(
+            f"--whisper-batch-size {settings.whisper_batch_size}: expected 0 (decode window "
+            "after window) to 256 windows at once; 8 to 16 suit a GPU [WHISPER_BATCH_SIZE]"
+        )
+    if settings.whisper_batch_min_s < 0:
+        raise ValueError(
+            f"--whisper-batch-min-s {settings.whisper_batch_min_s:g}: expected seconds >= 0 "
+            "[WHISPER_BATCH_MIN_S]"
+        )
+    return settings

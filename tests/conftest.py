@@ -16,3 +16,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
 from harness import cluster, cluster_factory  # noqa: F401  (fixtures for all tests)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """Browser tests run last: pytest-playwright's sync API keeps an event loop marked as
+    running on the main thread until the session ends, and ``asyncio.run`` in any later
+    test would refuse to start under it."""
+    items.sort(key=lambda item: "tests/browser/" in str(item.path).replace(os.sep, "/"))

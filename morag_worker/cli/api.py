@@ -16,7 +16,10 @@ from morag_worker.connection import describe_unreachable, server_url_problem
 
 TERMINAL = {"completed", "failed", "dead", "cancelled"}
 #: Upload pieces: large enough for throughput, small enough to keep memory flat.
-UPLOAD_CHUNK_BYTES = 1 << 20
+UPLOAD_CHUNK_BYTES = 4 << 20
+#: Files from this size on go as resumable uploads: a broken connection costs only the
+#: piece in flight. Smaller ones take one request (one round trip fewer).
+RESUMABLE_FROM_BYTES = 64 << 20
 
 
 class ApiFailure(Exception):
@@ -25,9 +28,15 @@ class ApiFailure(Exception):
     ``status`` is the HTTP status of a morag-server's error answer; None when there was
     no answer, or an answer that was not a morag-server's."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, code: str = "") -> None:
         super().__init__(message)
         self.status = status
+        #: The server's error code (``not_found``, ``upload_busy`` …); empty without one.
+        self.code = code
+
+
+class UploadsUnsupported(ApiFailure):
+    """The server has no ``/api/v1/uploads`` (a release before resumable uploads)."""
 
 
 def read_key(key: str, key_file: str) -> str:
@@ -45,22 +54,70 @@ def read_key(key: str, key_file: str) -> str:
     raise ApiFailure("no API key: set MORAG_API_KEY or pass --api-key / --api-key-file")
 
 
-def _multipart(path: Path, fields: dict[str, str], boundary: str) -> Iterator[bytes]:
-    """A multipart body streamed from disk, so a 2 GB upload never sits in memory."""
-    for name, value in fields.items():
-        yield (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-        ).encode()
-    ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    safe_name = path.name.replace('"', "_")
-    yield (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
-        f'filename="{safe_name}"\r\nContent-Type: {ctype}\r\n\r\n'
-    ).encode()
+class _MultipartBody:
+    """A multipart body streamed from disk, so a 2 GB upload never sits in memory.
+
+    It has a length, so the request carries ``Content-Length`` and the file's pieces go
+    out as they are read (a generator would be sent chunked: every piece copied once
+    more to frame it, and a server that cannot tell the size up front).
+    """
+
+    def __init__(self, path: Path, fields: dict[str, str], boundary: str) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+        head = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+            f"{value}\r\n".encode()
+            for name, value in fields.items()
+        )
+        ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        safe_name = path.name.replace('"', "_")
+        self.head = (
+            head
+            + (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+                f'filename="{safe_name}"\r\nContent-Type: {ctype}\r\n\r\n'
+            ).encode()
+        )
+        self.tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def __len__(self) -> int:
+        return len(self.head) + self.size + len(self.tail)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.head
+        yield from read_pieces(self.path, 0, self.size)
+        yield self.tail
+
+
+class _Pieces:
+    """Bytes ``offset`` to ``size`` of a file as a request body with a length."""
+
+    def __init__(self, path: Path, offset: int, size: int) -> None:
+        self.path, self.offset, self.size = path, offset, size
+
+    def __len__(self) -> int:
+        return self.size - self.offset
+
+    def __iter__(self) -> Iterator[bytes]:
+        return read_pieces(self.path, self.offset, self.size)
+
+
+def read_pieces(path: Path, offset: int, size: int) -> Iterator[bytes]:
+    """Bytes ``offset`` to ``size`` of ``path`` in ``UPLOAD_CHUNK_BYTES`` pieces; ApiFailure
+    when the file ends sooner (it changed while it was being sent)."""
     with path.open("rb") as handle:
-        while chunk := handle.read(UPLOAD_CHUNK_BYTES):
+        handle.seek(offset)
+        left = size - offset
+        while left > 0:
+            chunk = handle.read(min(UPLOAD_CHUNK_BYTES, left))
+            if not chunk:
+                raise ApiFailure(
+                    f"{path} shrank while it was being uploaded (now {size - left} bytes, "
+                    f"{size} when the upload began); upload it again once it is complete"
+                )
+            left -= len(chunk)
             yield chunk
-    yield f"\r\n--{boundary}--\r\n".encode()
 
 
 def check_server_url(url: str) -> str:
@@ -97,7 +154,11 @@ class Api:
                     f"HTTP {response.status_code} from {where} that is not a morag-server "
                     f"answer ({' '.join(response.text.split())[:60]!r}); check --server-url"
                 ) from None
-            raise ApiFailure(f"HTTP {response.status_code}: {detail}", response.status_code)
+            raise ApiFailure(
+                f"HTTP {response.status_code}: {detail}",
+                response.status_code,
+                str(body["error"].get("code", "")),
+            )
         if body is None:
             raise ApiFailure(f"{response.url} did not answer JSON; check --server-url")
         return body
@@ -120,9 +181,96 @@ class Api:
     def post_json(self, path: str, body: dict[str, Any]) -> Any:
         return self._request("POST", path, json=body)
 
-    def submit_file(
-        self, path: Path, task_type: str, params: dict[str, Any], priority: int = 0
+    def submit_file_resumable(
+        self,
+        path: Path,
+        task_type: str,
+        params: dict[str, Any],
+        priority: int = 0,
+        retry_for_s: float = 300.0,
     ) -> str:
+        """Submit a task with ``path`` sent as a resumable upload (``/api/v1/uploads``):
+        a connection that breaks mid-file costs only the piece in flight, and the rest is
+        sent from the offset the server holds. Gives up after ``retry_for_s`` seconds
+        without progress."""
+        size = path.stat().st_size
+        try:
+            upload = self.post_json("/api/v1/uploads", {"name": path.name, "size": size})
+        except ApiFailure as exc:
+            if exc.status is None and "HTTP 404" in str(exc):
+                raise UploadsUnsupported(str(exc)) from None
+            raise
+        self.send_upload(path, upload, retry_for_s)
+        body = {
+            "task_type": task_type,
+            "parameters": params,
+            "priority": priority,
+            "uploads": [upload["upload_id"]],
+        }
+        return str(self.post_json("/api/v1/tasks", body)["task_id"])
+
+    def send_upload(self, path: Path, upload: dict[str, Any], retry_for_s: float) -> None:
+        """Send ``path`` into an upload from the offset the server holds, until complete."""
+        where = f"/api/v1/uploads/{upload['upload_id']}"
+        offset, size = int(upload["offset"]), int(upload["size"])
+        give_up = time.monotonic() + retry_for_s
+        attempt = 0
+        while offset < size:
+            try:
+                reply = self._request(
+                    "PATCH",
+                    where,
+                    data=_Pieces(path, offset, size),
+                    headers={
+                        "Upload-Offset": str(offset),
+                        "Content-Type": "application/offset+octet-stream",
+                    },
+                )
+                offset = int(reply["offset"])
+                attempt = 0
+                continue
+            except ApiFailure as exc:
+                # No answer (the connection broke), the server busy or failing, or
+                # another request still writing the upload: ask where it stands.
+                again = exc.code in ("upload_busy", "offset_mismatch")
+                if exc.status is not None and exc.status < 500 and not again:
+                    raise
+                if time.monotonic() > give_up:
+                    raise ApiFailure(
+                        f"upload of {path} stopped at byte {offset} of {size}: {exc}"
+                    ) from None
+            time.sleep(min(5.0, 0.2 * 2**attempt))
+            attempt += 1
+            try:
+                before, offset = offset, int(self.get(where)["offset"])
+            except ApiFailure as exc:
+                if exc.status is not None or time.monotonic() > give_up:
+                    raise
+                continue
+            if offset > before:
+                give_up = time.monotonic() + retry_for_s  # progress: a fresh budget
+
+    def submit_file(
+        self,
+        path: Path,
+        task_type: str,
+        params: dict[str, Any],
+        priority: int = 0,
+        resumable: bool | None = None,
+    ) -> str:
+        """Submit a task with ``path`` as its input: as a resumable upload when
+        ``resumable`` (None: for files of ``RESUMABLE_FROM_BYTES`` and more, falling back
+        to one multipart request on a server without resumable uploads), else in one
+        multipart request."""
+        if resumable or (resumable is None and path.stat().st_size >= RESUMABLE_FROM_BYTES):
+            try:
+                return self.submit_file_resumable(path, task_type, params, priority)
+            except UploadsUnsupported:
+                if resumable:
+                    raise ApiFailure(
+                        f"{self.base} has no resumable uploads (an older release); "
+                        "upgrade it, or send the file in one request"
+                    ) from None
         boundary = "morag-" + secrets.token_hex(12)
         fields = {
             "task_type": task_type,
@@ -131,7 +279,7 @@ class Api:
         }
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
         reply = self._request(
-            "POST", "/api/v1/tasks", data=_multipart(path, fields, boundary), headers=headers
+            "POST", "/api/v1/tasks", data=_MultipartBody(path, fields, boundary), headers=headers
         )
         return str(reply["task_id"])
 

@@ -141,6 +141,15 @@ class FasterWhisperTranscriber:
         except (RuntimeError, ValueError) as exc:
             raise ModelMissing(f"whisper model at {path} cannot be loaded ({exc})") from None
         self.english_only = not self.model.model.is_multilingual
+        self._pipeline: Any = None
+
+    def _batched(self) -> Any:
+        """The batched pipeline over the same loaded model (no second copy)."""
+        if self._pipeline is None:
+            from faster_whisper import BatchedInferencePipeline
+
+            self._pipeline = BatchedInferencePipeline(self.model)
+        return self._pipeline
 
     def transcribe(
         self,
@@ -149,23 +158,34 @@ class FasterWhisperTranscriber:
         language: str | None,
         beam_size: int,
         on_segment: Callable[[float], None] | None = None,
+        batch_size: int = 0,
     ) -> Transcript:
         """Transcribe 16 kHz mono ``audio``; ``on_segment(end_s)`` runs after each segment
-        (faster-whisper decodes lazily, so it may raise to stop a cancelled task early)."""
+        (faster-whisper decodes lazily, so it may raise to stop a cancelled task early).
+        ``batch_size`` > 0 decodes that many 30 s windows of speech at once
+        (``BatchedInferencePipeline``); 0 decodes them one after another."""
         if self.english_only and language not in (None, "en"):
             raise BadInput(f"the Whisper model is English-only; language {language!r} was asked")
-        segments, info = self.model.transcribe(
-            audio,
-            language=language or ("en" if self.english_only else None),
-            beam_size=beam_size,
-            word_timestamps=True,
+        options: dict[str, Any] = {
+            "language": language or ("en" if self.english_only else None),
+            "beam_size": beam_size,
+            "word_timestamps": True,
             # Silero VAD (bundled with faster-whisper): skips silence, which saves time and
             # avoids Whisper's hallucinations on it; timestamps stay in the original timeline.
-            vad_filter=True,
-        )
+            # The batched pipeline cuts its windows along the same VAD's speech regions.
+            "vad_filter": True,
+        }
+        if batch_size > 0:
+            segments, info = self._batched().transcribe(audio, batch_size=batch_size, **options)
+        else:
+            segments, info = self.model.transcribe(audio, **options)
         out = []
         for seg in segments:
-            out.append(_segment_dict(seg))
+            found = _segment_dict(seg)
+            # A batched window comes back as one segment of up to 30 s (decoded without
+            # timestamp tokens, which is what makes batching pay); its word timings cut
+            # it into sentences, as the sequential path's segments are.
+            out += _sentences(found) if batch_size > 0 else [found]
             if on_segment is not None:
                 on_segment(float(seg.end))
         return Transcript(info.language, float(info.language_probability), out)
@@ -189,6 +209,32 @@ def _segment_dict(seg: Any) -> dict[str, Any]:
     }
 
 
+#: Word endings that close a sentence.
+_SENTENCE_END = (".", "?", "!", "…")
+
+
+def _sentences(segment: dict[str, Any]) -> list[dict[str, Any]]:
+    """``segment`` cut after each word that ends a sentence (by its word timings)."""
+    words = segment["words"]
+    if not words:
+        return [segment]
+    pieces: list[list[dict[str, Any]]] = [[]]
+    for word in words:
+        pieces[-1].append(word)
+        if word["word"].strip().endswith(_SENTENCE_END):
+            pieces.append([])
+    return [
+        {
+            "start": piece[0]["start"],
+            "end": piece[-1]["end"],
+            "text": "".join(w["word"] for w in piece).strip(),
+            "words": piece,
+        }
+        for piece in pieces
+        if piece
+    ]
+
+
 class OpenAIWhisperTranscriber:
     def __init__(self, checkpoint: Path, device: str) -> None:
         try:
@@ -205,9 +251,11 @@ class OpenAIWhisperTranscriber:
         language: str | None,
         beam_size: int,
         on_segment: Callable[[float], None] | None = None,
+        batch_size: int = 0,
     ) -> Transcript:
         """As :meth:`FasterWhisperTranscriber.transcribe`; openai-whisper decodes the whole
-        file in one call, so ``on_segment`` runs once at the end."""
+        file in one call, so ``on_segment`` runs once at the end, and it has no batched
+        decoding (``batch_size`` is ignored)."""
         result = self.model.transcribe(
             audio,
             language=language,

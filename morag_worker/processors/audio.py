@@ -18,7 +18,7 @@ import numpy as np
 
 from morag_worker.errors import BadInput, Cancelled
 from morag_worker.models.whisper import Transcript, compute_type_for, get_transcriber
-from morag_worker.processors import attribution, diarize
+from morag_worker.processors import attribution, diarize, gapfill
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.chunking import chunk_transcript
 from morag_worker.processors.media import SAMPLE_RATE, decode_audio, probe
@@ -89,13 +89,25 @@ def transcribe_audio(
     checkpoint(ctx, 0.3, "transcribe")
     with timings.stage("load_model"):
         transcriber = get_transcriber(ctx.models, settings, ctx.device)
+    batch = settings.whisper_batch_size if duration >= settings.whisper_batch_min_s else 0
     with timings.stage("transcribe"):
         transcript = transcriber.transcribe(
             audio,
             language=language,
             beam_size=settings.whisper_beam_size,
             on_segment=_progress(ctx, duration),
+            batch_size=batch,
         )
+        transcript, refilled_s = gapfill.fill_gaps(
+            transcriber,
+            audio,
+            regions,
+            transcript,
+            language=language,
+            beam_size=settings.whisper_beam_size,
+            on_segment=_cancellable(ctx),
+        )
+    metadata["retranscribed_s"] = refilled_s
     checkpoint(ctx, 0.8, "diarize")
     with timings.stage("diarize"):
         turns = _turns(ctx, audio, regions, num_speakers)
@@ -106,6 +118,7 @@ def transcribe_audio(
     metadata.update(
         timings_s=timings.seconds,
         real_time_factor=round(timings.seconds["transcribe"] / duration, 4),
+        asr_batch_size=batch,
     )
     return TaskResult(
         content=render_markdown(source, segments),
@@ -132,6 +145,16 @@ def _progress(ctx: TaskContext, duration: float) -> Callable[[float], None]:
         if ctx.cancelled():
             raise Cancelled("cancelled during transcription")
         ctx.report(0.3 + 0.5 * min(1.0, end_s / duration), "transcribe")
+
+    return on_segment
+
+
+def _cancellable(ctx: TaskContext) -> Callable[[float], None]:
+    """Per-segment callback that only stops a cancelled task (progress stays put)."""
+
+    def on_segment(_end_s: float) -> None:
+        if ctx.cancelled():
+            raise Cancelled("cancelled during transcription")
 
     return on_segment
 

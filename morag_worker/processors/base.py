@@ -13,7 +13,7 @@ Plugins add processors with :func:`register` (``--plugin MODULE`` on the supervi
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -49,6 +49,37 @@ class TaskContext:
     settings: ProcessorSettings
     report: Callable[[float, str], None] = field(default=lambda _p, _s: None)
     cancelled: Callable[[], bool] = field(default=lambda: False)
+
+    @classmethod
+    def local(
+        cls,
+        task_type: str,
+        inputs: Sequence[Path] = (),
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        settings: ProcessorSettings | None = None,
+        models: ModelCache | None = None,
+        work_dir: Path | None = None,
+        device: str = "cpu",
+        task_id: str = "local",
+        cancelled: Callable[[], bool] | None = None,
+    ) -> TaskContext:
+        """A context for running a processor on local files, outside a supervisor (in
+        benchmarks, tests and scripts): inputs keep their file names, and the work dir is
+        the first input's folder unless given."""
+        paths = list(inputs)
+        return cls(
+            task_id=task_id,
+            task_type=task_type,
+            parameters=dict(parameters or {}),
+            inputs=paths,
+            input_names=[p.name for p in paths],
+            work_dir=work_dir or (paths[0].parent if paths else Path.cwd()),
+            device=device,
+            models=models or ModelCache(),
+            settings=settings or ProcessorSettings(),
+            cancelled=cancelled or (lambda: False),
+        )
 
 
 def bool_parameter(parameters: Mapping[str, Any], name: str, default: bool = False) -> bool:

@@ -26,6 +26,7 @@ from morag_worker.server import (
     routes_search,
     routes_tasks,
     routes_ui,
+    routes_uploads,
     routes_workers,
 )
 from morag_worker.server.db import safe_url
@@ -125,6 +126,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.add_middleware(BodyGuard, limits=config.limits)
     app.include_router(routes_workers.router)
     app.include_router(routes_tasks.router)
+    app.include_router(routes_uploads.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_search.router)
     app.include_router(routes_index.router)

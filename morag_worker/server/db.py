@@ -50,6 +50,15 @@ def load_queries(dialect: str) -> dict[str, str]:
     return queries
 
 
+#: Queries whose best plan depends on their values (the caller's user and task types).
+#: psycopg prepares a statement once it has run five times, and PostgreSQL may then
+#: switch to a generic plan, made without the values: for the claim that plan read the
+#: user's whole queue (every type) instead of its tasks of the types asked for, 25 ms
+#: behind 50,000 queued tasks of other types (bench/fleet.py, docs/design.md). These
+#: are sent unprepared, so each is planned with its values (a fraction of a ms).
+PLAN_WITH_VALUES = frozenset({"claim", "claim_pool", "next_due", "next_due_pool"})
+
+
 class DatabaseUnavailable(Exception):
     """The database cannot be opened; the message names it and the reason."""
 
@@ -117,6 +126,12 @@ class Database:
         from psycopg.rows import dict_row
 
         return psycopg.connect(url, autocommit=True, row_factory=dict_row)
+
+    def backend_pid(self) -> int | None:
+        """PostgreSQL's process id for this connection (whose NOTIFYs carry it)."""
+        if self.dialect != "postgres":
+            return None
+        return int(self._conn.info.backend_pid)
 
     def sqlite_synchronous_in_effect(self) -> str:
         """The durability acknowledged writes get: ``full`` when they wait for a sync of
@@ -195,7 +210,10 @@ class Database:
         """Run a named query and return its rows as dicts."""
         sql = self._queries[name]
         with self._lock:
-            cursor = self._conn.execute(sql, params)
+            if self.dialect == "postgres" and name in PLAN_WITH_VALUES:
+                cursor = self._conn.execute(sql, params, prepare=False)
+            else:
+                cursor = self._conn.execute(sql, params)
             rows = cursor.fetchall() if cursor.description else []
         return [dict(row) for row in rows]
 

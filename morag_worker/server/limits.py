@@ -33,6 +33,8 @@ RESULT_ROUTES = frozenset(
 )
 #: Multipart task submissions stream files to disk under their own limits (files.py).
 UPLOAD_ROUTE = ("POST", "/api/v1/tasks")
+#: Pieces of resumable uploads: limited by the size the upload declared (uploads.py).
+UPLOAD_PIECE_ROUTE = ("PATCH", "/api/v1/uploads/{upload_id}")
 #: An oversize body of up to this many bytes is read to its end (and dropped) before the
 #: 413, so that the client, still sending, can read the answer instead of a reset; a
 #: larger one is cut off.
@@ -99,6 +101,8 @@ class _Body:
             self.limit, self.flag = self.limits.max_result_bytes, "--max-result-bytes"
         elif (self.scope["method"], path) == UPLOAD_ROUTE and ctype.startswith("multipart/"):
             self.limit = None  # files and fields are limited one by one while streaming
+        elif (self.scope["method"], path) == UPLOAD_PIECE_ROUTE:
+            self.limit = None  # the upload's declared size limits it
         else:
             self.limit, self.flag = self.limits.max_body_bytes, "--max-body-bytes"
         declared = _content_length(self.scope)

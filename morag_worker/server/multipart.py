@@ -25,6 +25,7 @@ from python_multipart.multipart import MultipartParser, MultipartState, parse_op
 
 from morag_worker.server.apierror import ApiError
 from morag_worker.server.files import FileStore, StoredFile
+from morag_worker.server.pump import pump
 
 #: Multipart field names that carry uploaded files ("file" for single-file clients).
 FILE_FIELDS = ("files", "file")
@@ -136,7 +137,7 @@ class MultipartUpload:
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         part = self._part
-        chunk = data[start:end]
+        chunk = memoryview(data)[start:end]  # no copy: hashed and written at once
         part.size += len(chunk)
         if part.handle is None:
             if part.size > self.max_field_bytes:
@@ -180,16 +181,22 @@ class MultipartUpload:
         return len(self._pending)
 
     async def read(self, stream: AsyncIterator[bytes]) -> None:
-        """Consume the whole body; on any error every temporary file is removed."""
+        """Consume the whole body; on any error every temporary file is removed.
+
+        Parsing, hashing and writing run on a thread while the next pieces arrive
+        (:func:`.pump.pump`).
+        """
         try:
-            async for chunk in stream:
-                if chunk:
-                    self._write(chunk)
+            await pump(stream, self._write_all)
             if self._parser.state != MultipartState.END:
                 raise _bad("the body ended before its closing boundary")
         except BaseException:
             self.abort()
             raise
+
+    def _write_all(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._write(chunk)
 
     def _write(self, chunk: bytes) -> None:
         try:

@@ -69,6 +69,13 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+def _types(task_types: list[str]) -> dict[str, Any]:
+    """The task types a claim may take, as each dialect's SQL reads them: a JSON list
+    (SQLite's json_each) and a list (PostgreSQL's ``= ANY``, which its planner can see
+    into, unlike a set-returning function: it then reads tasks_ready_user by type)."""
+    return {"task_types": _json(task_types), "task_type_list": list(task_types)}
+
+
 def result_hash(status: str, stored_json: str) -> str:
     """The identity of a result, for recognising a repeated upload: its status and the
     JSON stored for it (pydantic's output is deterministic for equal values)."""
@@ -195,14 +202,13 @@ class TaskQueue:
         ``instance_id``, which alone may release them all by unregistering)."""
         with self.db.transaction():
             rows = self.db.query(
-                "claim",
+                "claim_pool" if caller.pool else "claim",
                 now=time.time(),
                 lease_ttl_s=self.policy.lease_ttl_s,
                 key_id=caller.key_id,
                 instance_id=instance_id,
                 worker_id=worker_id,
-                task_types=_json(task_types),
-                pool=caller.pool,
+                **_types(task_types),
                 user_id=caller.user_id,
                 limit=limit,
             )
@@ -217,10 +223,9 @@ class TaskQueue:
         """When the next task ``caller`` could claim (of ``task_types``) becomes available;
         None when none is waiting for its backoff to end."""
         row = self.db.one(
-            "next_due",
+            "next_due_pool" if caller.pool else "next_due",
             now=time.time(),
-            task_types=_json(task_types),
-            pool=caller.pool,
+            **_types(task_types),
             user_id=caller.user_id,
         )
         value = row.get("next_available") if row else None

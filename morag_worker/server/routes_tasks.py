@@ -140,7 +140,15 @@ async def submit(
     else:
         spec = _json_submit(await request.body())
         task_type = _check_type(st, spec.task_type)
-        _check_parameters(task_type, spec.parameters, has_files=False)
+        if spec.uploads and task_type in URL_TASK_TYPES:
+            raise ApiError(
+                422,
+                "invalid",
+                f"uploads: a {task_type} task reads parameters.url, not files",
+                "uploads",
+            )
+        _check_parameters(task_type, spec.parameters, has_files=bool(spec.uploads))
+        files = _take_uploads(st, who, spec.uploads)
     task_id = st.queue.submit(
         user_id=who.user_id,
         task_type=task_type,
@@ -174,6 +182,15 @@ async def _multipart_submit(
         return spec, task_type, upload.commit()
     finally:
         upload.abort()  # a refusal keeps nothing (after commit there is nothing left)
+
+
+def _take_uploads(st: ServerState, who: Caller, upload_ids: list[str]) -> list[StoredFile]:
+    """Move the named uploads into the store, once every one of them is complete."""
+    if len(set(upload_ids)) != len(upload_ids):
+        raise ApiError(422, "invalid", "uploads: an upload is named twice", "uploads")
+    for upload_id in upload_ids:  # all checked before any is taken
+        st.uploads.check_complete(upload_id, who.user_id)
+    return [st.uploads.take(upload_id, who.user_id) for upload_id in upload_ids]
 
 
 def _json_submit(body: bytes) -> TaskSubmitJSON:
@@ -333,4 +350,14 @@ async def get_file(
     etag = f'"{file_id}"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
-    return FileResponse(path, media_type="application/octet-stream", headers={"ETag": etag})
+    return _BigChunkFileResponse(
+        path, media_type="application/octet-stream", headers={"ETag": etag}
+    )
+
+
+class _BigChunkFileResponse(FileResponse):
+    """Reads the file in 1 MiB pieces instead of Starlette's 64 KiB: each read is a hop
+    to a worker thread, and at 64 KiB those hops, not the bytes, bounded a download
+    (bench/transfer.py). Memory stays flat: one piece in flight per download."""
+
+    chunk_size = 1 << 20

@@ -157,13 +157,20 @@ async def _claim(
     interest = Interest(frozenset(types), None if who.pool else who.user_id)
     st.workers.touch(worker_id)
     waited = False
+    woken_for = None  # the task a notification woke this poll for: it claims or passes on
     while True:
         seen = st.notifier.version
         # A worker that went away while waiting (stopped, killed) must not be handed
         # tasks nobody will run: they would sit leased until their lease expired.
         if waited and await request.is_disconnected():
+            st.notifier.pass_on(woken_for)
             return []
-        tasks = st.queue.claim(who, worker_id, types, body.max_tasks, _instance(request))
+        try:
+            tasks = st.queue.claim(who, worker_id, types, body.max_tasks, _instance(request))
+        except BaseException:
+            st.notifier.pass_on(woken_for)
+            raise
+        woken_for = None
         remaining = deadline - time.monotonic()
         if tasks or remaining <= 0:
             LEASE_WAIT.observe(time.monotonic() - started)
@@ -171,7 +178,7 @@ async def _claim(
         due = st.queue.next_due(who, types)
         if due is not None:
             remaining = min(remaining, max(0.01, due - time.time()))
-        await st.notifier.wait(seen, remaining, interest)
+        woken_for = await st.notifier.wait(seen, remaining, interest)
         waited = True
 
 

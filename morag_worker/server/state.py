@@ -27,6 +27,7 @@ from morag_worker.server.migrate import Migrator
 from morag_worker.server.notify import Notifier
 from morag_worker.server.queue import QueuePolicy, TaskQueue
 from morag_worker.server.sessions import SessionStore
+from morag_worker.server.uploads import UploadSessions
 from morag_worker.server.workers import WorkerRegistry
 
 #: Default deadline per task type, in seconds: long media may take a while on a busy GPU,
@@ -116,6 +117,7 @@ class ServerState:
     long_polls: LongPollGate
     sessions: SessionStore
     index_rows: IndexRows
+    uploads: UploadSessions
     storage: Any = None
     storage_error: str = ""
 
@@ -170,18 +172,20 @@ def build_state(config: ServerConfig) -> ServerState:
         else:
             migrator.require_current()
         keys = KeyStore(db)
+        files = FileStore(config.data_dir / "files")
         st = ServerState(
             config=config,
             db=db,
             queue=TaskQueue(db, config.policy),
             keys=keys,
-            files=FileStore(config.data_dir / "files"),
+            files=files,
             notifier=Notifier(db),
             workers=WorkerRegistry(db, live_window_s=config.max_wait_s + config.policy.lease_ttl_s),
             disk=DiskMonitor(config.data_dir, config.min_free_disk_bytes),
             long_polls=LongPollGate(config.limits.max_long_polls_per_key),
             sessions=SessionStore(db, keys),
             index_rows=IndexRows(db),
+            uploads=UploadSessions(files, config.file_grace_s),
         )
         if config.auto_migrate:
             migrate_data_dir(config.data_dir, st, progress=logger.info)

@@ -108,3 +108,13 @@ def _split(cpus: list[int], n: int) -> list[set[int]]:
         parts.append(set(cpus[start : start + size]))
         start += size
     return parts
+
+
+def supervisor_cpus(allowed: set[int], cpu_children: list[set[int]]) -> set[int] | None:
+    """The CPUs the supervisor's own threads should keep to: those no CPU child is pinned
+    to, so that its downloads (hashing every byte), uploads and HTTP calls never take a
+    core a child computes on. None (stay unpinned) without CPU children, or when they
+    hold every allowed CPU."""
+    owned = set().union(*cpu_children) if cpu_children else set()
+    rest = allowed - owned
+    return rest if owned and rest else None

@@ -49,6 +49,7 @@ from morag_worker.supervisor.inbox import Inbox
 from morag_worker.supervisor.layout import describe_devices, plan_children
 from morag_worker.supervisor.leaser import Leaser
 from morag_worker.supervisor.lifecycle import ChildLifecycle
+from morag_worker.supervisor.placement import allowed_cpus, supervisor_cpus
 from morag_worker.supervisor.pool import ChildPool, Slot
 from morag_worker.supervisor.recent import RecentErrors
 from morag_worker.supervisor.registration import FatalStartup, Registrar, host_name
@@ -202,7 +203,7 @@ class Supervisor:
         return not self.run_state.draining
 
     def start_threads(self) -> None:
-        self.transfers = Transfers(self.link, self.inbox)
+        self.transfers = Transfers(self.link, self.inbox, self.transfer_cpus())
         report = self.views.report if self.run_state.status_reports else None
         self.heartbeater = Heartbeater(
             self.link, self.book, self.inbox, self.lease_ttl_s / 3, report
@@ -294,6 +295,13 @@ class Supervisor:
             self.tick()
         self.shutdown()
         return 0
+
+    def transfer_cpus(self) -> set[int] | None:
+        """The CPUs no CPU child is pinned to, for the transfer threads (None: any)."""
+        children = [
+            set(s.spec.cpus) for s in self.pool.slots.values() if s.pool == "cpu" and s.spec.cpus
+        ]
+        return supervisor_cpus(allowed_cpus(), children)
 
     def tick(self) -> None:
         now = self.run_state.last_tick = time.monotonic()

@@ -13,6 +13,8 @@ comes back as :class:`LeaseLost`.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import threading
 import time
@@ -38,13 +40,26 @@ MAX_BATCH = 32
 
 
 class Transfers:
-    def __init__(self, link: ServerLink, inbox: Inbox) -> None:
+    """``cpus``: where the transfer threads run (the cores no CPU child is pinned to):
+    a download hashes every byte, and on a child's core it would slow that child's task
+    (bench/pipeline.py). The threads a download starts inherit it. None: anywhere."""
+
+    def __init__(self, link: ServerLink, inbox: Inbox, cpus: set[int] | None = None) -> None:
         self.link = link
         self.inbox = inbox
-        self.pool = ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="download")
+        self.cpus = cpus
+        self.pool = ThreadPoolExecutor(
+            DOWNLOAD_THREADS, thread_name_prefix="download", initializer=self._pin
+        )
         self.pending: queue.Queue[tuple[str, ResultRequest] | None] = queue.Queue()
         self.uploader = threading.Thread(target=self._upload_loop, name="upload", daemon=True)
         self.uploader.start()
+
+    def _pin(self) -> None:
+        """Keep the calling thread (and the threads it starts) on ``cpus``."""
+        if self.cpus and hasattr(os, "sched_setaffinity"):
+            with contextlib.suppress(OSError):  # a container that forbids it: run anywhere
+                os.sched_setaffinity(0, self.cpus)  # 0: this thread (Linux)
 
     def download(self, held: Held) -> None:
         self.pool.submit(self._download, held)
@@ -71,6 +86,7 @@ class Transfers:
         self.pending.put((task_id, body))
 
     def _upload_loop(self) -> None:
+        self._pin()
         while True:
             item = self.pending.get()
             if item is None:

@@ -37,7 +37,8 @@ SAMPLE_INTERVAL_S = 1.0
 #: from a hung file system) is killed; it counts as a boot failure. As long as the
 #: unit's TimeoutStartSec=, the longest preload operators are told to expect.
 BOOT_TIMEOUT_S = 600.0
-#: While every child is idle nothing in them grows: memory is sampled this often instead.
+#: While every child is idle nothing in them grows: memory is sampled this often instead
+#: (a task that starts brings the once-a-second pace back at once).
 IDLE_SAMPLE_INTERVAL_S = 5.0
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
@@ -152,6 +153,7 @@ class Watchdog:
         #: Latest reading per GPU in use; a GPU NVML could not read is absent.
         self.readings: dict[int, GpuReading] = {}
         self.next_sample = 0.0
+        self.last_sample = float("-inf")
 
     def gpu_limits(self, gpu: int | None) -> tuple[int, int]:
         if gpu is None or not self.config.max_gpu_memory:
@@ -172,9 +174,14 @@ class Watchdog:
             for slot in self.pool.slots.values()
             if slot.state == "starting" and now - slot.started_at > BOOT_TIMEOUT_S
         ]
+        working = any(s.state in ("busy", "starting") for s in self.pool.slots.values())
+        if working:
+            # A task started since the last (idle-paced) sample: back to once a second at
+            # once, or a task that grows fast could run for seconds unmeasured.
+            self.next_sample = min(self.next_sample, self.last_sample + SAMPLE_INTERVAL_S)
         if now >= self.next_sample:
-            working = any(s.state in ("busy", "starting") for s in self.pool.slots.values())
             self.next_sample = now + (SAMPLE_INTERVAL_S if working else IDLE_SAMPLE_INTERVAL_S)
+            self.last_sample = now
             self.sample()
             verdicts += self.memory_verdicts()
         return verdicts

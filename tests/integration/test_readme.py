@@ -116,7 +116,9 @@ def test_quick_start_targets_exist() -> None:
         target = shlex.split(line.split("#", 1)[0])[1]
         dry = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True)
         assert dry.returncode == 0, dry.stderr
-    dry = subprocess.run(["make", "-n", "demo"], cwd=REPO, capture_output=True, text=True)
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-n", "demo"], cwd=REPO, capture_output=True, text=True
+    )
     assert dry.stdout.strip().splitlines()[-1].endswith("/bin/morag demo")
 
 

@@ -193,3 +193,177 @@ def test_unreferenced_and_abandoned_files_are_swept_after_the_grace(cluster_fact
     assert kept_path.exists()
     tasks = cluster.user("alice").get("/api/v1/tasks")["tasks"]
     assert [t["input_files"][0]["sha256"] for t in tasks] == [hashlib.sha256(kept).hexdigest()]
+
+
+# ---- resumable uploads (/api/v1/uploads) and resumed downloads --------------------------
+
+
+def _piece(
+    cluster: Cluster, key: str, upload_id: str, offset: int, data: bytes
+) -> requests.Response:
+    return requests.patch(
+        f"{cluster.url}/api/v1/uploads/{upload_id}",
+        data=data,
+        headers={**_auth(key), "Upload-Offset": str(offset)},
+        timeout=30,
+    )
+
+
+def _offset(cluster: Cluster, key: str, upload_id: str) -> int:
+    reply = requests.get(f"{cluster.url}/api/v1/uploads/{upload_id}", headers=_auth(key), timeout=5)
+    assert reply.status_code == 200, reply.text
+    return int(reply.json()["offset"])
+
+
+def _settled_offset(cluster: Cluster, key: str, upload_id: str) -> int:
+    """The offset once no request writes the upload any more (an empty piece is taken)."""
+    for _ in range(200):
+        offset = _offset(cluster, key, upload_id)
+        if _piece(cluster, key, upload_id, offset, b"").status_code == 200:
+            return offset
+        time.sleep(0.05)
+    raise AssertionError("the upload stayed busy")
+
+
+def test_a_cut_off_upload_keeps_what_arrived_and_resumes_after_a_restart(cluster: Cluster) -> None:
+    key = cluster.key("alice", "user")
+    data = os.urandom(3_000_000)
+    created = requests.post(
+        f"{cluster.url}/api/v1/uploads",
+        json={"name": "talk.ogg", "size": len(data)},
+        headers=_auth(key),
+        timeout=5,
+    )
+    assert created.status_code == 201, created.text
+    upload_id = created.json()["upload_id"]
+    assert created.json()["offset"] == 0
+    # the connection drops 1.2 MB into a piece that declared the whole file
+    sock = socket.create_connection(("127.0.0.1", cluster.port))
+    sock.sendall(
+        (
+            f"PATCH /api/v1/uploads/{upload_id} HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {key}\r\nUpload-Offset: 0\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        ).encode()
+        + data[:1_200_000]
+    )
+    sock.close()
+    # the server keeps what it had read when it saw the connection close (the bytes
+    # still in its receive buffers are lost with the connection)
+    kept = _settled_offset(cluster, key, upload_id)
+    assert 0 < kept <= 1_200_000
+    # another user does not see it; a task cannot use it yet
+    other = cluster.key("bob", "user")
+    assert (
+        requests.get(
+            f"{cluster.url}/api/v1/uploads/{upload_id}", headers=_auth(other), timeout=5
+        ).status_code
+        == 404
+    )
+    early = cluster.user("alice").session.post(
+        f"{cluster.url}/api/v1/tasks",
+        json={"task_type": "document", "uploads": [upload_id]},
+        headers=_auth(key),
+        timeout=5,
+    )
+    assert early.status_code == 409 and early.json()["error"]["code"] == "upload_incomplete"
+    # a piece sent from the wrong place is refused and says where to start
+    wrong = _piece(cluster, key, upload_id, 0, data[:10])
+    assert wrong.status_code == 409, wrong.text
+    assert wrong.json()["error"]["details"] == {"offset": kept}
+    # the next piece, then a restart (the running hash is gone: the part is hashed again)
+    assert _piece(cluster, key, upload_id, kept, data[kept:2_000_000]).json()["offset"] == 2_000_000
+    cluster.restart_server()
+    done = _piece(cluster, key, upload_id, 2_000_000, data[2_000_000:])
+    assert done.status_code == 200 and done.json()["complete"], done.text
+    # more than the declared size is refused
+    assert _piece(cluster, key, upload_id, len(data), b"x").status_code == 413
+    task = requests.post(
+        f"{cluster.url}/api/v1/tasks",
+        json={"task_type": "document", "uploads": [upload_id]},
+        headers=_auth(key),
+        timeout=5,
+    )
+    assert task.status_code == 201, task.text
+    info = cluster.user("alice").get(f"/api/v1/tasks/{task.json()['task_id']}")
+    [file] = info["input_files"]
+    assert file["sha256"] == hashlib.sha256(data).hexdigest() and file["name"] == "talk.ogg"
+    assert file["size"] == len(data)
+    stored = cluster.root / "server" / "files" / file["sha256"][:2] / file["sha256"]
+    assert stored.read_bytes() == data
+    # the upload is used up, and nothing of it is left in the temp dir
+    assert (
+        requests.get(
+            f"{cluster.url}/api/v1/uploads/{upload_id}", headers=_auth(key), timeout=5
+        ).status_code
+        == 404
+    )
+    assert list((cluster.root / "server" / "files" / "tmp").iterdir()) == []
+
+
+def test_the_cli_upload_and_the_supervisor_download_resume_over_a_broken_link(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    from cutproxy import CutProxy
+
+    from morag_worker.cli.api import Api
+    from morag_worker.client import WorkerClient
+    from morag_worker.protocol import LeaseRequest, RegisterRequest
+
+    data = os.urandom(5_000_000)
+    path = tmp_path / "long.mp4"
+    path.write_bytes(data)
+    key = cluster.key("alice", "user")
+    # the link drops twice during the file: 1.5 MB into the first connection, 1 MB into
+    # the next (the proxy's connection 0 also carries the call that starts the upload)
+    up = CutProxy(cluster.port, cuts=[1_500_000, 1_000_000], direction="up")
+    try:
+        task_id = Api(up.url, key).submit_file_resumable(path, "document", {}, retry_for_s=30)
+    finally:
+        up.close()
+    offsets = [int(v) for v in up.header_values(b"PATCH", b"Upload-Offset")]
+    # (a piece sent while the server still writes the cut-off one is refused as busy
+    # and sent again: the same offset twice)
+    assert offsets == sorted(offsets) and offsets[0] == 0, offsets
+    assert 0 < sorted(set(offsets))[1] <= 1_500_000, offsets  # less: see the test above
+    assert len(set(offsets)) == 3, offsets
+    [file] = cluster.user("alice").get(f"/api/v1/tasks/{task_id}")["input_files"]
+    assert file["sha256"] == hashlib.sha256(data).hexdigest()
+    # the supervisor's client fetches it over a link that drops 2 MB into the file
+    down = CutProxy(cluster.port, cuts=[2_000_000], direction="down")
+    worker = WorkerClient(down.url, cluster.key("alice", "worker"), "w1")
+    try:
+        reply = worker.register(
+            RegisterRequest(worker_id="w1", task_types=["document"]), retry_for_s=5
+        )
+        worker.set_instance(reply.instance_id)
+        [task] = worker.lease(LeaseRequest(max_tasks=1, wait_seconds=10), retry_for_s=0).tasks
+        dest = tmp_path / "fetched.mp4"
+        worker.download(task.input_files[0], dest, retry_for_s=30)
+    finally:
+        worker.close()
+        down.close()
+    assert dest.read_bytes() == data
+    ranges = down.header_values(b"GET", b"Range")
+    assert len(ranges) == 1, ranges
+    start = int(ranges[0].removeprefix(b"bytes=").split(b"-")[0])
+    assert 0 < start <= 2_000_000
+
+
+def test_an_abandoned_resumable_upload_is_swept_after_the_grace(cluster_factory) -> None:
+    cluster: Cluster = cluster_factory("--file-grace", "2")
+    key = cluster.key("alice", "user")
+    created = requests.post(
+        f"{cluster.url}/api/v1/uploads",
+        json={"name": "left.bin", "size": 1000},
+        headers=_auth(key),
+        timeout=5,
+    ).json()
+    assert _piece(cluster, key, created["upload_id"], 0, b"x" * 400).json()["offset"] == 400
+    tmp = cluster.root / "server" / "files" / "tmp"
+    assert len(list(tmp.iterdir())) == 2  # its bytes and its metadata
+    assert rawhttp.wait_until(lambda: list(tmp.iterdir()) == [], 20), list(tmp.iterdir())
+    gone = requests.get(
+        f"{cluster.url}/api/v1/uploads/{created['upload_id']}", headers=_auth(key), timeout=5
+    )
+    assert gone.status_code == 404 and "--file-grace" in gone.json()["error"]["message"]

@@ -61,3 +61,44 @@ def test_submit_audio_and_video_wait_for_speaker_labelled_transcripts(
     )  # fmt: skip
     assert video.returncode == 0, video.stderr
     assert "- Resolution: 160x120" in video.stdout and "SPEAKER_2" in video.stdout
+
+
+def test_batched_whisper_flag_end_to_end_on_cpu(cluster: Cluster) -> None:
+    """``--whisper-batch-size`` reaches the child: audio at least ``--whisper-batch-min-s``
+    long is decoded by faster-whisper's BatchedInferencePipeline (the result says with
+    which batch size), its windows cut into sentences like the sequential path's; a
+    shorter input is decoded window after window."""
+    tiny = str(models.get_model_path())
+    cluster.supervisor(
+        cluster.key_file("alice"),
+        "--cpu-procs",
+        "1",
+        "--whisper-model",
+        tiny,
+        "--whisper-batch-size",
+        "4",
+        "--whisper-batch-min-s",
+        "20",
+    )
+    api = cluster.user("alice")
+    reference = (MEDIA / "paragraph.txt").read_text().lower()
+    batched = api.submit_file(MEDIA / "paragraph.ogg", "audio", {"diarize": False})  # 29 s
+    short = MEDIA / "conversation.ogg"  # 27 s: over the minimum too; cut it below
+    clip = cluster.root / "clip.ogg"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(short), "-t", "12", str(clip)], check=True
+    )
+    sequential = api.submit_file(clip, "audio", {"diarize": False})
+    for task_id, size in ((batched, 4), (sequential, 0)):
+        info = api.wait(task_id, 240)
+        assert info["state"] == "completed", info.get("last_error")
+        result = api.get(f"/api/v1/tasks/{task_id}/result")["result"]
+        assert result["metadata"]["asr_batch_size"] == size
+    result = api.get(f"/api/v1/tasks/{batched}/result")["result"]
+    segments = result["segments"]
+    assert len(segments) >= 3  # one 29 s window, cut at its sentence ends
+    assert all(s["end"] - s["start"] < 20 and s["words"] for s in segments)
+    text = " ".join(s["text"] for s in segments).lower()
+    words = [w.strip(".,;:!?") for w in reference.split()]
+    found = sum(w in text for w in words) / len(words)
+    assert found > 0.8, (found, text)

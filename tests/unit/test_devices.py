@@ -302,3 +302,12 @@ def test_a_cyclic_exception_chain_terminates():
     a, b = RuntimeError("a"), RuntimeError("CUDA out of memory")
     a.__context__, b.__context__ = b, a
     assert classify_cuda_error(a) == "oom"
+
+
+def test_transfer_threads_keep_off_the_cores_cpu_children_are_pinned_to() -> None:
+    from morag_worker.supervisor.placement import supervisor_cpus
+
+    assert supervisor_cpus({0, 1}, [{1}]) == {0}
+    assert supervisor_cpus(set(range(16)), [{1, 2}, {3, 4}]) == {0, *range(5, 16)}
+    assert supervisor_cpus({0, 1}, [{0}, {1}]) is None  # children hold every core
+    assert supervisor_cpus({0, 1, 2, 3}, []) is None  # no CPU children: anywhere

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from morag_worker.errors import BadInput
-from morag_worker.models.cache import ModelCache
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.doc_detect import detect_format
 from morag_worker.processors.document import DocumentProcessor
@@ -35,18 +34,7 @@ def processor() -> DocumentProcessor:
 def run(
     processor: DocumentProcessor, path: Path, settings: ProcessorSettings | None = None
 ) -> TaskResult:
-    ctx = TaskContext(
-        task_id="bad",
-        task_type="document",
-        parameters={},
-        inputs=[path],
-        input_names=[path.name],
-        work_dir=path.parent,
-        device="cpu",
-        models=ModelCache(),
-        settings=settings or ProcessorSettings(),
-    )
-    return processor.process(ctx)
+    return processor.process(TaskContext.local("document", [path], settings=settings))
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from morag_worker.errors import BadInput
-from morag_worker.models.cache import ModelCache
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.document import DocumentProcessor
 from morag_worker.processors.settings import ProcessorSettings
@@ -35,18 +34,8 @@ def processor() -> DocumentProcessor:
 
 
 def convert(processor: DocumentProcessor, path: Path, **overrides: Any) -> TaskResult:
-    ctx = TaskContext(
-        task_id="limits",
-        task_type="document",
-        parameters={},
-        inputs=[path],
-        input_names=[path.name],
-        work_dir=path.parent,
-        device="cpu",
-        models=ModelCache(),
-        settings=ProcessorSettings(**overrides),
-    )
-    return processor.process(ctx)
+    settings = ProcessorSettings(**overrides)
+    return processor.process(TaskContext.local("document", [path], settings=settings))
 
 
 def refused(processor: DocumentProcessor, path: Path, pattern: str, **overrides: Any) -> str:

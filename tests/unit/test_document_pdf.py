@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from morag_worker.errors import Cancelled, ModelMissing
-from morag_worker.models.cache import ModelCache
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.doc_pdf_layout import Line, PageItems, render_pages, table_markdown
 from morag_worker.processors.document import DocumentProcessor
@@ -30,18 +29,7 @@ _spec.loader.exec_module(gen_documents)
 
 
 def context(path: Path, cancelled: bool = False) -> TaskContext:
-    return TaskContext(
-        task_id="t1",
-        task_type="document",
-        parameters={},
-        inputs=[path],
-        input_names=[path.name],
-        work_dir=path.parent,
-        device="cpu",
-        models=ModelCache(),
-        settings=ProcessorSettings(),
-        cancelled=lambda: cancelled,
-    )
+    return TaskContext.local("document", [path], cancelled=lambda: cancelled)
 
 
 def run(path: Path) -> TaskResult:

@@ -15,10 +15,8 @@ from typing import Any
 
 import pytest
 
-from morag_worker.models.cache import ModelCache
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.document import DocumentProcessor
-from morag_worker.processors.settings import ProcessorSettings
 from morag_worker.protocol import TaskResult
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fixtures"))
@@ -29,19 +27,7 @@ SEEDS = (500, 501, 502)
 
 
 def convert(path: Path) -> TaskResult:
-    ctx = TaskContext(
-        task_id="t1",
-        task_type="document",
-        parameters={},
-        inputs=[path],
-        input_names=[path.name],
-        work_dir=path.parent,
-        device="cpu",
-        models=ModelCache(),
-        settings=ProcessorSettings(),
-        cancelled=lambda: False,
-    )
-    return DocumentProcessor().process(ctx)
+    return DocumentProcessor().process(TaskContext.local("document", [path]))
 
 
 @pytest.fixture(scope="module")

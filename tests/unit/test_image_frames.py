@@ -17,7 +17,6 @@ import pytest
 from PIL import Image
 
 from morag_worker.errors import BadInput
-from morag_worker.models.cache import ModelCache
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.image import ImageProcessor
 from morag_worker.processors.settings import ProcessorSettings
@@ -25,18 +24,8 @@ from morag_worker.protocol import TaskResult
 
 
 def run(path: Path, **overrides: Any) -> TaskResult:
-    ctx = TaskContext(
-        task_id="frames",
-        task_type="image",
-        parameters={},
-        inputs=[path],
-        input_names=[path.name],
-        work_dir=path.parent,
-        device="cpu",
-        models=ModelCache(),
-        settings=ProcessorSettings(**overrides),
-    )
-    return ImageProcessor().process(ctx)
+    settings = ProcessorSettings(**overrides)
+    return ImageProcessor().process(TaskContext.local("image", [path], settings=settings))
 
 
 def tiff(path: Path, sizes: list[tuple[int, int]]) -> Path:

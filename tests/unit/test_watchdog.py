@@ -183,6 +183,25 @@ def test_watchdog_samples_tree_rss_and_gpu_memory_per_pid(
     assert dog.check(now=3.0) == [] and dog.readings == {}
 
 
+def test_a_task_starting_on_an_idle_pool_is_sampled_within_a_second(
+    sleeper: subprocess.Popen[bytes],
+) -> None:
+    """Idle children are sampled every few seconds; a task that starts meanwhile must not
+    wait for that slow pace (a fast-growing task would run unmeasured)."""
+    nvml = FakeNvml([FakeGpu(memory_total_bytes=16 * GIB, processes={sleeper.pid: GIB})])
+    slot = _slot()
+    slot.process, slot.state = sleeper, "idle"
+    config = load_config(["--api-key", "k", "--max-gpu-memory-per-child", "4G,12G"], {})
+    dog = Watchdog(_Pool(slot), nvml, config)  # type: ignore[arg-type]
+    assert dog.check(now=10.0) == []
+    assert dog.next_sample == 10.0 + IDLE_SAMPLE_INTERVAL_S
+    slot.state = "busy"  # a task starts; it grows fast
+    nvml.gpus[0].processes = {sleeper.pid: 6 * GIB}
+    assert dog.check(now=10.5) == []  # still once a second at most
+    verdicts = dog.check(now=11.0)
+    assert [(v.action, v.reason) for v in verdicts] == [("recycle", "memory")]
+
+
 def test_vram_admission(sleeper: subprocess.Popen[bytes]) -> None:
     nvml = FakeNvml([FakeGpu(memory_total_bytes=16 * GIB, memory_used_bytes=15 * GIB)])
     slot = _slot()

@@ -12,7 +12,6 @@ import pytest
 from _localhttp import LocalServer, Reply, Route, serve
 
 from morag_worker.errors import BadInput, TaskFailure
-from morag_worker.models.cache import ModelCache
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.settings import ProcessorSettings
 from morag_worker.processors.web import WebProcessor
@@ -42,17 +41,7 @@ def test_recall_precision_counts() -> None:
 
 def run(url: str, **changes: object) -> TaskResult:
     settings = dataclasses.replace(ProcessorSettings(), **changes)  # type: ignore[arg-type]
-    ctx = TaskContext(
-        task_id="w1",
-        task_type="web",
-        parameters={"url": url},
-        inputs=[],
-        input_names=[],
-        work_dir=PAGES,
-        device="cpu",
-        models=ModelCache(),
-        settings=settings,
-    )
+    ctx = TaskContext.local("web", parameters={"url": url}, settings=settings, work_dir=PAGES)
     return WebProcessor().process(ctx)
 
 

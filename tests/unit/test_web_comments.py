@@ -19,7 +19,6 @@ import pytest
 from _localhttp import LocalServer, Reply, Route, serve
 
 from morag_worker.errors import BadInput
-from morag_worker.models.cache import ModelCache
 from morag_worker.processors.base import TaskContext
 from morag_worker.processors.settings import ProcessorSettings
 from morag_worker.processors.web import WebProcessor
@@ -49,16 +48,11 @@ def site() -> Iterator[LocalServer]:
 
 def run(url: str, **parameters: object) -> TaskResult:
     settings = dataclasses.replace(ProcessorSettings(), allow_private_urls=True)
-    ctx = TaskContext(
-        task_id="c1",
-        task_type="web",
+    ctx = TaskContext.local(
+        "web",
         parameters={"url": url, **parameters},
-        inputs=[],
-        input_names=[],
-        work_dir=Path("/nonexistent"),
-        device="cpu",
-        models=ModelCache(),
         settings=settings,
+        work_dir=Path("/nonexistent"),
     )
     return WebProcessor().process(ctx)
 

@@ -82,16 +82,8 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
 
 def _process(tmp_path: Path, url: str, allow_list: str) -> None:
     settings = ProcessorSettings(url_allow_list=allow_list, download_timeout_s=60)
-    ctx = TaskContext(
-        task_id="t1",
-        task_type="youtube",
-        parameters={"url": url},
-        inputs=[],
-        input_names=[],
-        work_dir=tmp_path,
-        device="cpu",
-        models=ModelCache(),
-        settings=settings,
+    ctx = TaskContext.local(
+        "youtube", parameters={"url": url}, settings=settings, work_dir=tmp_path
     )
     YoutubeProcessor().process(ctx)
 

@@ -137,6 +137,9 @@ RETURNING task_id, state;
 -- name: claim
 -- One statement: pick the best available tasks this key may serve and lease them, each
 -- with a fresh random token. SQLite serialises writers, so two claims never overlap.
+-- This one is a user's worker key's: tasks_ready_user holds each user's queued tasks
+-- by type, so queued tasks of other users and types are never read. -priority (the
+-- same order as priority DESC) keeps the planner off tasks_ready (migration 0006).
 UPDATE tasks SET
     state = 'leased',
     lease_token = lower(hex(randomblob(16))),
@@ -150,8 +153,30 @@ UPDATE tasks SET
 WHERE task_id IN (
     SELECT task_id FROM tasks
     WHERE state = 'queued' AND available_at <= :now
+      AND user_id = :user_id AND task_type IN (SELECT value FROM json_each(:task_types))
+    ORDER BY -priority, available_at, created_at
+    LIMIT :limit
+)
+RETURNING *;
+
+-- name: claim_pool
+-- The claim of a pool key (every user's tasks): the queued tasks of its types, walked
+-- in claim order through tasks_ready, named: SQLite's planner, without statistics,
+-- would rather sort every queued task through an index on state alone.
+UPDATE tasks SET
+    state = 'leased',
+    lease_token = lower(hex(randomblob(16))),
+    lease_expires_at = :now + :lease_ttl_s,
+    lease_key_id = :key_id,
+    lease_instance_id = :instance_id,
+    worker_id = :worker_id,
+    attempt = attempt + 1,
+    started_at = :now,
+    progress = NULL, stage = NULL
+WHERE task_id IN (
+    SELECT task_id FROM tasks INDEXED BY tasks_ready
+    WHERE state = 'queued' AND available_at <= :now
       AND task_type IN (SELECT value FROM json_each(:task_types))
-      AND (:pool OR user_id = :user_id)
     ORDER BY priority DESC, available_at, created_at
     LIMIT :limit
 )
@@ -163,8 +188,13 @@ RETURNING *;
 -- types or users must not wake it, and expired leases wake it through the reaper.
 SELECT min(available_at) AS next_available FROM tasks
 WHERE state = 'queued' AND available_at > :now
-  AND task_type IN (SELECT value FROM json_each(:task_types))
-  AND (:pool OR user_id = :user_id);
+  AND user_id = :user_id AND task_type IN (SELECT value FROM json_each(:task_types));
+
+-- name: next_due_pool
+-- The same for a pool key: any user's tasks of its types.
+SELECT min(available_at) AS next_available FROM tasks
+WHERE state = 'queued' AND available_at > :now
+  AND task_type IN (SELECT value FROM json_each(:task_types));
 
 -- name: renew
 -- Extend a lease the caller still holds (fenced by token and key); progress rides along.
@@ -380,6 +410,7 @@ UPDATE task_attempts SET finished_at = :now, outcome = :outcome, error = :error
 WHERE task_id IN (SELECT value FROM json_each(:task_ids)) AND finished_at IS NULL;
 
 -- name: attempts_of_task
+-- every attempt at one task, in the order they started (dashboard task page)
 SELECT attempt, worker_id, started_at, finished_at, outcome, error, timings
 FROM task_attempts WHERE task_id = :task_id ORDER BY started_at, attempt;
 
@@ -404,26 +435,32 @@ WHERE worker_id = :worker_id AND key_id = :key_id
 -- ---- dashboard sessions (server/sessions.py) -----------------------------------------------
 
 -- name: insert_session
+-- a dashboard login: store the session's hash, never the cookie itself
 INSERT INTO ui_sessions (session_hash, key_id, created_at, expires_at)
 VALUES (:session_hash, :key_id, :now, :expires_at);
 
 -- name: get_session
+-- the key behind a dashboard session cookie, while the session lasts
 SELECT key_id, expires_at FROM ui_sessions
 WHERE session_hash = :session_hash AND expires_at > :now;
 
 -- name: delete_session
+-- log out: forget one dashboard session
 DELETE FROM ui_sessions WHERE session_hash = :session_hash;
 
 -- name: delete_expired_sessions
+-- sweep: forget dashboard sessions past their expiry
 DELETE FROM ui_sessions WHERE expires_at <= :now;
 
 -- ---- dashboard overview (server/overview.py) -----------------------------------------------
 
 -- name: ui_queue_counts
+-- dashboard overview: tasks by type and state, every user
 SELECT task_type, state, count(*) AS n FROM tasks
 GROUP BY task_type, state;
 
 -- name: ui_queue_counts_of_user
+-- dashboard overview: tasks by type and state, one user's only
 SELECT task_type, state, count(*) AS n FROM tasks
 WHERE user_id = :user_id
 GROUP BY task_type, state;
@@ -451,11 +488,13 @@ WHERE finished_at >= :since AND finished_at < :until
 GROUP BY bucket, outcome;
 
 -- name: ui_oldest_queued
+-- dashboard overview: the task waiting longest, every user
 SELECT task_id, task_type, user_id, created_at, available_at FROM tasks
 WHERE state = 'queued'
 ORDER BY created_at, task_id LIMIT 1;
 
 -- name: ui_oldest_queued_of_user
+-- dashboard overview: the task waiting longest, one user's only
 SELECT task_id, task_type, user_id, created_at, available_at FROM tasks
 WHERE state = 'queued' AND user_id = :user_id
 ORDER BY created_at, task_id LIMIT 1;
