@@ -6,13 +6,16 @@ Per size: 100 users; 384-dim vectors generated around topics (every document has
 topic, every chunk lies near its document: nearest neighbours at cosine 0.6-0.8 and
 unrelated chunks near 0, as with all-MiniLM-L6-v2 on real text) with realistic payloads
 (~150 words of text, headings, page, source). Measured: upsert rate (durable, in
-batches of 256 as the indexer writes), graph build rate (the builder thread, one core,
-until every user's graph holds all points), search p50/p99 for the top 10 of one user
+batches of 256) over the whole load and over its last tenth (into a store 90-100 %
+full: the rate at that size), graph build rate (points over the time from the first
+upsert until every user's graph holds all points; the builder waits while upserts go
+on), search p50/p99 for the top 10 of one user
 (the user filter every search has), recall@10 against exact search on 200 sampled
 queries, process memory (RSS growth) and disk. Qdrant local mode, the store of releases
 up to 0.1.x, is measured the same way where it finishes in minutes (``--baseline-max``).
 Query embedding (a few ms with MiniLM on a CPU) is left out: this measures the store.
-Nothing here asserts a time: read the table.
+``--upsert-only`` measures the upserts alone (no graph wait, no searches: a million
+in about five minutes). Nothing here asserts a time: read the table.
 """
 
 from __future__ import annotations
@@ -171,10 +174,11 @@ def _pid(payload: dict) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{payload['task_id']}/{payload['chunk_index']}"))
 
 
-def run_embedded(corpus: Corpus, root: Path) -> dict[str, float]:
+def run_embedded(corpus: Corpus, root: Path, upsert_only: bool = False) -> dict[str, float]:
     before = _rss()
     store = EmbeddedStore(root / "embedded", DIM, "bench")
-    upsert_s = 0.0  # time inside upsert only, not generating the corpus
+    upsert_s = last_s = 0.0  # time inside upsert only, not generating the corpus
+    last_from, last_n = corpus.size - corpus.size // 10, 0  # the last tenth of the load
     started = time.perf_counter()
     for number, (vectors, payloads) in enumerate(corpus.batches()):
         points = [
@@ -182,10 +186,22 @@ def run_embedded(corpus: Corpus, root: Path) -> dict[str, float]:
         ]
         t = time.perf_counter()
         store.upsert(points)
-        upsert_s += time.perf_counter() - t
+        spent = time.perf_counter() - t
+        upsert_s += spent
+        if number * BATCH >= last_from:
+            last_s, last_n = last_s + spent, last_n + len(points)
         if number % 400 == 399:
             print(f"  upserted {(number + 1) * BATCH}", file=sys.stderr, flush=True)
     upsert_end = time.perf_counter()
+    rates = {
+        "upsert_per_s": corpus.size / upsert_s,
+        "last_per_s": last_n / last_s if last_n else float("nan"),
+    }
+    if upsert_only:
+        store.close()
+        nan = float("nan")
+        rss, disk = _rss() - before, _disk(root / "embedded")
+        return rates | dict(build_per_s=nan, p50_ms=nan, p99_ms=nan, recall=nan, rss=rss, disk=disk)
     while store.unindexed():
         print(f"  waiting for graphs: {store.unindexed()} points left", file=sys.stderr, flush=True)
         time.sleep(10)
@@ -205,8 +221,7 @@ def run_embedded(corpus: Corpus, root: Path) -> dict[str, float]:
         [len(set(f) & set(_exact(db, u, q))) / 10 for f, (u, q) in zip(found, queries, strict=True)]
     )
     p50, p99 = _percentiles(latencies)
-    return {
-        "upsert_per_s": corpus.size / upsert_s,
+    return rates | {
         "build_per_s": corpus.size / built if built else float("nan"),
         "p50_ms": p50,
         "p99_ms": p99,
@@ -224,7 +239,7 @@ def run_local_mode(corpus: Corpus, root: Path) -> dict[str, float]:
     client.create_collection(
         "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE)
     )
-    upsert_s = 0.0
+    spent = []
     for vectors, payloads in corpus.batches():
         points = [
             models.PointStruct(id=_pid(p), vector=v.tolist(), payload=p)
@@ -232,7 +247,8 @@ def run_local_mode(corpus: Corpus, root: Path) -> dict[str, float]:
         ]
         t = time.perf_counter()
         client.upsert("c", points=points)
-        upsert_s += time.perf_counter() - t
+        spent.append((len(points), time.perf_counter() - t))
+    last = spent[len(spent) - max(1, len(spent) // 10) :]
     rss = _rss() - before
     latencies = []
     for user, query in corpus.queries()[:50]:
@@ -245,7 +261,8 @@ def run_local_mode(corpus: Corpus, root: Path) -> dict[str, float]:
     client.close()
     p50, p99 = _percentiles(latencies)
     return {
-        "upsert_per_s": corpus.size / upsert_s,
+        "upsert_per_s": corpus.size / sum(t for _, t in spent),
+        "last_per_s": sum(n for n, _ in last) / sum(t for _, t in last),
         "build_per_s": float("nan"),
         "p50_ms": p50,
         "p99_ms": p99,
@@ -259,7 +276,8 @@ def _row(size: int, name: str, r: dict[str, float], base: dict[str, float] | Non
     ratio = f"{base['p50_ms'] / r['p50_ms']:>8.0f}x" if base and name == "embedded" else " " * 9
     mb = 1 << 20
     return (
-        f"{size:>9,} {name:<10} {r['upsert_per_s']:>9,.0f} {r['build_per_s']:>9,.0f} "
+        f"{size:>9,} {name:<10} {r['upsert_per_s']:>9,.0f} {r['last_per_s']:>9,.0f} "
+        f"{r['build_per_s']:>9,.0f} "
         f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['recall']:>6.3f} "
         f"{r['rss'] / mb:>8.0f} {r['disk'] / mb:>8.0f} {ratio}"
     )
@@ -277,20 +295,32 @@ def main() -> None:
         help="largest size Qdrant local mode is measured at",
     )
     parser.add_argument("--dir", default="", help="work directory (default: a temporary one)")
+    parser.add_argument(
+        "--upsert-only",
+        action="store_true",
+        help="measure upserts alone: no graph wait, no searches, no baseline",
+    )
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    try:
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--sizes takes chunk counts separated by commas, not {args.sizes!r}")
+    if not sizes or min(sizes) < 10 * BATCH:
+        parser.error(f"--sizes: each size must be at least {10 * BATCH} (ten batches)")
     print(
-        f"{'chunks':>9} {'store':<10} {'upsert/s':>9} {'build/s':>9} {'p50 ms':>8} "
+        f"{'chunks':>9} {'store':<10} {'upsert/s':>9} {'last 10%':>9} {'build/s':>9} {'p50 ms':>8} "
         f"{'p99 ms':>8} {'rec@10':>6} {'RSS MiB':>8} {'disk MiB':>8} {'p50 gain':>9}"
     )
     for size in sizes:
         root = Path(tempfile.mkdtemp(prefix="morag-bench-", dir=args.dir or None))
         try:
             corpus = Corpus(size)
-            base = run_local_mode(corpus, root) if size <= args.baseline_max else None
+            local = size <= args.baseline_max and not args.upsert_only
+            base = run_local_mode(corpus, root) if local else None
             if base:
                 print(_row(size, "local mode", base, None), flush=True)
-            print(_row(size, "embedded", run_embedded(corpus, root), base), flush=True)
+            result = run_embedded(corpus, root, args.upsert_only)
+            print(_row(size, "embedded", result, base), flush=True)
         finally:
             shutil.rmtree(root, ignore_errors=True)
 

@@ -9,7 +9,9 @@ SQLite is the record: an upsert is one transaction there, durable before it retu
 nothing indexed is lost in a crash. The graphs are a cache rebuilt from it: at open, a
 saved graph is loaded and reconciled with the table (labels deleted since are dropped,
 labels added since go to the exact tail), and a builder thread moves tails into graphs
-in small steps. Graphs are saved at close and every ``SAVE_INTERVAL_S`` while changed.
+in small steps, leaving short tails alone while upserts go on (they get the CPU first).
+Graphs are saved at close and every ``SAVE_INTERVAL_S`` while changed. WAL checkpoints
+run on their own thread (:mod:`.embedded_checkpoint`), not inside upserts' commits.
 
 Every user has its own partition, so a search touches only that user's vectors: the user
 filter is the index itself, not a condition checked afterwards. Narrower filters (task,
@@ -31,12 +33,14 @@ from typing import Any
 import numpy as np
 from loguru import logger
 
+from morag_worker.server.embedded_checkpoint import Checkpointer
 from morag_worker.server.embedded_rows import (
     StoredPoint,
     check_meta,
     marks,
     next_label,
     open_points,
+    open_reader,
     row_values,
     unit,
 )
@@ -48,6 +52,15 @@ __all__ = ["EmbeddedStore", "StoredPoint"]
 SAVE_INTERVAL_S = 300.0
 #: Builder's idle wait when no partition has a tail to move.
 BUILD_IDLE_S = 0.5
+#: The builder leaves a user's tail alone while points were written in the last this
+#: many seconds, so upserts get the CPU (on 2 cores a builder at work halved their rate
+#: at a million points): searches score tails exactly, so a graph may lag.
+WRITE_QUIET_S = 0.5
+#: ...up to this many points in a tail, which a search scores exactly in a few ms; a
+#: longer tail is built even while writes go on, so searches stay fast in a bulk load.
+DEFER_TAIL_MAX = 20000
+#: Seconds between checkpoints of the points database's WAL by its own thread.
+CHECKPOINT_INTERVAL_S = 0.5
 #: A filter matching at most this many points is scored exactly from SQLite (about 10 ms);
 #: a broader one searches the graph with a label filter.
 EXACT_FILTER_MAX = 20000
@@ -75,10 +88,16 @@ class EmbeddedStore:
         self._db = open_points(directory / "points.sqlite3")
         self._lock = threading.RLock()
         check_meta(self._db, directory, dimension, model_id)
+        # Searches read through their own connection, never waiting for an upsert's
+        # transaction on the writer's (labels reach partitions only after their commit).
+        self._reader = open_reader(directory / "points.sqlite3")
+        self._read_lock = threading.Lock()
         self._next_label = next_label(self._db)
         self._partitions: dict[str, Partition] = {}
         self._dirty: set[str] = set()
+        self._last_write = float("-inf")  # time.monotonic() of the last upsert or delete
         self._load_partitions()
+        self._checkpointer = Checkpointer(directory / "points.sqlite3", CHECKPOINT_INTERVAL_S)
         self._stop = threading.Event()
         self._builder = threading.Thread(target=self._build_loop, name="hnsw-builder", daemon=True)
         self._builder.start()
@@ -152,12 +171,17 @@ class EmbeddedStore:
                 raise
             self._next_label = first + len(points)
             self._dirty.update(users)
-        labels = np.arange(first, first + len(points), dtype=np.int64)
-        for user_id in set(users):
-            partition = self._partition(user_id)
-            partition.remove([label for label, owner in old if owner == user_id])
-            rows = [i for i, owner in enumerate(users) if owner == user_id]
-            partition.add(labels[rows], vectors[rows])
+            self._last_write = time.monotonic()
+            # Under the lock, so that partitions see changes in the order of the commits
+            # (a replaced label is never removed before it was added); cheap, since a
+            # partition only notes them for its next search or build step.
+            labels = np.arange(first, first + len(points), dtype=np.int64)
+            owners = np.asarray(users)
+            for user_id in set(users):
+                partition = self._partition(user_id)
+                partition.remove([label for label, owner in old if owner == user_id])
+                rows = owners == user_id
+                partition.add(labels[rows], vectors[rows])
 
     def _delete_ids(self, point_ids: list[str], with_users: bool = False) -> list[Any]:
         """Delete rows by point id; returns their labels (with their users if asked)."""
@@ -177,7 +201,8 @@ class EmbeddedStore:
                 return 0
             labels = self._delete_ids(doomed)
             self._dirty.add(user_id)
-        self._partition(user_id).remove(labels)
+            self._last_write = time.monotonic()
+            self._partition(user_id).remove(labels)
         return len(labels)
 
     # ---- reading ---------------------------------------------------------------------
@@ -209,17 +234,14 @@ class EmbeddedStore:
             if column in filters:
                 sql += f" AND {column} IN ({marks(filters[column])})"
                 args += filters[column]
-        with self._lock:
-            return [row[0] for row in self._db.execute(sql, args)]
+        return [row[0] for row in self._read(sql, args)]
 
     def _exact(self, labels: list[int], query: np.ndarray, limit: int) -> list[tuple[int, float]]:
         if not labels:
             return []
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT label, vector FROM points WHERE label IN ({marks(labels)})",
-                labels,
-            ).fetchall()
+        rows = self._read(
+            f"SELECT label, vector FROM points WHERE label IN ({marks(labels)})", labels
+        )
         matrix = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, self.dimension)
         scores = matrix @ query
         top = np.argsort(-scores)[:limit]
@@ -229,11 +251,14 @@ class EmbeddedStore:
         if not found:
             return []
         labels = [label for label, _ in found]
-        with self._lock:
-            sql = f"SELECT label, payload FROM points WHERE label IN ({marks(labels)})"
-            rows = dict(self._db.execute(sql, labels).fetchall())
+        sql = f"SELECT label, payload FROM points WHERE label IN ({marks(labels)})"
+        rows = dict(self._read(sql, labels))
         # A point replaced or deleted since the graph answered has no row: it is skipped.
         return [(score, json.loads(rows[label])) for label, score in found if label in rows]
+
+    def _read(self, sql: str, args: list[Any]) -> list[Any]:
+        with self._read_lock:
+            return self._reader.execute(sql, args).fetchall()
 
     def count(self, user_id: str) -> int:
         with self._lock:
@@ -286,6 +311,9 @@ class EmbeddedStore:
             for partition in partitions:
                 if self._stop.is_set():
                     return
+                writing = time.monotonic() - self._last_write < WRITE_QUIET_S
+                if writing and partition.tail_size < DEFER_TAIL_MAX:
+                    continue
                 moved += partition.build_step()
             if time.monotonic() - last_save > SAVE_INTERVAL_S:
                 self.save()
@@ -319,5 +347,8 @@ class EmbeddedStore:
         self._builder.join(timeout=30)
         self._dirty.update(self._partitions)
         self.save()
+        self._checkpointer.close()
+        with self._read_lock:
+            self._reader.close()
         with self._lock:
             self._db.close()

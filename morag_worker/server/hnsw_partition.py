@@ -6,9 +6,13 @@ graph a few hundred at a time (:meth:`Partition.build_step`); a partition smalle
 ``hnsw_min_points`` never gets a graph at all, since scoring a few thousand vectors
 exactly is as fast as walking a graph and always finds the true nearest.
 
-Every method takes the partition's lock: a search waits at most one build step. Labels
-are the store's integer point labels; a label is never reused, so a removed label can
-stay marked deleted in the graph (``replace_deleted`` reuses its slot for a new one).
+Writers never wait for the builder: :meth:`Partition.add` and :meth:`Partition.remove`
+only note their change in an *inbox* under a lock of its own, held for a copy of the
+rows. Whoever next takes the partition's lock (a search, a build step) first applies the
+inbox to the tail and the graph, so a search still sees every change made before it
+began. A search waits at most one build step for that lock. Labels are the store's
+integer point labels; a label is never reused, so a removed label can stay marked
+deleted in the graph (``replace_deleted`` reuses its slot for a new one).
 """
 
 from __future__ import annotations
@@ -70,13 +74,19 @@ class _Tail:
         """Remove and return (copies of) the last ``count`` rows."""
         start = self.size - count
         taken = self._labels[start : self.size].copy(), self._vectors[start : self.size].copy()
-        self.size = start
+        self._shrink_to(start)
+        return taken
+
+    def clear(self) -> None:
+        self._shrink_to(0)
+
+    def _shrink_to(self, size: int) -> None:
+        self.size = size
         if self.size < len(self._labels) // 4:
             # A drained tail gives its memory back (a bulk load leaves it large).
             capacity = max(2 * self.size, 256)
             self._labels = self._labels[:capacity].copy()
             self._vectors = self._vectors[:capacity].copy()
-        return taken
 
     def remove(self, labels: np.ndarray) -> None:
         current, vectors = self.view()
@@ -100,39 +110,64 @@ class Partition:
         #: Labels in the graph and not deleted.
         self.in_graph: set[int] = set()
         self._tail = _Tail(dimension)
+        #: Changes not yet applied to tail and graph. Lock order: ``lock`` before
+        #: ``_inbox_lock``, and nobody holding ``_inbox_lock`` waits for ``lock``.
+        self._inbox_lock = threading.Lock()
+        self._inbox = _Tail(dimension)
+        self._removed: list[int] = []
 
     # ---- size ----------------------------------------------------------------------------
 
     def __len__(self) -> int:
         with self.lock:
+            self._apply_inbox()
             return len(self.in_graph) + self._tail.size
 
     @property
     def tail_size(self) -> int:
-        return self._tail.size
+        """Points not in the graph (an estimate while changes wait in the inbox)."""
+        return self._tail.size + self._inbox.size
 
     # ---- writing -------------------------------------------------------------------------
 
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
-        """Append unit vectors under new labels (searchable at once, exactly)."""
-        with self.lock:
-            self._tail.append(labels, vectors)
+        """Append unit vectors under new labels (searchable by the next search, exactly)."""
+        with self._inbox_lock:
+            self._inbox.append(labels, vectors)
 
     def remove(self, labels: list[int]) -> None:
-        """Forget these labels wherever they are (unknown labels are ignored)."""
+        """Forget these labels wherever they are (unknown labels are ignored).
+
+        Calls of ``add`` and ``remove`` apply in the order they are made: the store makes
+        them under its own lock, in the order of its commits."""
         if not labels:
             return
-        with self.lock:
-            for label in labels:
-                if label in self.in_graph:
-                    assert self.graph is not None
-                    self.graph.mark_deleted(label)
-                    self.in_graph.discard(label)
-            self._tail.remove(np.asarray(labels, dtype=np.int64))
+        with self._inbox_lock:
+            self._inbox.remove(np.asarray(labels, dtype=np.int64))
+            self._removed.extend(labels)
+
+    def _apply_inbox(self) -> None:
+        """Move waiting changes into tail and graph; called with ``lock`` held."""
+        with self._inbox_lock:
+            if self._inbox.size:
+                self._tail.append(*self._inbox.view())
+                self._inbox.clear()
+            removed, self._removed = self._removed, []
+        if not removed:
+            return
+        # Labels still in the inbox were dropped there; these are in tail or graph (or
+        # nowhere, when a replaced point's label was never added: ignored).
+        for label in removed:
+            if label in self.in_graph:
+                assert self.graph is not None
+                self.graph.mark_deleted(label)
+                self.in_graph.discard(label)
+        self._tail.remove(np.asarray(removed, dtype=np.int64))
 
     def build_step(self) -> int:
         """Move up to ``params.build_step`` tail points into the graph; returns how many."""
         with self.lock:
+            self._apply_inbox()
             total = len(self.in_graph) + self._tail.size
             if not self._tail.size or total < self.params.min_points:
                 return 0
@@ -171,6 +206,7 @@ class Partition:
         ``allowed`` restricts the result to those labels (a filter on the payload).
         """
         with self.lock:
+            self._apply_inbox()
             found = self._search_tail(query, limit, allowed)
             if self.in_graph:
                 found += self._search_graph(query, limit, allowed)
@@ -224,7 +260,8 @@ class Partition:
             return True
 
     def load(self, path: Path, live: set[int]) -> set[int]:
-        """Read a saved graph, keeping only ``live`` labels; returns those it holds."""
+        """Read a saved graph, keeping only ``live`` labels; returns those it holds.
+        Called before any point is added."""
         with self.lock:
             graph = hnswlib.Index(space="cosine", dim=self.dimension)
             graph.load_index(str(path), allow_replace_deleted=True)

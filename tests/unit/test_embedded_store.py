@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -209,3 +210,54 @@ def test_searches_run_while_points_are_written_and_graphs_built(store: EmbeddedS
     assert store.count("alice") == 1200 and store.unindexed() == 0
     for i in (5, 600, 1199):
         assert _ids(store.search("alice", vectors[i].tolist(), 1, {})) == [i]
+
+
+def test_writers_do_not_wait_for_a_build_step(store: EmbeddedStore) -> None:
+    first = _vectors(300, 13)
+    store.upsert(_points("alice", first))
+    store.build_all()
+    partition = store._partitions["alice"]
+    added, replaced = _vectors(50, 14), _vectors(10, 15)
+    with partition.lock:  # as the builder holds it while it inserts into the graph
+        writer = threading.Thread(
+            target=lambda: (
+                store.upsert(_points("alice", added, start=300)),
+                store.upsert(_points("alice", replaced)),  # ids 0-9 get new vectors
+                store.delete_task("alice", "t4"),
+            )
+        )
+        writer.start()
+        writer.join(timeout=60)
+        assert not writer.is_alive()
+    # The next search applies what the writers noted, in their order.
+    assert _ids(store.search("alice", added[7].tolist(), 1, {})) == [307]
+    assert store.search("alice", first[3].tolist(), 1, {})[0][0] < 0.99
+    assert _ids(store.search("alice", replaced[3].tolist(), 1, {})) == [3]
+    assert all(i % 5 != 4 for i in _ids(store.search("alice", first[9].tolist(), 50, {})))
+    assert store.count("alice") == 350 - 70
+    store.build_all()
+    assert store.unindexed() == 0 and len(partition) == 280
+
+
+def _eventually(condition) -> bool:
+    for _ in range(600):
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_builder_waits_for_writers_unless_a_tail_grows_long(
+    store: EmbeddedStore, monkeypatch
+) -> None:
+    monkeypatch.setattr(embedded_store, "WRITE_QUIET_S", 3600.0)  # writers seem busy
+    vectors = _vectors(300, 16)
+    store.upsert(_points("alice", vectors))
+    time.sleep(3 * embedded_store.BUILD_IDLE_S)  # builder passes go by
+    assert store.unindexed() == 300  # searched exactly meanwhile
+    assert _ids(store.search("alice", vectors[5].tolist(), 1, {})) == [5]
+    monkeypatch.setattr(embedded_store, "DEFER_TAIL_MAX", 200)  # a tail too long to wait
+    assert _eventually(lambda: store.unindexed() < 200)
+    monkeypatch.setattr(embedded_store, "WRITE_QUIET_S", 0.0)  # writers done
+    assert _eventually(lambda: store.unindexed() == 0)
+    assert _ids(store.search("alice", vectors[5].tolist(), 1, {})) == [5]
