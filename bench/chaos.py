@@ -179,7 +179,9 @@ class Store:
 
 
 def _child_env() -> dict[str, str]:
-    path = os.pathsep.join(p for p in (str(FIXTURES), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    path = os.pathsep.join(
+        p for p in (str(FIXTURES), str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
     return {"PYTHONPATH": path, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1"}
 
 
@@ -359,7 +361,9 @@ class TcpProxy:
     @staticmethod
     def _rst(sock: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
             sock.close()
 
     def _accept_loop(self) -> None:
@@ -479,22 +483,41 @@ class PrivatePostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
-        done = subprocess.run(
-            [*self.as_user, *args], capture_output=True, text=True, timeout=120, cwd=self.root
-        )
+        # pg_ctl's postmaster inherits the output: a file, never a pipe we would wait on
+        out = self.root / "pg_ctl.out"
+        with out.open("w") as handle:
+            done = subprocess.run(
+                [*self.as_user, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+                cwd=self.root,
+            )
         if done.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed: {done.stdout}{done.stderr}")
+            raise RuntimeError(f"{args[0]} failed: {out.read_text()[-2000:]}")
 
     def start(self) -> None:
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "pg.log"), "-w", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "pg.log"),
+            "-w",
+            "start",
+        )
 
     def pid(self) -> int:
         return int((self.data / "postmaster.pid").read_text().split()[0])
 
     def restart(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "restart")
+        log_file = str(self.root / "pg.log")
+        self._run("pg_ctl", "-D", str(self.data), "-l", log_file, "-m", "fast", "-w", "restart")
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -1081,7 +1104,9 @@ class LargeResult(Kind):
     def plan(self, trial: int) -> list[TaskSpec]:
         specs = noops(self.opts.tasks, self.rng)
         for i in range(0, len(specs), 3):
-            specs[i] = TaskSpec("bigresult", {"kib": BIG_RESULT_KIB}, min_result=BIG_RESULT_KIB * 1024)
+            specs[i] = TaskSpec(
+                "bigresult", {"kib": BIG_RESULT_KIB}, min_result=BIG_RESULT_KIB * 1024
+            )
         return specs
 
     def fault(self, trial: int, ids: list[str]) -> bool:
@@ -1227,7 +1252,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[list[str], Options]:
         "--cut-seconds", type=float, default=10.0, help="length of a network cut (default 10)"
     )
     parser.add_argument(
-        "--disk-full-seconds", type=float, default=3.0, help="how long a disk stays full (default 3)"
+        "--disk-full-seconds",
+        type=float,
+        default=3.0,
+        help="how long a disk stays full (default 3)",
     )
     parser.add_argument(
         "--window",
@@ -1240,7 +1268,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[list[str], Options]:
     )
     parser.add_argument("--keep", action="store_true", help="keep the logs and data dirs")
     args = parser.parse_args(argv)
-    kinds = list(KINDS) if args.kinds == "all" else [k.strip() for k in args.kinds.split(",") if k.strip()]
+    kinds = (
+        list(KINDS)
+        if args.kinds == "all"
+        else [k.strip() for k in args.kinds.split(",") if k.strip()]
+    )
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         parser.error(
