@@ -50,6 +50,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -728,7 +729,9 @@ class Kind:
         self.refused()  # skip what earlier trials logged
         specs = self.plan(trial)
         assert self.user is not None
-        ids = [submit(self.user, spec) for spec in specs]
+        user = self.user
+        with ThreadPoolExecutor(8) as pool:  # all in quickly, so the fault meets most queued
+            ids = list(pool.map(lambda spec: submit(user, spec), specs))
         result.tasks = len(ids)
         # the fault comes while tasks run: once a few have been leased
         deadline = time.monotonic() + 60
@@ -853,8 +856,9 @@ class ServerKillPostgres(ServerKill):
 
 
 class ServerKillReplicas(Kind):
-    """Two server replicas on one PostgreSQL; one supervisor talks to the first, one
-    through a fail-over proxy in front of both; the first replica is killed."""
+    """Two server replicas on one PostgreSQL and one files directory; one supervisor
+    talks to the first, one through a fail-over proxy in front of both; the first
+    replica is killed."""
 
     name = "server-kill-replicas"
     needs = "postgres"
@@ -864,8 +868,10 @@ class ServerKillReplicas(Kind):
         url = schema.__enter__()
         self.cleanups.append(lambda: schema.__exit__(None, None, None))
         self.store = Store(pg_url=url)
-        first = self.add_server("--database-url", url, name="replica-1")
-        second = self.add_server("--database-url", url, name="replica-2")
+        # one file store behind both, as deployed (docs/operations.md, the scale profile)
+        shared = self.root / "server-data"
+        first = self.add_server("--database-url", url, name="replica-1", data_dir=shared)
+        second = self.add_server("--database-url", url, name="replica-2", data_dir=shared)
         assert self.user is not None
         self.user = Api(second.url, self.user_key, timeout_s=30)  # submissions via the survivor
         proxy = TcpProxy([first.port, second.port])
@@ -1047,14 +1053,17 @@ class WorkerDiskFull(Kind):
     def fault(self, trial: int, ids: list[str]) -> bool:
         sup = self.supervisors[0]
         before = sup.metric("morag_worker_infrastructure_failures_total")
-        filler = self.disk / "filler"
-        fill(filler)
+        fillers = []
         paused = False
         deadline = time.monotonic() + self.opts.disk_full_s
         while time.monotonic() < deadline:
+            # full all along: space a finished task frees (its work dir) is taken again
+            fillers.append(self.disk / f"filler-{len(fillers)}")
+            fill(fillers[-1])
             paused = paused or sup.metric("morag_worker_leasing_paused") == 1
-            time.sleep(0.1)
-        filler.unlink()
+            time.sleep(0.05)
+        for filler in fillers:
+            filler.unlink()
         return paused or sup.metric("morag_worker_infrastructure_failures_total") > before
 
 
@@ -1158,9 +1167,16 @@ def missing(needs: str) -> str:
 # ---- the campaign ----------------------------------------------------------------------------
 
 
+#: Set by SIGINT/SIGTERM: the trial running ends, then the table of what ran is printed.
+STOP = threading.Event()
+
+
 def run_kind(name: str, opts: Options, root: Path) -> Row:
     row = Row(name)
     cls = KINDS[name]
+    if STOP.is_set():
+        row.skipped = "not run (stopped)"
+        return row
     why = missing(cls.needs)
     if why:
         row.skipped = why
@@ -1171,6 +1187,8 @@ def run_kind(name: str, opts: Options, root: Path) -> Row:
         log(f"{name}: starting the cluster")
         kind.setup()
         for trial in range(opts.trials):
+            if STOP.is_set():
+                break
             result = kind.run_trial(trial)
             row.trials.append(result)
             recover = f"{result.recover_s:.1f} s" if result.recover_s is not None else "-"
@@ -1305,10 +1323,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[list[str], Options]:
 def main(argv: list[str] | None = None) -> int:
     kinds, opts = parse_args(argv)
     started = time.monotonic()
+
+    def stop(signum: int, _: object) -> None:
+        log(f"{signal.Signals(signum).name}: stopping after this trial; the table follows")
+        STOP.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     rows = campaign(kinds, opts)
     print(table(rows))
     print(
-        f"\n{opts.trials} trials per kind, {opts.tasks} tasks a trial, lease TTL "
+        f"\n{opts.trials} trials per kind{' asked, stopped early' if STOP.is_set() else ''}, "
+        f"{opts.tasks} tasks a trial, lease TTL "
         f"{opts.lease_ttl_s:g} s, cuts {opts.cut_s:g} s, full disks {opts.disk_full_s:g} s; "
         f"{(time.monotonic() - started) / 60:.1f} min on {os.cpu_count()} CPUs"
     )
