@@ -93,6 +93,7 @@ class Options:
     window_s: float = 120.0
     lease_ttl_s: float = 3.0
     keep: bool = False
+    budget_min: float = 0.0  # 0: no time budget
 
 
 @dataclass
@@ -1171,7 +1172,9 @@ def missing(needs: str) -> str:
 STOP = threading.Event()
 
 
-def run_kind(name: str, opts: Options, root: Path) -> Row:
+def run_kind(name: str, opts: Options, root: Path, until: float | None = None) -> Row:
+    """Run ``opts.trials`` trials of one kind (fewer when ``until``, a time.monotonic()
+    deadline, passes first: the row says how many ran)."""
     row = Row(name)
     cls = KINDS[name]
     if STOP.is_set():
@@ -1187,7 +1190,7 @@ def run_kind(name: str, opts: Options, root: Path) -> Row:
         log(f"{name}: starting the cluster")
         kind.setup()
         for trial in range(opts.trials):
-            if STOP.is_set():
+            if STOP.is_set() or (until is not None and trial and time.monotonic() > until):
                 break
             result = kind.run_trial(trial)
             row.trials.append(result)
@@ -1208,8 +1211,16 @@ def campaign(kinds: list[str], opts: Options, root: Path | None = None) -> list[
     """Run every kind in ``kinds`` for ``opts.trials`` trials; one row per kind."""
     own = root is None
     base = Path(tempfile.mkdtemp(prefix="chaos-")) if root is None else root
+    end = time.monotonic() + opts.budget_min * 60 if opts.budget_min else None
     try:
-        return [run_kind(name, opts, base) for name in kinds]
+        rows = []
+        for done, name in enumerate(kinds):
+            # each kind gets an equal share of what is left of the budget
+            share = None if end is None else (end - time.monotonic()) / (len(kinds) - done)
+            rows.append(
+                run_kind(name, opts, base, None if share is None else time.monotonic() + share)
+            )
+        return rows
     finally:
         if own and not opts.keep:
             shutil.rmtree(base, ignore_errors=True)
@@ -1284,6 +1295,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[list[str], Options]:
     parser.add_argument(
         "--lease-ttl", type=float, default=3.0, help="the server's lease TTL, seconds (default 3)"
     )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=0.0,
+        metavar="MINUTES",
+        help="stop each kind's trials once its equal share of MINUTES is used (at least one "
+        "trial a kind; the table reports the trials that ran); default: no budget",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs and data dirs")
     args = parser.parse_args(argv)
     kinds = (
@@ -1304,6 +1323,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[list[str], Options]:
         (args.disk_full_seconds > 0, "--disk-full-seconds must be > 0"),
         (args.window > 0, "--window must be > 0"),
         (args.lease_ttl > 0, "--lease-ttl must be > 0"),
+        (args.time_budget >= 0, "--time-budget must be >= 0 (0: none)"),
     )
     for ok, message in checks:
         if not ok:
@@ -1316,6 +1336,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[list[str], Options]:
         window_s=args.window,
         lease_ttl_s=args.lease_ttl,
         keep=args.keep,
+        budget_min=args.time_budget,
     )
     return kinds, opts
 
@@ -1333,7 +1354,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = campaign(kinds, opts)
     print(table(rows))
     print(
-        f"\n{opts.trials} trials per kind{' asked, stopped early' if STOP.is_set() else ''}, "
+        f"\n{opts.trials} trials per kind asked"
+        f"{' (stopped early)' if STOP.is_set() else ''}"
+        f"{f' within {opts.budget_min:g} min' if opts.budget_min else ''}, "
         f"{opts.tasks} tasks a trial, lease TTL "
         f"{opts.lease_ttl_s:g} s, cuts {opts.cut_s:g} s, full disks {opts.disk_full_s:g} s; "
         f"{(time.monotonic() - started) / 60:.1f} min on {os.cpu_count()} CPUs"
