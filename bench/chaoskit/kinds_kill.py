@@ -18,7 +18,23 @@ from morag_worker.cli.api import Api
 
 
 class ChildKill(Kind):
+    """kill -9 of a child running a task (its task is retried on a fresh child).
+
+    A child that dies during a task counts against its slot's crash budget (5 in 5
+    minutes, then quarantine: docs/operations.md, Limits, watchdogs and quarantine), and
+    trials back to back kill one every few seconds, a crash storm that quarantines both
+    slots within a minute. So the supervisor is restarted (a drain, between trials) every
+    ``KILLS_PER_LIFE`` trials: each slot then sees at most that many kills, and the kind
+    measures recovery from a kill, not the quarantine (tests/faults covers that)."""
+
     name = "child-kill"
+    KILLS_PER_LIFE = 4
+
+    def prepare(self, trial: int) -> None:
+        if trial and trial % self.KILLS_PER_LIFE == 0:
+            sup = self.supervisors[0]
+            sup.stop()
+            sup.start()
 
     def fault(self, trial: int, ids: list[str]) -> bool:
         sup = self.supervisors[0]

@@ -145,6 +145,9 @@ class Kind:
 
     # a trial
 
+    def prepare(self, trial: int) -> None:
+        """Before a trial's tasks are submitted (nothing runs then)."""
+
     def plan(self, trial: int) -> list[TaskSpec]:
         return noops(self.opts.tasks, self.rng)
 
@@ -164,6 +167,7 @@ class Kind:
 
     def run_trial(self, trial: int) -> Trial:
         result = Trial()
+        self.prepare(trial)
         self.refused()  # skip what earlier trials logged
         specs = self.plan(trial)
         assert self.user is not None
