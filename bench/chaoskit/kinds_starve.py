@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from pathlib import Path
 
 import requests
 
@@ -100,8 +101,11 @@ class MemoryAndHang(Kind):
 
 
 class WorkerDiskFull(Kind):
-    """The supervisor's work dir (a small tmpfs) fills up while tasks with input files
-    arrive; space comes back after ``--disk-full-seconds``."""
+    """The supervisor's work dir (a small tmpfs) is full when tasks with input files
+    arrive, and stays full (space a finished task frees is taken again) for
+    ``--disk-full-seconds``: their downloads fail, they must go back unattempted. (Filled
+    before the submission, not once a few are leased: small tasks on two children are
+    often all downloaded by then, and the fault would meet nothing.)"""
 
     name = "disk-worker"
     needs = "root"
@@ -112,6 +116,7 @@ class WorkerDiskFull(Kind):
         self.cleanups.append(lambda: disk.__exit__(None, None, None))
         server = self.add_server()
         self.add_supervisor(server.url, "--work-dir", str(self.disk), "--min-free-disk", "0")
+        self.fillers: list[Path] = []
 
     def plan(self, trial: int) -> list[TaskSpec]:
         specs = noops(self.opts.tasks, self.rng)
@@ -119,21 +124,30 @@ class WorkerDiskFull(Kind):
             spec.input_bytes = 256 * 1024
         return specs
 
+    def _fill(self) -> None:
+        self.fillers.append(self.disk / f"filler-{len(self.fillers)}")
+        fill(self.fillers[-1])
+
+    def prepare(self, trial: int) -> None:
+        self.failures = self.supervisors[0].metric("morag_worker_infrastructure_failures_total")
+        self._fill()
+
+    def started(self, ids: list[str], at_least: int) -> bool:
+        return True  # the disk is full already: the fault starts with the submission
+
     def fault(self, trial: int, ids: list[str]) -> bool:
         sup = self.supervisors[0]
-        before = sup.metric("morag_worker_infrastructure_failures_total")
-        fillers = []
         paused = False
         deadline = time.monotonic() + self.opts.disk_full_s
         while time.monotonic() < deadline:
-            # full all along: space a finished task frees (its work dir) is taken again
-            fillers.append(self.disk / f"filler-{len(fillers)}")
-            fill(fillers[-1])
+            self._fill()  # full all along: space a finished task frees is taken again
             paused = paused or sup.metric("morag_worker_leasing_paused") == 1
             time.sleep(0.05)
-        for filler in fillers:
+        for filler in self.fillers:
             filler.unlink()
-        return paused or sup.metric("morag_worker_infrastructure_failures_total") > before
+        self.fillers.clear()
+        failed = sup.metric("morag_worker_infrastructure_failures_total") > self.failures
+        return paused or failed
 
 
 class ServerDiskFull(Kind):
