@@ -172,8 +172,12 @@ class Watchdog:
             for slot in self.pool.slots.values()
             if slot.state == "starting" and now - slot.started_at > BOOT_TIMEOUT_S
         ]
+        working = any(s.state in ("busy", "starting") for s in self.pool.slots.values())
+        if working:
+            # Work that began after an idle sample is sampled within a second, not at
+            # the idle interval: a task can reach the hard limit in less than 5 s.
+            self.next_sample = min(self.next_sample, now + SAMPLE_INTERVAL_S)
         if now >= self.next_sample:
-            working = any(s.state in ("busy", "starting") for s in self.pool.slots.values())
             self.next_sample = now + (SAMPLE_INTERVAL_S if working else IDLE_SAMPLE_INTERVAL_S)
             self.sample()
             verdicts += self.memory_verdicts()
