@@ -3,7 +3,9 @@
 All SQL lives in ``sql/<dialect>.sql`` as ``-- name: NAME`` blocks with the same names in
 both files, so the queue logic in :mod:`.queue` is written once. One connection per
 server process, guarded by a lock: SQLite serialises writers anyway, and each statement
-here is short. PostgreSQL is used in autocommit mode with explicit transactions.
+here is short. PostgreSQL is used in autocommit mode with explicit transactions; when
+PostgreSQL drops the connection (a restart, a failover, an administrator), the statement
+that met the loss fails (503 on the wire, ``errors.py``) and the next one reconnects.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from loguru import logger
 
 from morag_worker.server.walsync import WalSync
 
@@ -76,6 +80,7 @@ class Database:
         self.sqlite_synchronous = sqlite_synchronous
         self._lock = threading.RLock()
         self._wal: WalSync | None = None
+        self._url = url
         try:
             if url.startswith(("postgresql://", "postgres://")):
                 self.dialect = "postgres"
@@ -128,10 +133,22 @@ class Database:
         return psycopg.connect(url, autocommit=True, row_factory=dict_row)
 
     def backend_pid(self) -> int | None:
-        """PostgreSQL's process id for this connection (whose NOTIFYs carry it)."""
+        """PostgreSQL's process id for this connection (whose NOTIFYs carry it); it
+        changes when a lost connection is replaced."""
         if self.dialect != "postgres":
             return None
         return int(self._conn.info.backend_pid)
+
+    def _live(self) -> Any:
+        """The connection; a PostgreSQL connection the server dropped is replaced first
+        (outside a transaction only: a transaction that met the loss has failed whole).
+        Without this, one PostgreSQL restart would fail every later request until the
+        server itself restarted. A reconnect that fails raises psycopg's error (503)."""
+        if self.dialect == "postgres" and not self._in_tx and self._conn.closed:
+            logger.warning("the PostgreSQL connection was lost; reconnecting")
+            self._conn = self._connect_postgres(self._url)
+            logger.info("reconnected to PostgreSQL")
+        return self._conn
 
     def sqlite_synchronous_in_effect(self) -> str:
         """The durability acknowledged writes get: ``full`` when they wait for a sync of
@@ -156,7 +173,7 @@ class Database:
         """
         with self._lock:
             if self.dialect == "postgres":
-                self._conn.execute(sql)
+                self._live().execute(sql)
                 return
             statement = ""
             for line in sql.splitlines(keepends=True):
@@ -190,6 +207,7 @@ class Database:
             if self._in_tx:
                 yield
                 return
+            conn = self._live()
             self._in_tx = True
             try:
                 if self.dialect == "sqlite":
@@ -201,7 +219,7 @@ class Database:
                         raise
                     self._conn.execute("COMMIT")
                 else:
-                    with self._conn.transaction():
+                    with conn.transaction():
                         yield
             finally:
                 self._in_tx = False
@@ -210,10 +228,11 @@ class Database:
         """Run a named query and return its rows as dicts."""
         sql = self._queries[name]
         with self._lock:
+            conn = self._live()
             if self.dialect == "postgres" and name in PLAN_WITH_VALUES:
-                cursor = self._conn.execute(sql, params, prepare=False)
+                cursor = conn.execute(sql, params, prepare=False)
             else:
-                cursor = self._conn.execute(sql, params)
+                cursor = conn.execute(sql, params)
             rows = cursor.fetchall() if cursor.description else []
         return [dict(row) for row in rows]
 
@@ -224,7 +243,7 @@ class Database:
     def execute(self, name: str, /, **params: Any) -> int:
         """Run a named statement and return the number of rows it changed."""
         with self._lock:
-            cursor = self._conn.execute(self._queries[name], params)
+            cursor = self._live().execute(self._queries[name], params)
             return int(cursor.rowcount)
 
     def close(self) -> None:

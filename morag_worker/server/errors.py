@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from loguru import logger
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from morag_worker.protocol import ErrorBody, ErrorDetail
@@ -48,8 +49,28 @@ def _validation(_: Request, exc: Exception) -> JSONResponse:
     return error_response(error.status, error.code, error.message, error.field)
 
 
+def _database_unreachable(exc: Exception) -> bool:
+    """PostgreSQL's connection failed or was dropped (a restart, a failover): the server
+    reconnects at the next statement (``db.py``), so the request may simply be retried."""
+    if not type(exc).__module__.startswith("psycopg"):
+        return False
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError)
+
+
 async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
-    """OSError and database errors: 507 when the disk is full, else a real failure."""
+    """OSError and database errors: 507 when the disk is full, 503 while PostgreSQL
+    cannot be reached, else a real failure."""
+    if _database_unreachable(exc) and not is_disk_full(exc):
+        logger.warning("database unreachable: {}", " ".join(str(exc).split())[:300])
+        return error_response(
+            503,
+            "database_unavailable",
+            "the server lost its connection to the database (PostgreSQL restarting?); "
+            "retry shortly: the server reconnects by itself",
+            headers={"Retry-After": "1"},
+        )
     if not is_disk_full(exc):
         raise exc  # a 500 with its traceback, from the generic handler
     route = request.scope.get("route")

@@ -167,11 +167,10 @@ class _Listener(threading.Thread):
                 self.stop.wait(LISTEN_RETRY_S)
 
     def _pump(self, conn: Any) -> None:
-        own = self.notifier.db.backend_pid()
         while not self.stop.is_set():
             # notifies(timeout=…) returns after the timeout so that stop is seen.
             for note in conn.notifies(timeout=1.0):
-                if note.pid == own:
+                if note.pid == self.notifier.db.backend_pid():
                     continue  # this replica's own: notify() woke its waiters already
                 task_type, user_id = _decode(note.payload)
                 self.loop.call_soon_threadsafe(self.notifier.notify_local, task_type, user_id)

@@ -22,7 +22,8 @@ INFRA_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EMFILE, errno.ENFILE, errno.EACCES}
 )
 #: After an infrastructure failure, wait at least this long before leasing again (the
-#: pause doubles on repeats, up to the cap): a disk that filled once fills again quickly.
+#: pause doubles on repeats after a pause ended, up to the cap): a disk that filled once
+#: fills again quickly. Failures during a pause (tasks already in flight) do not double it.
 PAUSE_BASE_S = 5.0
 PAUSE_CAP_S = 300.0
 
@@ -67,9 +68,13 @@ class DiskGuard:
         """An infrastructure failure happened: pause leasing for a while, and until the
         work dir checks out again."""
         now = time.monotonic() if now is None else now
+        self.problem = what
+        if now < self._paused_until:
+            # Tasks already in flight failing the same way: the same episode, not a
+            # repeat (three prefetched downloads failing together paused 20 s, not 5).
+            return
         self._pauses += 1
         self._paused_until = now + min(PAUSE_CAP_S, PAUSE_BASE_S * 2 ** (self._pauses - 1))
-        self.problem = what
 
     def check(self, now: float | None = None) -> str:
         """Look at the work dir now; returns the problem ("" when leasing may go on)."""

@@ -286,6 +286,19 @@ def test_an_infrastructure_failure_releases_and_pauses_leasing(tmp_path: Path) -
     assert "No space left" in s.disk.problem
 
 
+def test_failures_during_a_pause_do_not_lengthen_it(tmp_path: Path) -> None:
+    """Found by the chaos campaign (disk-worker): the tasks in flight when the disk
+    filled each failed and each doubled the pause (5, 10, 20 s), so leasing resumed 20 s
+    after space came back. One episode is one pause."""
+    guard = DiskGuard(tmp_path, 0)
+    for at in (100.0, 100.1, 100.2):  # three prefetched downloads fail together
+        guard.report("ENOSPC", now=at)
+    assert guard.check(now=104.0) != ""
+    assert guard.check(now=105.1) == ""  # 5 s after the first, not 20
+    guard.report("ENOSPC", now=200.0)  # a new episode after recovery: 5 s again
+    assert guard.check(now=204.9) != "" and guard.check(now=205.1) == ""
+
+
 def test_an_unreadable_task_is_failed_for_good(tmp_path: Path) -> None:
     s = Steps(tmp_path, "cpu0")
     s.flow.handle(Unreadable("t9", "tok9", "parameters: input should be a dict"))

@@ -28,6 +28,7 @@ from morag_worker.supervisor.routing import Router
 from morag_worker.supervisor.watchdog import (
     BOOT_TIMEOUT_S,
     IDLE_SAMPLE_INTERVAL_S,
+    SAMPLE_INTERVAL_S,
     Watchdog,
     is_unresponsive,
     judge_memory,
@@ -252,3 +253,21 @@ def test_a_child_stuck_starting_is_killed_as_a_boot_failure(
     assert dog.check(now=BOOT_TIMEOUT_S - 1) == []
     verdicts = dog.check(now=BOOT_TIMEOUT_S + 1)
     assert [(v.action, v.reason) for v in verdicts] == [("kill", "boot")]
+
+
+def test_work_that_starts_after_an_idle_sample_is_sampled_within_a_second(
+    sleeper: subprocess.Popen[bytes],
+) -> None:
+    """Found by the chaos campaign (memory-hang): a task that started just after an
+    idle sample was not sampled for up to 5 s, and one that grew past the hard limit
+    and finished within that time was never killed."""
+    slot = _slot("cpu0", gpu=None)
+    slot.process, slot.state = sleeper, "idle"
+    dog = Watchdog(_Pool(slot), FakeNvml(), load_config(["--api-key", "k"], {}))  # type: ignore[arg-type]
+    assert dog.check(now=100.0) == []  # an idle sample: the next one 5 s later...
+    assert dog.next_sample == 100.0 + IDLE_SAMPLE_INTERVAL_S
+    slot.state = "busy"  # ...but a task starts now and grows past the hard limit
+    dog.ram_limits = (0, 1024)
+    assert dog.check(now=100.2) == []  # the loop's first tick with the task running
+    verdicts = dog.check(now=100.2 + SAMPLE_INTERVAL_S)
+    assert [(v.action, v.reason) for v in verdicts] == [("kill", "memory")]
