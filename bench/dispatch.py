@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -108,22 +109,27 @@ def morag_run(n_latency: int, n_throughput: int, *server_args: str) -> dict[str,
         server.stop(30)
 
 
-def floor_run(n_latency: int) -> dict[str, float]:
-    """The protocol's own floor: submit → a bare long-poll lease returns, no supervisor."""
-    import threading
-
+def _bare_server(prefix: str) -> tuple[Any, Api, Any]:
+    """A server with no supervisor: its process, a user's client and a worker client."""
     from morag_worker.client import WorkerClient
-    from morag_worker.protocol import LeaseRequest
 
-    root = Path(tempfile.mkdtemp(prefix="bench-floor-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     port = free_port()
     server = start_server(root / "server", port, "--no-index")
     url = f"http://127.0.0.1:{port}"
     admin = Api(url, (root / "server" / "admin.key").read_text().strip())
     user = Api(url, admin.post_json("/api/v1/keys", {"user_id": "b", "role": "user"})["key"])
-    worker = WorkerClient(
-        url, admin.post_json("/api/v1/keys", {"user_id": "b", "role": "worker"})["key"], "f"
-    )
+    worker_key = admin.post_json("/api/v1/keys", {"user_id": "b", "role": "worker"})["key"]
+    return server, user, WorkerClient(url, worker_key, "w")
+
+
+def floor_run(n_latency: int) -> dict[str, float]:
+    """The protocol's own floor: submit → a bare long-poll lease returns, no supervisor."""
+    import threading
+
+    from morag_worker.protocol import LeaseRequest
+
+    server, user, worker = _bare_server("bench-floor-")
     returned: list[float] = []
     try:
         for _ in range(n_latency):
@@ -155,18 +161,9 @@ def wake_path_run(n: int) -> dict[str, float]:
     is what a loaded, noisy machine distorts least (docs/design.md, Dispatch latency)."""
     import threading
 
-    from morag_worker.client import WorkerClient
     from morag_worker.protocol import LeaseRequest
 
-    root = Path(tempfile.mkdtemp(prefix="bench-wake-"))
-    port = free_port()
-    server = start_server(root / "server", port, "--no-index")
-    url = f"http://127.0.0.1:{port}"
-    admin = Api(url, (root / "server" / "admin.key").read_text().strip())
-    user = Api(url, admin.post_json("/api/v1/keys", {"user_id": "b", "role": "user"})["key"])
-    worker = WorkerClient(
-        url, admin.post_json("/api/v1/keys", {"user_id": "b", "role": "worker"})["key"], "w"
-    )
+    server, user, worker = _bare_server("bench-wake-")
 
     def submit() -> None:
         user.post_json("/api/v1/tasks", {"task_type": "noop", "parameters": {}})
