@@ -67,21 +67,23 @@ def test_a_users_claim_skips_the_backlog_of_other_users_and_types(
     claimed = [s.task_id for s in q.claim(ALICE_WORKER, "w1", ["noop"], 2)]
     assert claimed == [urgent, first]  # priority first, then age
     assert [s.task_id for s in q.claim(ALICE_WORKER, "w1", ["noop"], 5)] == [second]
-    plan = _plan(
-        db,
-        db_url,
-        "claim",
-        now=time.time(),
-        lease_ttl_s=30.0,
-        key_id="k",
-        instance_id=None,
-        worker_id="w1",
-        task_types='["noop"]',
-        task_type_list=["noop"],
-        user_id="alice",
-        limit=2,
-    )
+    plan = _plan(db, db_url, "claim", **_claim_params("alice"))
     assert "tasks_ready_user" in plan, plan
+
+
+def _claim_params(user_id: str) -> dict[str, object]:
+    """The parameters of a claim of up to two no-op tasks, as TaskQueue.claim sends them."""
+    return {
+        "now": time.time(),
+        "lease_ttl_s": 30.0,
+        "key_id": "k",
+        "instance_id": None,
+        "worker_id": "w1",
+        "task_types": '["noop"]',
+        "task_type_list": ["noop"],
+        "user_id": user_id,
+        "limit": 2,
+    }
 
 
 def test_a_pool_key_claims_every_users_tasks_in_order(db: Database, db_url: str) -> None:
@@ -91,19 +93,6 @@ def test_a_pool_key_claims_every_users_tasks_in_order(db: Database, db_url: str)
     # the backlog's priority-1 no-op tasks of other users come first, oldest first
     assert [s.priority for s in specs] == [1, 1, 1]
     assert all(s.user_id != "alice" for s in specs)
-    plan = _plan(
-        db,
-        db_url,
-        "claim_pool",
-        now=time.time(),
-        lease_ttl_s=30.0,
-        key_id="k",
-        instance_id=None,
-        worker_id="w1",
-        task_types='["noop"]',
-        task_type_list=["noop"],
-        user_id="ops",
-        limit=2,
-    )
+    plan = _plan(db, db_url, "claim_pool", **_claim_params("ops"))
     # walked in claim order, not sorted whole: a pool may take every one of them
     assert "tasks_ready" in plan and "tasks_ready_user" not in plan, plan
